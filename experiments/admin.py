@@ -1,0 +1,128 @@
+from django.contrib import admin, messages
+
+from . import services
+from .models import Dataset, Experiment, Membership, Run, RunEvent, Team
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ["name", "member_count", "created_at"]
+    search_fields = ["name", "members__username"]
+    inlines = [MembershipInline]
+
+    @admin.display(description="members")
+    def member_count(self, team):
+        return team.memberships.count()
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "team", "role", "created_at"]
+    list_filter = ["role", "team"]
+    search_fields = ["user__username", "team__name"]
+    autocomplete_fields = ["user", "team"]
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = ["name", "team", "input_shape", "num_classes", "train_samples",
+                    "test_samples", "size_bytes", "uploaded_by", "created_at"]
+    list_filter = ["team", "num_classes"]
+    search_fields = ["name", "team__name"]
+    readonly_fields = ["input_shape", "num_classes", "train_samples", "test_samples",
+                       "size_bytes"]
+
+
+class RunInline(admin.TabularInline):
+    model = Run
+    extra = 0
+    fields = ["name", "status", "progress", "worker", "started_at", "finished_at"]
+    readonly_fields = fields
+    show_change_link = True
+    can_delete = False
+
+
+def _apply(modeladmin, request, runs, service, verb):
+    changed = sum(1 for run in runs if service(run))
+    skipped = len(runs) - changed
+    modeladmin.message_user(request, f"{verb} {changed} run(s).", messages.SUCCESS)
+    if skipped:
+        modeladmin.message_user(
+            request, f"{skipped} run(s) were left alone: they were not in a state for that.",
+            messages.WARNING,
+        )
+
+
+@admin.action(description="Cancel the selected runs (queued or running)")
+def cancel_runs(modeladmin, request, queryset):
+    _apply(modeladmin, request, list(queryset.select_related("experiment")),
+           services.run_cancel, "Cancelled")
+
+
+@admin.action(description="Re-run the selected runs (ended ones)")
+def rerun_runs(modeladmin, request, queryset):
+    _apply(modeladmin, request, list(queryset.select_related("experiment")),
+           services.run_rerun, "Re-queued")
+
+
+@admin.action(description="Cancel every queued or running run of the selected experiments")
+def cancel_experiments(modeladmin, request, queryset):
+    runs = Run.objects.filter(experiment__in=queryset).exclude(status__in=Run.ENDED)
+    _apply(modeladmin, request, list(runs.select_related("experiment")),
+           services.run_cancel, "Cancelled")
+
+
+@admin.action(description="Re-run every ended run of the selected experiments")
+def rerun_experiments(modeladmin, request, queryset):
+    runs = Run.objects.filter(experiment__in=queryset, status__in=Run.ENDED)
+    _apply(modeladmin, request, list(runs.select_related("experiment")),
+           services.run_rerun, "Re-queued")
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(admin.ModelAdmin):
+    list_display = ["name", "team", "arch", "dataset", "hardware", "created_by", "created_at"]
+    list_filter = ["team", "hardware", "created_at"]
+    search_fields = ["name", "team__name", "created_by__username"]
+    date_hierarchy = "created_at"
+    inlines = [RunInline]
+    actions = [cancel_experiments, rerun_experiments]
+    list_select_related = ["team", "created_by"]
+
+    @admin.display(description="model")
+    def arch(self, experiment):
+        return experiment.spec.get("model", {}).get("arch")
+
+    @admin.display(description="dataset")
+    def dataset(self, experiment):
+        return experiment.spec.get("dataset", {}).get("name")
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = ["name", "experiment", "status", "progress", "worker", "test_accuracy",
+                    "started_at", "finished_at"]
+    list_filter = ["status", "experiment__team", "experiment__hardware", "worker"]
+    search_fields = ["name", "experiment__name", "worker", "error"]
+    list_select_related = ["experiment"]
+    readonly_fields = ["result", "error", "stderr_tail", "started_at", "finished_at",
+                       "heartbeat_at", "worker"]
+    actions = [cancel_runs, rerun_runs]
+
+    @admin.display(description="test accuracy")
+    def test_accuracy(self, run):
+        return (run.result or {}).get("test_accuracy")
+
+
+@admin.register(RunEvent)
+class RunEventAdmin(admin.ModelAdmin):
+    list_display = ["run", "seq", "kind", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["run__name", "run__experiment__name"]
+    list_select_related = ["run", "run__experiment"]

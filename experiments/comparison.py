@@ -1,0 +1,85 @@
+"""Speedups of each run against the experiment's baseline, with confidence intervals.
+
+A speedup is a ratio of medians. Its interval comes from a bootstrap over the per-trial
+medians both runs recorded, so an identical pair of runs gives an interval around 1.0.
+A quantized (TFLite) run is also compared with the float32 TFLite model of the same run:
+the Keras -> TFLite switch is a gain of its own and is shown on its own line.
+"""
+
+import numpy as np
+
+FINGERPRINT_KEYS = ("cpu_model", "logical_cores", "gpus", "backend", "tensorflow", "keras")
+BOOTSTRAP_ROUNDS = 2000
+
+
+def ratio_ci(numerator_samples, denominator_samples, *, seed=0):
+    """95% bootstrap interval of median(numerator) / median(denominator)."""
+    a = np.asarray([s for s in numerator_samples or [] if s], dtype=float)
+    b = np.asarray([s for s in denominator_samples or [] if s], dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    ra = np.median(rng.choice(a, size=(BOOTSTRAP_ROUNDS, len(a))), axis=1)
+    rb = np.median(rng.choice(b, size=(BOOTSTRAP_ROUNDS, len(b))), axis=1)
+    low, high = np.percentile(ra / rb, [2.5, 97.5])
+    return [round(float(low), 4), round(float(high), 4)]
+
+
+def _ratio(numerator, denominator):
+    if not numerator or not denominator:
+        return None
+    return round(float(numerator) / float(denominator), 4)
+
+
+def _fingerprint_key(result):
+    fingerprint = (result or {}).get("fingerprint") or {}
+    return tuple(str(fingerprint.get(key)) for key in FINGERPRINT_KEYS)
+
+
+def _latency_row(name, run_id, kind, slow, fast, comparable):
+    """How many times faster `fast` answers at batch 1 than `slow`."""
+    return {
+        "run_id": run_id,
+        "name": name,
+        "kind": kind,
+        "inference_speedup": _ratio(slow.get("latency_ms_p50"), fast.get("latency_ms_p50")),
+        "inference_ci": ratio_ci(slow.get("latency_samples"), fast.get("latency_samples")),
+        "size_reduction": _ratio(slow.get("model_bytes"), fast.get("model_bytes")),
+        "accuracy_delta": (
+            round(fast["test_accuracy"] - slow["test_accuracy"], 4)
+            if fast.get("test_accuracy") is not None and slow.get("test_accuracy") is not None
+            else None
+        ),
+        "comparable": comparable,
+    }
+
+
+def compare_runs(runs) -> list[dict]:
+    baseline = next((r for r in runs if r.is_baseline and r.status == "succeeded"), None)
+    if baseline is None or not baseline.result:
+        return []
+    base = baseline.result
+    rows = []
+    for run in runs:
+        if run.is_baseline or run.status != "succeeded" or not run.result:
+            continue
+        result = run.result
+        comparable = _fingerprint_key(result) == _fingerprint_key(base)
+        row = _latency_row(run.name, run.pk, "vs baseline", base, result, comparable)
+        row["train_speedup"] = _ratio(
+            result.get("train_samples_per_s"), base.get("train_samples_per_s")
+        )
+        rows.append(row)
+        reference = result.get("reference")
+        if reference:
+            quant = _latency_row(
+                f"{run.name} vs TFLite float32", run.pk, "vs float32 TFLite",
+                reference, result, True,
+            )
+            switch = _latency_row(
+                "runtime switch: Keras → TFLite float32", run.pk, "runtime switch",
+                base, reference, comparable,
+            )
+            quant["train_speedup"] = switch["train_speedup"] = None
+            rows += [quant, switch]
+    return rows

@@ -1,0 +1,50 @@
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from .models import Experiment
+from .selectors import experiment_snapshot
+
+# Close codes in the application range (4000-4999), so the browser can tell why.
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+
+
+class ExperimentConsumer(AsyncJsonWebsocketConsumer):
+    """Live events of one experiment: a snapshot from the database first, then every event
+    broadcast to the experiment's group."""
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        experiment = await self._experiment(user, self.scope["url_route"]["kwargs"]["pk"])
+        if experiment is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.experiment = experiment
+        self.group_name = experiment.group_name
+        # Join before reading the snapshot: an event in between arrives twice, never
+        # zero times, and the browser's update is idempotent.
+        await self.channel_layer.group_add(self.group_name, self.channel_name)
+        await self.accept()
+        await self.send_json({"type": "snapshot", "snapshot": await self._snapshot()})
+
+    async def disconnect(self, code):
+        if hasattr(self, "group_name"):
+            await self.channel_layer.group_discard(self.group_name, self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        if isinstance(content, dict) and content.get("type") == "resync":
+            await self.send_json({"type": "snapshot", "snapshot": await self._snapshot()})
+
+    async def experiment_event(self, message):
+        await self.send_json(message["payload"])
+
+    @database_sync_to_async
+    def _experiment(self, user, pk):
+        return Experiment.objects.for_user(user).filter(pk=pk).first()
+
+    @database_sync_to_async
+    def _snapshot(self):
+        return experiment_snapshot(self.experiment)

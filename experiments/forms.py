@@ -1,0 +1,228 @@
+"""Forms validate and convert; the spec gate (spec.validate_spec) has the final word."""
+
+import os
+import tempfile
+import zipfile
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from runners.engine import data as engine_data
+
+from . import spec as specs
+from .models import Dataset, Team
+
+ARCH_CHOICES = [
+    ("seed_mlp", "Seed MLP (Dense-Dropout-Dense-Dropout-Dense)"),
+    ("seed_cnn", "Seed CNN (Conv-Pool-Conv-Pool-Dense)"),
+    ("resnet", "ResNet (residual bottleneck blocks)"),
+]
+DATASET_CHOICES = [
+    ("digits", "Digits (scikit-learn, 8x8 grayscale, 10 classes)"),
+    ("synthetic", "Synthetic images (generated, learnable class structure)"),
+    ("npz", "Uploaded .npz dataset"),
+]
+POLICY_CHOICES = [("mixed_float16", "mixed_float16"), ("mixed_bfloat16", "mixed_bfloat16")]
+
+# Where each spec path's message is shown in the form.
+FIELD_FOR_PATH = {
+    "name": "name",
+    "hardware": "hardware",
+    "training.epochs": "epochs",
+    "training.batch_size": "batch_size",
+    "training.optimizer": "optimizer",
+    "training.learning_rate": "learning_rate",
+    "training.seed": "seed",
+    "dataset.name": "dataset",
+    "dataset.samples": "synthetic_samples",
+    "dataset.classes": "synthetic_classes",
+    "dataset.shape": "synthetic_height",
+    "dataset.seed": "seed",
+    "dataset.dataset_id": "npz_dataset",
+    "model.arch": "arch",
+    "model.params.units": "mlp_units",
+    "model.params.filters": "cnn_filters",
+    "model.params.dense": "cnn_dense",
+    "model.params.depth": "resnet_depth",
+    "model.params.width": "resnet_width",
+    "model.params.batch_norm": "resnet_batch_norm",
+}
+
+
+def _int(label, bounds, initial, **kwargs):
+    low, high = bounds
+    return forms.IntegerField(label=label, min_value=low, max_value=high, initial=initial,
+                              **kwargs)
+
+
+class ExperimentForm(forms.Form):
+    name = forms.CharField(max_length=200, initial="digits, seed MLP")
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), empty_label=None)
+
+    arch = forms.ChoiceField(label="Model", choices=ARCH_CHOICES, initial="seed_mlp")
+    mlp_units = _int("Units per hidden layer", specs.MODEL_PARAM_LIMITS["units"], 64,
+                     required=False)
+    mlp_dropout = forms.FloatField(label="Dropout", min_value=0, max_value=0.9, initial=0.2,
+                                   required=False)
+    cnn_filters = _int("Filters of the first conv", specs.MODEL_PARAM_LIMITS["filters"], 32,
+                       required=False)
+    cnn_dense = _int("Dense units", specs.MODEL_PARAM_LIMITS["dense"], 128, required=False)
+    cnn_dropout = forms.FloatField(label="Dropout", min_value=0, max_value=0.9, initial=0.5,
+                                   required=False)
+    resnet_depth = _int("Bottleneck blocks", specs.MODEL_PARAM_LIMITS["depth"], 3,
+                        required=False)
+    resnet_width = _int("Base width (filters)", specs.MODEL_PARAM_LIMITS["width"], 16,
+                        required=False)
+    resnet_batch_norm = forms.BooleanField(label="BatchNorm", initial=True, required=False)
+
+    dataset = forms.ChoiceField(choices=DATASET_CHOICES, initial="digits")
+    synthetic_samples = _int("Samples", specs.SYNTHETIC_SAMPLES, 2000, required=False)
+    synthetic_height = _int("Height", specs.SYNTHETIC_SIDE, 32, required=False)
+    synthetic_width = _int("Width", specs.SYNTHETIC_SIDE, 32, required=False)
+    synthetic_channels = _int("Channels", specs.SYNTHETIC_SIDE, 3, required=False)
+    synthetic_classes = _int("Classes", specs.SYNTHETIC_CLASSES, 10, required=False)
+    npz_dataset = forms.ModelChoiceField(
+        label="Uploaded dataset", queryset=Dataset.objects.none(), required=False
+    )
+
+    epochs = _int("Epochs", specs.EPOCHS, 5)
+    batch_size = _int("Batch size", specs.BATCH_SIZE, 64)
+    optimizer = forms.ChoiceField(choices=[(o, o) for o in specs.OPTIMIZERS], initial="adam")
+    learning_rate = forms.FloatField(
+        min_value=specs.LEARNING_RATE[0], max_value=specs.LEARNING_RATE[1], initial=0.001
+    )
+    seed = _int("Seed", specs.SEED, 0)
+    hardware = forms.ChoiceField(
+        choices=[("cpu", "CPU runners"), ("gpu", "GPU runners")], initial="cpu"
+    )
+
+    recipe_mixed_precision = forms.BooleanField(label="Mixed precision", required=False)
+    mixed_precision_policy = forms.ChoiceField(choices=POLICY_CHOICES, initial="mixed_float16",
+                                               required=False)
+    recipe_xla = forms.BooleanField(label="XLA compilation (jit_compile)", required=False)
+    recipe_ptq_int8 = forms.BooleanField(
+        label="Post-training dynamic-range int8 (TFLite, LiteRT interpreter)", required=False
+    )
+    recipe_ptq_float16 = forms.BooleanField(
+        label="Post-training float16 (TFLite, LiteRT interpreter)", required=False
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        teams = Team.objects.filter(memberships__user=user)
+        self.fields["team"].queryset = teams
+        self.fields["npz_dataset"].queryset = Dataset.objects.for_user(user)
+        self.spec = None
+
+    def _model(self, data):
+        arch = data.get("arch")
+        pick = {
+            "seed_mlp": {"units": "mlp_units", "dropout": "mlp_dropout"},
+            "seed_cnn": {"filters": "cnn_filters", "dense": "cnn_dense",
+                         "dropout": "cnn_dropout"},
+            "resnet": {"depth": "resnet_depth", "width": "resnet_width"},
+        }.get(arch, {})
+        params = {key: data[field] for key, field in pick.items() if data.get(field) is not None}
+        if arch == "resnet":
+            params["batch_norm"] = bool(data.get("resnet_batch_norm"))
+        return {"arch": arch, "params": params}
+
+    def _dataset(self, data):
+        name = data.get("dataset")
+        if name == "synthetic":
+            shape = [data.get("synthetic_height"), data.get("synthetic_width"),
+                     data.get("synthetic_channels")]
+            return {
+                "name": "synthetic",
+                "samples": data.get("synthetic_samples") or 2000,
+                "shape": [side or 1 for side in shape],
+                "classes": data.get("synthetic_classes") or 10,
+                "seed": data.get("seed") or 0,
+            }
+        if name == "npz":
+            chosen = data.get("npz_dataset")
+            return {"name": "npz", "dataset_id": chosen.pk if chosen else None}
+        return {"name": name}
+
+    def _recipes(self, data):
+        recipes = []
+        if data.get("recipe_mixed_precision"):
+            policy = data.get("mixed_precision_policy") or "mixed_float16"
+            recipes.append({"name": f"mixed precision ({policy})",
+                            "steps": [{"technique": "mixed_precision", "policy": policy}]})
+        if data.get("recipe_xla"):
+            recipes.append({"name": "XLA", "steps": [{"technique": "xla"}]})
+        if data.get("recipe_ptq_int8"):
+            recipes.append({"name": "int8 (dynamic range)",
+                            "steps": [{"technique": "ptq", "mode": "dynamic_int8"}]})
+        if data.get("recipe_ptq_float16"):
+            recipes.append({"name": "float16 (TFLite)",
+                            "steps": [{"technique": "ptq", "mode": "float16"}]})
+        return recipes
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        spec = {
+            "name": data["name"],
+            "model": self._model(data),
+            "dataset": self._dataset(data),
+            "training": {key: data[key] for key in
+                         ("epochs", "batch_size", "optimizer", "learning_rate", "seed")},
+            "hardware": data["hardware"],
+            "recipes": self._recipes(data),
+        }
+        try:
+            self.spec = specs.validate_spec(spec, team=data["team"])
+        except ValidationError as exc:
+            for path, messages in exc.message_dict.items():
+                field = FIELD_FOR_PATH.get(path)
+                for message in messages:
+                    self.add_error(field if field in self.fields else None, message)
+        return data
+
+
+class DatasetUploadForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), empty_label=None)
+    file = forms.FileField(help_text="A .npz with x_train, y_train, x_test, y_test "
+                                     "(keras.datasets layout). Python objects are refused.")
+
+    def __init__(self, *args, user, max_bytes, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].queryset = Team.objects.filter(memberships__user=user)
+        self.max_bytes = max_bytes
+        self.description = None
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if not upload.name.lower().endswith(".npz"):
+            raise ValidationError("Upload a .npz file.")
+        if upload.size > self.max_bytes:
+            raise ValidationError(
+                f"The file is {upload.size:,} bytes; the limit is {self.max_bytes:,}."
+            )
+        path = getattr(upload, "temporary_file_path", None)
+        checked = None
+        try:
+            if path:
+                checked = path()
+                self.description = engine_data.inspect_npz(checked)
+            else:
+                with tempfile.NamedTemporaryFile(suffix=".npz") as tmp:
+                    checked = tmp.name
+                    for chunk in upload.chunks():
+                        tmp.write(chunk)
+                    tmp.flush()
+                    self.description = engine_data.inspect_npz(tmp.name)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            message = str(exc)
+            if checked:
+                # The check names the file it read, a temporary copy; name the user's file.
+                message = message.replace(os.path.basename(checked),
+                                          os.path.basename(upload.name))
+            raise ValidationError(f"This is not a usable .npz dataset: {message}") from None
+        finally:
+            upload.seek(0)
+        return upload

@@ -1,0 +1,229 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        VIEWER = "viewer", "Viewer"
+        MEMBER = "member", "Member"
+        ADMIN = "admin", "Admin"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="one_membership")]
+
+    def __str__(self):
+        return f"{self.user} in {self.team} ({self.role})"
+
+
+class TeamScopedQuerySet(models.QuerySet):
+    def for_user(self, user):
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(team__memberships__user=user)
+
+
+class Dataset(models.Model):
+    """An uploaded .npz in keras.datasets layout, checked on upload."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="datasets")
+    name = models.CharField(max_length=200)
+    file = models.FileField(upload_to="datasets/%Y/%m/")
+    input_shape = models.JSONField()
+    num_classes = models.PositiveIntegerField()
+    train_samples = models.PositiveIntegerField()
+    test_samples = models.PositiveIntegerField()
+    size_bytes = models.PositiveBigIntegerField()
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = TeamScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def shape_label(self):
+        return "x".join(str(d) for d in self.input_shape)
+
+
+class Experiment(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="experiments")
+    name = models.CharField(max_length=200)
+    spec = models.JSONField(help_text="The validated experiment spec (see DESIGN.md).")
+    hardware = models.CharField(max_length=20, default="cpu")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = TeamScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("experiment_detail", args=[self.pk])
+
+    @property
+    def group_name(self):
+        return f"experiment.{self.pk}"
+
+
+class Run(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ENDED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
+    name = models.CharField(max_length=200)
+    position = models.PositiveIntegerField(default=0)
+    steps = models.JSONField(default=list, blank=True, help_text="Empty for the baseline.")
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    progress = models.FloatField(default=0.0)
+    epochs_done = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    stderr_tail = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["experiment", "position", "pk"]
+        indexes = [models.Index(fields=["experiment", "position"])]
+
+    def __str__(self):
+        return f"{self.experiment} / {self.name}"
+
+    def get_absolute_url(self):
+        return reverse("experiment_detail", args=[self.experiment_id]) + f"#run-{self.pk}"
+
+    @property
+    def is_baseline(self):
+        return not self.steps
+
+    @property
+    def has_ended(self):
+        return self.status in self.ENDED
+
+    @classmethod
+    def claim(cls, run_id, *, worker):
+        """Move a queued run to running; None if it was not queued (a second delivery,
+        a cancelled run). The conditional update is what keeps two workers apart."""
+        now = timezone.now()
+        claimed = cls.objects.filter(pk=run_id, status=cls.Status.QUEUED).update(
+            status=cls.Status.RUNNING, worker=worker, started_at=now, heartbeat_at=now
+        )
+        return cls.objects.select_related("experiment").get(pk=run_id) if claimed else None
+
+    def mark_finished(self, status, *, error="", stderr_tail="", result=None):
+        """End a running run. Returns False if something else ended it first."""
+        now = timezone.now()
+        fields = dict(
+            status=status, error=error, stderr_tail=stderr_tail, finished_at=now,
+            heartbeat_at=now,
+        )
+        if result is not None:
+            fields["result"] = result
+        if status == self.Status.SUCCEEDED:
+            fields["progress"] = 1.0
+        updated = type(self).objects.filter(
+            pk=self.pk, status=self.Status.RUNNING
+        ).update(**fields)
+        if updated:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(updated)
+
+    def request_cancel(self):
+        """A queued run is cancelled at once and never starts; a running one is asked to
+        stop and ends "cancelled" when its runner has stopped the engine."""
+        now = timezone.now()
+        if type(self).objects.filter(pk=self.pk, status=self.Status.QUEUED).update(
+            status=self.Status.CANCELLED, finished_at=now, cancel_requested=True
+        ):
+            self.refresh_from_db()
+            return True
+        if type(self).objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
+            cancel_requested=True
+        ):
+            self.refresh_from_db()
+            return True
+        return False
+
+    def reset_for_rerun(self):
+        """Put an ended run back in the queue with its history cleared."""
+        updated = type(self).objects.filter(pk=self.pk, status__in=self.ENDED).update(
+            status=self.Status.QUEUED, progress=0.0, epochs_done=0, worker="",
+            cancel_requested=False, result=None, error="", stderr_tail="",
+            started_at=None, finished_at=None, heartbeat_at=None,
+        )
+        if updated:
+            self.events.all().delete()
+            self.refresh_from_db()
+        return bool(updated)
+
+
+class RunEvent(models.Model):
+    """Every event the engine emitted, in order. The database, not the channel layer,
+    is the record: pages and websocket snapshots are rebuilt from these rows."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20)
+    data = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["run", "seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="one_event_per_seq")]
+        indexes = [
+            models.Index(
+                fields=["run", "seq"], name="epoch_events", condition=Q(kind="epoch")
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.run_id}#{self.seq} {self.kind}"

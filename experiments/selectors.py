@@ -1,0 +1,39 @@
+"""Reads that build pages and websocket snapshots from the database."""
+
+from .comparison import compare_runs
+from .models import Run, RunEvent
+
+EPOCH_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+
+
+def run_state(run: Run) -> dict:
+    return {
+        "id": run.pk,
+        "name": run.name,
+        "baseline": run.is_baseline,
+        "status": run.status,
+        "progress": round(run.progress, 4),
+        "epochs_done": run.epochs_done,
+        "worker": run.worker,
+        "error": run.error,
+        "cancel_requested": run.cancel_requested,
+    }
+
+
+def experiment_snapshot(experiment) -> dict:
+    """Everything the experiment page draws, in two queries whatever the size."""
+    runs = list(experiment.runs.all())
+    curves = {run.pk: [] for run in runs}
+    epoch_rows = (
+        RunEvent.objects.filter(run__experiment=experiment, kind="epoch")
+        .order_by("run_id", "seq")
+        .values_list("run_id", "data")
+    )
+    for run_id, data in epoch_rows:
+        curves[run_id].append({key: data.get(key) for key in EPOCH_KEYS})
+    return {
+        "experiment": {"id": experiment.pk, "name": experiment.name},
+        "epochs": experiment.spec.get("training", {}).get("epochs"),
+        "runs": [{**run_state(run), "epochs": curves[run.pk]} for run in runs],
+        "comparison": compare_runs(runs),
+    }

@@ -1,0 +1,127 @@
+"""Start the engine in a child process and follow its events.
+
+Django-free on purpose: the Celery task passes callbacks that store and broadcast. A child
+per run keeps TensorFlow out of the worker, releases GPU memory when the run ends, and
+turns a crash or an OOM kill into an exit code and a stderr tail instead of a dead worker.
+"""
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STDERR_TAIL_CHARS = 4000
+STOP_GRACE_SECONDS = 10.0
+POLL_SECONDS = 0.5
+
+
+@dataclass
+class EngineOutcome:
+    returncode: int | None = None
+    result: dict | None = None
+    error: str = ""
+    cancelled: bool = False
+    timed_out: bool = False
+    stderr_tail: str = ""
+    events: int = field(default=0)
+
+
+def run_engine(spec, *, artifacts_dir, on_event, should_stop=lambda: False,
+               max_seconds=None, env=None) -> EngineOutcome:
+    """Run `python -m runners run SPEC.json` and call on_event for each event it prints.
+
+    should_stop is polled about twice a second; when it answers True the child gets
+    SIGTERM, which the engine turns into stop_training, and SIGKILL after a grace period.
+    """
+    artifacts_dir = Path(artifacts_dir)
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    outcome = EngineOutcome()
+    with tempfile.TemporaryDirectory(prefix="accelweb-run-") as tmp:
+        spec_path = Path(tmp) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        stderr_path = Path(tmp) / "stderr.log"
+        child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        with open(stderr_path, "w+b") as stderr:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "runners", "run", str(spec_path),
+                 "--artifacts", str(artifacts_dir)],
+                stdout=subprocess.PIPE, stderr=stderr, env=child_env,
+                cwd=str(Path(__file__).resolve().parent.parent),
+                # Its own session: a Ctrl-C meant for the worker does not hit the child.
+                start_new_session=True,
+            )
+            _follow(proc, outcome, on_event, should_stop, max_seconds)
+            stderr.seek(0, os.SEEK_END)
+            size = stderr.tell()
+            stderr.seek(max(0, size - STDERR_TAIL_CHARS * 4))
+            outcome.stderr_tail = stderr.read().decode("utf-8", "replace")[-STDERR_TAIL_CHARS:]
+    return outcome
+
+
+def _follow(proc, outcome, on_event, should_stop, max_seconds):
+    lines = queue.Queue()
+
+    def pump():
+        for raw in proc.stdout:
+            lines.put(raw)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    started = time.monotonic()
+    stop_sent_at = None
+    while True:
+        try:
+            raw = lines.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            raw = ""
+        if raw is None:
+            break
+        if raw:
+            _handle_line(raw, outcome, on_event)
+        now = time.monotonic()
+        if stop_sent_at is None:
+            too_long = max_seconds is not None and now - started > max_seconds
+            if too_long or should_stop():
+                outcome.timed_out = too_long
+                _signal(proc, signal.SIGTERM)
+                stop_sent_at = now
+        elif now - stop_sent_at > STOP_GRACE_SECONDS:
+            _signal(proc, signal.SIGKILL)
+    outcome.returncode = proc.wait()
+    if stop_sent_at is not None and not outcome.timed_out:
+        outcome.cancelled = True
+
+
+def _handle_line(raw, outcome, on_event):
+    text = raw.decode("utf-8", "replace").strip()
+    if not text:
+        return
+    try:
+        event = json.loads(text)
+    except json.JSONDecodeError:
+        event = None
+    if not isinstance(event, dict) or "event" not in event:
+        event = {"event": "log", "line": text[:2000]}
+    outcome.events += 1
+    kind = event["event"]
+    if kind == "result":
+        outcome.result = event
+    elif kind == "error":
+        outcome.error = str(event.get("message", ""))[:2000]
+    elif kind == "cancelled":
+        outcome.cancelled = True
+    on_event(event)
+
+
+def _signal(proc, sig):
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,87 @@
+"""Celery tasks: adapters between the queue, the database and the engine."""
+
+import logging
+import shutil
+import socket
+import time
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from experiments.models import Run
+from experiments.services import run_record_event, run_status_changed
+from experiments.spec import engine_spec
+
+from .process import run_engine
+
+log = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 10
+
+
+def artifacts_dir_for(run_id: int):
+    return settings.MEDIA_ROOT / "runs" / str(run_id)
+
+
+@shared_task(bind=True, name="runners.execute_run", acks_late=True)
+def execute_run(self, run_id: int) -> str:
+    worker = self.request.hostname or socket.gethostname()
+    run = Run.claim(run_id, worker=worker)
+    if run is None:
+        log.info("run %s is not queued any more; nothing to do", run_id)
+        return "skipped"
+    run_status_changed(run)
+
+    dataset_path = None
+    if run.experiment.spec["dataset"]["name"] == "npz":
+        from experiments.models import Dataset
+
+        dataset = Dataset.objects.filter(pk=run.experiment.spec["dataset"]["dataset_id"]).first()
+        if dataset is None:
+            run.mark_finished(Run.Status.FAILED, error="The uploaded dataset has been deleted.")
+            run_status_changed(run)
+            return run.status
+        dataset_path = dataset.file.path
+
+    artifacts = artifacts_dir_for(run.pk)
+    shutil.rmtree(artifacts, ignore_errors=True)
+    last_beat = [time.monotonic()]
+
+    def should_stop():
+        # Polled twice a second; touches the heartbeat every HEARTBEAT_SECONDS.
+        now = time.monotonic()
+        if now - last_beat[0] >= HEARTBEAT_SECONDS:
+            Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
+            last_beat[0] = now
+        return Run.objects.filter(pk=run.pk, cancel_requested=True).exists()
+
+    try:
+        outcome = run_engine(
+            engine_spec(run.experiment.spec, run.steps, dataset_path=dataset_path),
+            artifacts_dir=artifacts,
+            on_event=lambda event: run_record_event(run, event),
+            should_stop=should_stop,
+            max_seconds=settings.ACCELWEB_MAX_RUN_SECONDS,
+        )
+    except Exception as exc:  # a run must never stay "running" because its runner broke
+        log.exception("run %s failed in its runner", run.pk)
+        run.mark_finished(Run.Status.FAILED, error=f"The runner failed: {exc}")
+        run_status_changed(run)
+        return run.status
+
+    if outcome.cancelled:
+        run.mark_finished(Run.Status.CANCELLED, stderr_tail=outcome.stderr_tail)
+    elif outcome.returncode == 0 and outcome.result is not None:
+        run.mark_finished(Run.Status.SUCCEEDED, result=outcome.result)
+    else:
+        if outcome.timed_out:
+            reason = f"The run took longer than {settings.ACCELWEB_MAX_RUN_SECONDS} s."
+        elif outcome.error:
+            reason = outcome.error
+        elif outcome.returncode and outcome.returncode < 0:
+            reason = f"The engine was killed by signal {-outcome.returncode}."
+        else:
+            reason = f"The engine exited with code {outcome.returncode} and no result."
+        run.mark_finished(Run.Status.FAILED, error=reason, stderr_tail=outcome.stderr_tail)
+    run_status_changed(run)
+    return run.status

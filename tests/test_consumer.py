@@ -1,0 +1,180 @@
+"""The experiment websocket, through the real ASGI application (origin check, session auth,
+routing) and the configured channel layer.
+
+The consumer reads the database from worker threads, so the rows must be committed: these
+tests use transactional_db, and create their experiments without the service, whose
+on-commit enqueue would then reach a real broker.
+"""
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+
+from experiments import services
+from experiments.consumers import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED
+from experiments.models import Experiment, Run, RunEvent
+from experiments.spec import validate_spec
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
+
+ORIGIN = (b"origin", b"http://localhost")
+TIMEOUT = 5
+
+
+@pytest.fixture
+def experiment(alice, alice_team, tiny_spec):
+    spec = validate_spec(tiny_spec(training={"epochs": 3}, recipes=[
+        {"name": "XLA", "steps": [{"technique": "xla"}]}]), team=alice_team)
+    experiment = Experiment.objects.create(team=alice_team, name=spec["name"], spec=spec,
+                                           created_by=alice)
+    Run.objects.create(experiment=experiment, name="baseline", position=0, steps=[])
+    Run.objects.create(experiment=experiment, name="XLA", position=1,
+                       steps=spec["recipes"][0]["steps"])
+    return experiment
+
+
+def session_cookie(user):
+    client = Client()
+    client.force_login(user)
+    name = settings.SESSION_COOKIE_NAME
+    return (b"cookie", f"{name}={client.cookies[name].value}".encode())
+
+
+def communicator(experiment_id, headers):
+    # Imported late: building the application reads settings the fixtures override.
+    from accelweb.asgi import application
+
+    return WebsocketCommunicator(application, f"/ws/experiments/{experiment_id}/",
+                                 headers=headers)
+
+
+def connect(experiment_id, headers):
+    """(connected, close code or subprotocol) of one connection attempt."""
+    async def attempt():
+        ws = communicator(experiment_id, headers)
+        outcome = await ws.connect(timeout=TIMEOUT)
+        await ws.disconnect()
+        return outcome
+
+    return async_to_sync(attempt)()
+
+
+def test_it_refuses_an_anonymous_visitor(experiment):
+    assert connect(experiment.pk, [ORIGIN]) == (False, CLOSE_UNAUTHENTICATED)
+
+
+def test_it_refuses_a_user_of_another_team(experiment, charlie):
+    assert connect(experiment.pk, [session_cookie(charlie), ORIGIN]) == \
+        (False, CLOSE_NOT_FOUND)
+
+
+def test_it_refuses_an_experiment_that_does_not_exist(experiment, alice):
+    assert connect(experiment.pk + 1000, [session_cookie(alice), ORIGIN]) == \
+        (False, CLOSE_NOT_FOUND)
+
+
+def test_it_refuses_a_foreign_origin(experiment, alice):
+    # Cross-site websocket hijacking: another site's page cannot ride Alice's cookie.
+    connected, _ = connect(experiment.pk, [session_cookie(alice),
+                                           (b"origin", b"http://evil.example")])
+
+    assert not connected
+
+
+def test_it_refuses_a_connection_without_an_origin(experiment, alice):
+    connected, _ = connect(experiment.pk, [session_cookie(alice)])
+
+    assert not connected
+
+
+def test_it_accepts_a_member_of_the_team(experiment, alice, bob):
+    assert connect(experiment.pk, [session_cookie(alice), ORIGIN]) == (True, None)
+    assert connect(experiment.pk, [session_cookie(bob), ORIGIN]) == (True, None)
+
+
+def test_it_sends_a_snapshot_then_live_events(experiment, alice):
+    baseline = experiment.runs.get(name="baseline")
+    RunEvent.objects.create(run=baseline, seq=1, kind="phase",
+                            data={"event": "phase", "phase": "train"})
+    RunEvent.objects.create(run=baseline, seq=2, kind="epoch",
+                            data={"event": "epoch", "epoch": 1, "loss": 0.9, "accuracy": 0.6})
+    Run.objects.filter(pk=baseline.pk).update(status=Run.Status.RUNNING, epochs_done=1)
+    headers = [session_cookie(alice), ORIGIN]
+
+    async def scenario():
+        ws = communicator(experiment.pk, headers)
+        assert await ws.connect(timeout=TIMEOUT) == (True, None)
+
+        first = await ws.receive_json_from(timeout=TIMEOUT)
+        assert first["type"] == "snapshot"
+        snapshot = first["snapshot"]
+        assert snapshot["experiment"] == {"id": experiment.pk, "name": "digits, seed MLP"}
+        assert snapshot["epochs"] == 3
+        assert [(r["name"], r["status"]) for r in snapshot["runs"]] == [
+            ("baseline", "running"), ("XLA", "queued")]
+        assert snapshot["runs"][0]["epochs"] == [{
+            "epoch": 1, "loss": 0.9, "accuracy": 0.6, "val_loss": None,
+            "val_accuracy": None, "seconds": None}]
+        assert snapshot["runs"][1]["epochs"] == []
+
+        # The runner stores the event, then tells the group.
+        run = await database_sync_to_async(Run.objects.get)(pk=baseline.pk)
+        epoch = {"event": "epoch", "epoch": 2, "loss": 0.4, "accuracy": 0.8}
+        await database_sync_to_async(services.run_record_event)(run, epoch)
+
+        live = await ws.receive_json_from(timeout=TIMEOUT)
+        assert live["type"] == "event"
+        assert live["event"] == epoch
+        assert live["run"]["id"] == baseline.pk
+        assert live["run"]["epochs_done"] == 2
+        assert live["run"]["progress"] == round(2 / 3, 4)
+
+        await database_sync_to_async(services.broadcast)(experiment.pk, {"type": "ping"})
+        assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "ping"}
+        assert await ws.receive_nothing(timeout=0.2)
+        await ws.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_it_only_sends_an_experiments_own_events(experiment, alice):
+    headers = [session_cookie(alice), ORIGIN]
+
+    async def scenario():
+        ws = communicator(experiment.pk, headers)
+        await ws.connect(timeout=TIMEOUT)
+        await ws.receive_json_from(timeout=TIMEOUT)
+
+        await database_sync_to_async(services.broadcast)(experiment.pk + 1000, {"type": "x"})
+
+        assert await ws.receive_nothing(timeout=0.3)
+        await ws.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_it_sends_a_fresh_snapshot_on_resync(experiment, alice):
+    headers = [session_cookie(alice), ORIGIN]
+    baseline = experiment.runs.get(name="baseline")
+
+    async def scenario():
+        ws = communicator(experiment.pk, headers)
+        await ws.connect(timeout=TIMEOUT)
+        before = await ws.receive_json_from(timeout=TIMEOUT)
+        assert before["snapshot"]["runs"][0]["status"] == "queued"
+
+        # A status change whose broadcast was lost: the database still knows.
+        await database_sync_to_async(Run.objects.filter(pk=baseline.pk).update)(
+            status=Run.Status.FAILED, error="out of memory")
+        await ws.send_json_to({"type": "resync"})
+
+        after = await ws.receive_json_from(timeout=TIMEOUT)
+        assert after["type"] == "snapshot"
+        assert after["snapshot"]["runs"][0]["status"] == "failed"
+        assert after["snapshot"]["runs"][0]["error"] == "out of memory"
+        await ws.disconnect()
+
+    async_to_sync(scenario)()

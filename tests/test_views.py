@@ -1,0 +1,458 @@
+import html
+import json
+import re
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from experiments.models import Dataset, Experiment, Run, RunEvent
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def experiment(alice, alice_team, make_experiment):
+    return make_experiment(team=alice_team, user=alice, recipes=[
+        {"name": "XLA", "steps": [{"technique": "xla"}]},
+    ])
+
+
+def form_data(team, **changes):
+    return {
+        "name": "digits, seed MLP", "team": team.pk, "hardware": "cpu",
+        "arch": "seed_mlp", "mlp_units": 64, "mlp_dropout": 0.2, "dataset": "digits",
+        "epochs": 3, "batch_size": 64, "optimizer": "adam", "learning_rate": 0.001, "seed": 0,
+        **changes,
+    }
+
+
+def experiment_pages(pk):
+    return [
+        reverse("experiment_detail", args=[pk]),
+        reverse("experiment_results", args=[pk]),
+        reverse("experiment_spec", args=[pk]),
+    ]
+
+
+def add_epochs(run, count):
+    RunEvent.objects.bulk_create(
+        RunEvent(run=run, seq=epoch, kind="epoch",
+                 data={"event": "epoch", "epoch": epoch, "loss": 1.0 / epoch, "accuracy": 0.5})
+        for epoch in range(1, count + 1)
+    )
+
+
+def snapshot_of(response):
+    found = re.search(
+        r'<script id="experiment-snapshot" type="application/json">(.*?)</script>',
+        response.content.decode(), re.S,
+    )
+    return json.loads(found.group(1))
+
+
+# Login
+
+
+def test_it_sends_anonymous_visitors_to_log_in(client, experiment):
+    run = experiment.runs.first()
+    pages = [reverse("home"), reverse("experiment_new"), reverse("dataset_list"),
+             *experiment_pages(experiment.pk)]
+    for url in pages:
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response.url == f"{reverse('login')}?next={url}"
+    for url in (reverse("run_cancel", args=[run.pk]), reverse("run_rerun", args=[run.pk])):
+        response = client.post(url)
+        assert response.status_code == 302, url
+        assert response.url.startswith(reverse("login"))
+
+    run.refresh_from_db()
+    assert run.status == Run.Status.QUEUED
+
+
+def test_it_serves_the_login_page(client):
+    assert client.get(reverse("login")).status_code == 200
+
+
+# Team scoping
+
+
+def test_it_hides_another_teams_experiment(client, charlie, experiment):
+    client.force_login(charlie)
+
+    for url in experiment_pages(experiment.pk):
+        assert client.get(url).status_code == 404, url
+    for name in ("run_cancel", "run_rerun"):
+        for run in experiment.runs.all():
+            assert client.post(reverse(name, args=[run.pk])).status_code == 404
+
+
+def test_it_leaves_another_teams_runs_alone(client, charlie, experiment):
+    client.force_login(charlie)
+    run = experiment.runs.first()
+
+    client.post(reverse("run_cancel", args=[run.pk]))
+
+    run.refresh_from_db()
+    assert run.status == Run.Status.QUEUED
+    assert not run.cancel_requested
+
+
+def test_it_lists_only_the_users_experiments(client, alice, charlie, charlie_team, experiment,
+                                             make_experiment):
+    make_experiment(team=charlie_team, user=charlie, name="Charlie's secret")
+    client.force_login(alice)
+
+    response = client.get(reverse("home"))
+
+    assert response.status_code == 200
+    assert [e.pk for e in response.context["experiments"]] == [experiment.pk]
+    assert "Charlie&#x27;s secret" not in response.content.decode()
+
+
+def test_it_shows_the_spec(client, alice, experiment):
+    client.force_login(alice)
+
+    response = client.get(reverse("experiment_spec", args=[experiment.pk]))
+
+    assert response.status_code == 200
+    assert response.json() == experiment.spec
+    assert response["Content-Disposition"] == (
+        f'attachment; filename="experiment-{experiment.pk}.json"'
+    )
+
+
+# New experiment
+
+
+def test_it_shows_the_form(client, alice):
+    client.force_login(alice)
+
+    response = client.get(reverse("experiment_new"))
+
+    assert response.status_code == 200
+    assert list(response.context["form"].fields["team"].queryset) == list(alice.teams.all())
+
+
+def test_it_creates_an_experiment_with_a_baseline_and_one_run_per_recipe(
+        client, alice, alice_team, django_capture_on_commit_callbacks):
+    client.force_login(alice)
+    data = form_data(alice_team, recipe_xla="on", recipe_ptq_int8="on",
+                     recipe_ptq_float16="on")
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(reverse("experiment_new"), data)
+
+    experiment = Experiment.objects.get()
+    assert response.status_code == 302
+    assert response.url == experiment.get_absolute_url()
+    assert experiment.team == alice_team
+    assert experiment.created_by == alice
+    assert experiment.spec["training"]["epochs"] == 3
+    runs = list(experiment.runs.order_by("position"))
+    assert [(r.name, r.position, r.status) for r in runs] == [
+        ("baseline", 0, "queued"), ("XLA", 1, "queued"),
+        ("int8 (dynamic range)", 2, "queued"), ("float16 (TFLite)", 3, "queued"),
+    ]
+    assert runs[0].steps == []
+    # One enqueue per run, and only once the rows are committed.
+    assert len(callbacks) == 4
+
+
+def test_it_answers_an_invalid_form_with_400_and_the_message(client, alice, alice_team,
+                                                              django_capture_on_commit_callbacks):
+    client.force_login(alice)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(reverse("experiment_new"),
+                               form_data(alice_team, batch_size=5000))
+
+    assert response.status_code == 400
+    assert ("Batch size 5,000 is larger than the 1,293 training samples of this dataset."
+            in response.content.decode())
+    assert not Experiment.objects.exists()
+    assert callbacks == []
+
+
+def test_it_answers_garbage_with_400_not_500(client, alice, alice_team):
+    client.force_login(alice)
+    garbage = {**form_data(alice_team), "epochs": "many", "team": "nope",
+               "arch": "transformer", "dataset": "imagenet", "learning_rate": "NaN",
+               "synthetic_samples": "-"}
+
+    response = client.post(reverse("experiment_new"), garbage)
+
+    assert response.status_code == 400
+    assert "Enter a whole number." in response.content.decode()
+    assert not Experiment.objects.exists()
+
+
+def test_it_refuses_a_viewer_who_starts_an_experiment(client, bob, alice_team):
+    client.force_login(bob)
+
+    response = client.post(reverse("experiment_new"), form_data(alice_team))
+
+    assert response.status_code == 400
+    assert "Viewers cannot start experiments in this team." in response.content.decode()
+    assert not Experiment.objects.exists()
+
+
+def test_it_gives_a_user_without_a_team_a_team(client, django_user_model):
+    dave = django_user_model.objects.create_user("dave")
+    client.force_login(dave)
+
+    response = client.get(reverse("experiment_new"))
+
+    assert response.status_code == 200
+    assert [t.name for t in dave.teams.all()] == ["dave's team"]
+
+
+def test_it_preselects_a_dataset(client, alice, alice_team, make_dataset):
+    blobs = make_dataset(team=alice_team)
+    client.force_login(alice)
+
+    response = client.get(reverse("experiment_new"), {"dataset": blobs.pk})
+
+    assert response.status_code == 200
+    assert response.context["form"].initial == {"dataset": "npz", "npz_dataset": str(blobs.pk)}
+
+
+# Cancel and re-run
+
+
+def test_it_cancels_a_queued_run(client, alice, experiment):
+    client.force_login(alice)
+    run = experiment.runs.get(name="XLA")
+
+    response = client.post(reverse("run_cancel", args=[run.pk]))
+
+    assert response.status_code == 302
+    assert response.url == experiment.get_absolute_url()
+    run.refresh_from_db()
+    assert run.status == Run.Status.CANCELLED
+    assert experiment.runs.get(name="baseline").status == Run.Status.QUEUED
+
+
+def test_it_refuses_a_viewer_who_cancels(client, bob, experiment):
+    client.force_login(bob)
+    run = experiment.runs.first()
+
+    response = client.post(reverse("run_cancel", args=[run.pk]))
+
+    assert response.status_code == 403
+    run.refresh_from_db()
+    assert run.status == Run.Status.QUEUED
+
+
+def test_it_refuses_a_viewer_who_reruns(client, bob, experiment):
+    client.force_login(bob)
+    run = experiment.runs.first()
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.FAILED, error="boom")
+
+    response = client.post(reverse("run_rerun", args=[run.pk]))
+
+    assert response.status_code == 403
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED
+
+
+def test_it_refuses_get_on_cancel(client, alice, experiment):
+    client.force_login(alice)
+    run = experiment.runs.first()
+
+    assert client.get(reverse("run_cancel", args=[run.pk])).status_code == 405
+    run.refresh_from_db()
+    assert run.status == Run.Status.QUEUED
+
+
+def test_it_reruns_a_failed_run(client, alice, experiment, django_capture_on_commit_callbacks):
+    client.force_login(alice)
+    run = experiment.runs.first()
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.FAILED, error="boom")
+    add_epochs(run, 2)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(reverse("run_rerun", args=[run.pk]))
+
+    assert response.status_code == 302
+    run.refresh_from_db()
+    assert run.status == Run.Status.QUEUED
+    assert run.error == ""
+    assert not run.events.exists()
+    assert len(callbacks) == 1
+
+
+def test_it_does_not_rerun_a_queued_run(client, alice, experiment,
+                                        django_capture_on_commit_callbacks):
+    client.force_login(alice)
+    run = experiment.runs.first()
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(reverse("run_rerun", args=[run.pk]), follow=True)
+
+    assert "has not ended yet" in response.content.decode()
+    assert callbacks == []
+
+
+# The experiment page
+
+
+def test_it_shows_the_experiment(client, alice, experiment):
+    run = experiment.runs.first()
+    add_epochs(run, 2)
+    client.force_login(alice)
+
+    response = client.get(reverse("experiment_detail", args=[experiment.pk]))
+
+    assert response.status_code == 200
+    snapshot = snapshot_of(response)
+    assert snapshot["experiment"] == {"id": experiment.pk, "name": experiment.name}
+    assert [r["name"] for r in snapshot["runs"]] == ["baseline", "XLA"]
+    assert [e["epoch"] for e in snapshot["runs"][0]["epochs"]] == [1, 2]
+    assert f'data-ws-path="/ws/experiments/{experiment.pk}/"' in response.content.decode()
+
+
+def _detail_queries(client, experiment, django_assert_max_num_queries, bound):
+    url = reverse("experiment_detail", args=[experiment.pk])
+    with django_assert_max_num_queries(bound) as captured:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(captured)
+
+
+# Session, user, experiment, runs and epoch events (snapshot), runs (table), team.
+DETAIL_QUERIES = 7
+
+
+def test_it_draws_the_page_in_a_fixed_number_of_queries(
+        client, alice, alice_team, make_experiment, django_assert_max_num_queries):
+    small = make_experiment(team=alice_team, user=alice, training={"epochs": 1})
+    add_epochs(small.runs.get(), 1)
+    recipes = [{"name": f"XLA {i}", "steps": [{"technique": "xla"}]} for i in range(4)]
+    large = make_experiment(team=alice_team, user=alice, training={"epochs": 50},
+                            recipes=recipes)
+    for run in large.runs.all():
+        add_epochs(run, 50)
+        Run.objects.filter(pk=run.pk).update(
+            status=Run.Status.SUCCEEDED, result={"latency_ms_p50": 1.0, "model_bytes": 100})
+    assert large.runs.count() == 5
+    client.force_login(alice)
+
+    small_count = _detail_queries(client, small, django_assert_max_num_queries, DETAIL_QUERIES)
+    large_count = _detail_queries(client, large, django_assert_max_num_queries, DETAIL_QUERIES)
+
+    assert small_count == large_count == DETAIL_QUERIES
+
+
+def test_it_shows_a_failed_runs_error_and_stderr_escaped(client, alice, experiment):
+    run = experiment.runs.get(name="XLA")
+    Run.objects.filter(pk=run.pk).update(
+        status=Run.Status.FAILED, error="ValueError: <script>alert('error')</script>",
+        stderr_tail="Traceback (most recent call last):\n  <b>bold</b> & more\nValueError",
+    )
+    client.force_login(alice)
+
+    response = client.get(reverse("experiment_results", args=[experiment.pk]))
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "“XLA” failed" in body
+    assert "ValueError: &lt;script&gt;alert(&#x27;error&#x27;)&lt;/script&gt;" in body
+    assert "&lt;b&gt;bold&lt;/b&gt; &amp; more" in body
+    assert "<script>alert" not in body
+    assert "<b>bold</b>" not in body
+
+
+def test_it_shows_results_and_speedups(client, alice, experiment):
+    fingerprint = {"cpu_model": "x86", "backend": "tensorflow"}
+    Run.objects.filter(experiment=experiment, name="baseline").update(
+        status=Run.Status.SUCCEEDED,
+        result={"latency_ms_p50": 2.0, "model_bytes": 400, "test_accuracy": 0.9,
+                "fingerprint": fingerprint, "runtime": "keras"})
+    Run.objects.filter(experiment=experiment, name="XLA").update(
+        status=Run.Status.SUCCEEDED,
+        result={"latency_ms_p50": 1.0, "model_bytes": 400, "test_accuracy": 0.9,
+                "fingerprint": fingerprint, "runtime": "keras"})
+    client.force_login(alice)
+
+    response = client.get(reverse("experiment_results", args=[experiment.pk]))
+
+    assert response.status_code == 200
+    assert "2.00×" in response.content.decode()
+    assert [row["name"] for row in response.context["comparison"]] == ["XLA"]
+
+
+def test_it_escapes_a_hostile_experiment_name(client, alice, alice_team, make_experiment):
+    experiment = make_experiment(team=alice_team, user=alice, name=XSS, recipes=[
+        {"name": XSS, "steps": [{"technique": "xla"}]}])
+    client.force_login(alice)
+
+    for url in (reverse("home"), reverse("experiment_detail", args=[experiment.pk]),
+                reverse("experiment_results", args=[experiment.pk])):
+        body = client.get(url).content.decode()
+        assert XSS not in body, url
+        assert "<img" not in body, url
+        assert html.escape(XSS) in body or "\\u003Cimg" in body, url
+
+    detail = client.get(reverse("experiment_detail", args=[experiment.pk]))
+    raw_script = re.search(r'<script id="experiment-snapshot"[^>]*>(.*?)</script>',
+                           detail.content.decode(), re.S).group(1)
+    assert "<" not in raw_script
+    assert "\\u003Cimg src=x onerror=alert(1)\\u003E" in raw_script
+    assert snapshot_of(detail)["experiment"]["name"] == XSS
+
+
+# Datasets
+
+
+def npz_bytes(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "blobs.npz"
+    np.savez(path, x_train=rng.random((30, 5), dtype=np.float32), y_train=np.arange(30) % 3,
+             x_test=rng.random((10, 5), dtype=np.float32), y_test=np.arange(10) % 3)
+    return path.read_bytes()
+
+
+def test_it_uploads_a_dataset(client, alice, alice_team, tmp_path, settings):
+    client.force_login(alice)
+    upload = SimpleUploadedFile("blobs.npz", npz_bytes(tmp_path))
+
+    response = client.post(reverse("dataset_list"),
+                           {"name": "Blobs", "team": alice_team.pk, "file": upload})
+
+    assert response.status_code == 302
+    dataset = Dataset.objects.get()
+    assert (dataset.team, dataset.name, dataset.uploaded_by) == (alice_team, "Blobs", alice)
+    assert dataset.input_shape == [5]
+    assert (dataset.num_classes, dataset.train_samples, dataset.test_samples) == (3, 27, 10)
+    assert dataset.size_bytes == upload.size
+    assert dataset.file.path.startswith(str(settings.MEDIA_ROOT))
+    with np.load(dataset.file.path, allow_pickle=False) as saved:
+        assert saved["x_train"].shape == (30, 5)
+
+
+def test_it_refuses_a_bad_upload_with_400(client, alice, alice_team):
+    client.force_login(alice)
+    upload = SimpleUploadedFile("blobs.csv", b"1,2,3\n")
+
+    response = client.post(reverse("dataset_list"),
+                           {"name": "Blobs", "team": alice_team.pk, "file": upload})
+
+    assert response.status_code == 400
+    assert "Upload a .npz file." in response.content.decode()
+    assert not Dataset.objects.exists()
+
+
+def test_it_lists_only_the_teams_datasets(client, alice, alice_team, charlie_team,
+                                          make_dataset):
+    make_dataset(team=alice_team, name="alice-blobs")
+    make_dataset(team=charlie_team, name="charlie-blobs")
+    client.force_login(alice)
+
+    response = client.get(reverse("dataset_list"))
+
+    assert response.status_code == 200
+    assert [d.name for d in response.context["datasets"]] == ["alice-blobs"]
+    assert "charlie-blobs" not in response.content.decode()
