@@ -20,9 +20,9 @@ def run_state(run: Run) -> dict:
     }
 
 
-def experiment_snapshot(experiment) -> dict:
+def experiment_snapshot(experiment, runs=None) -> dict:
     """Everything the experiment page draws, in two queries whatever the size."""
-    runs = list(experiment.runs.all())
+    runs = list(experiment.runs.all()) if runs is None else runs
     curves = {run.pk: [] for run in runs}
     epoch_rows = (
         RunEvent.objects.filter(run__experiment=experiment, kind="epoch")

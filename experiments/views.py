@@ -77,11 +77,12 @@ def experiment_new(request):
 
 
 def _results_context(experiment):
-    snapshot = experiment_snapshot(experiment)
     runs = list(experiment.runs.all())
+    snapshot = experiment_snapshot(experiment, runs)
     return {
         "experiment": experiment,
         "runs": runs,
+        "finished": [run for run in runs if run.result],
         "snapshot": snapshot,
         "comparison": snapshot["comparison"],
     }

@@ -83,6 +83,7 @@
   function drawSpeedups() {
     const rows = (state.comparison || []).filter((r) => r.inference_speedup || r.train_speedup);
     document.getElementById("speedup-empty").hidden = rows.length > 0;
+    speedupChart.canvas.hidden = rows.length === 0;
     speedupChart.data.labels = rows.map((r) => r.name);
     speedupChart.data.datasets = [
       { label: "inference (batch-1 latency)", backgroundColor: "#2563eb",

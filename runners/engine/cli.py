@@ -1,0 +1,64 @@
+"""``python -m runners run SPEC.json [--artifacts DIR]``.
+
+Exit status: 0 for a result or a cancellation, 1 after an error event.  Tracebacks go to
+stderr; stdout carries nothing but events.
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+import traceback
+
+from runners.engine import events, run
+from runners.engine.events import EngineError
+
+MAX_MESSAGE_CHARS = 1000
+
+
+def main(argv=None):
+    cancel = run.CancelFlag()
+    signal.signal(signal.SIGTERM, cancel.request)
+    # Before anything can import TensorFlow: its C++ INFO/WARNING lines are noise here.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = argparse.ArgumentParser(prog="python -m runners")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="train and benchmark one engine spec")
+    run_parser.add_argument("spec", help="path of the engine spec (JSON)")
+    run_parser.add_argument("--artifacts", help="directory to keep model files in")
+    args = parser.parse_args(argv)
+
+    events.claim_stdout()
+    try:
+        run.execute(_read_spec(args.spec), args.artifacts, cancel)
+    except run.Cancelled:
+        events.emit("cancelled")
+        return 0
+    except Exception as exc:
+        traceback.print_exc()
+        events.emit("error", message=one_line(exc))
+        return 1
+    return 0
+
+
+def one_line(exc):
+    """A message for the dashboard: the user-facing text, or the type plus the first words."""
+    plain = isinstance(exc, (ValueError, EngineError))
+    text = str(exc) if plain else f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split()) or type(exc).__name__
+    return text[:MAX_MESSAGE_CHARS]
+
+
+def _read_spec(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as exc:
+        raise EngineError(f"cannot read the spec {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise EngineError(f"the spec {path} is not valid JSON: {exc}") from exc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""All measurement in one place: runtimes, accuracy, latency, throughput, sizes, statistics.
+
+A runtime is whatever ships: the Keras model or a TFLite flatbuffer in LiteRT.  Both expose
+``predict(x) -> float32 probabilities`` so every number comes from the same code path.
+"""
+
+import gzip
+import os
+import time
+
+import numpy as np
+
+BOOTSTRAP_RESAMPLES = 2000
+# Bootstrap draws are materialised in chunks to bound memory for long benchmarks.
+BOOTSTRAP_CHUNK_VALUES = 4_000_000
+THROUGHPUT_SAMPLES_PER_TRIAL = 1024
+
+
+class KerasRuntime:
+    """The trained Keras model through ``predict_on_batch``.
+
+    predict_on_batch reuses the model's compiled predict function (a tf.function, or a jitted
+    JAX function when the recipe asked for XLA) without model.predict's per-call data-adapter
+    set-up, which would dominate batch-1 latency.
+    """
+
+    runtime = "keras"
+
+    def __init__(self, model, path):
+        self.model = model
+        self.path = path
+
+    def predict(self, x):
+        return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)
+
+
+class TFLiteRuntime:
+    """A .tflite file in the LiteRT interpreter, quantizing inputs when the model wants int8."""
+
+    runtime = "tflite"
+
+    def __init__(self, path, num_threads=None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = path
+        self.interpreter = Interpreter(model_path=path, num_threads=num_threads or _cores())
+        self.interpreter.allocate_tensors()
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self._batch = None
+
+    def predict(self, x):
+        if self._batch != len(x):
+            # Resizing reallocates every tensor, so it happens once per batch size, not per call.
+            self.interpreter.resize_tensor_input(self._input["index"], [len(x), *x.shape[1:]])
+            self.interpreter.allocate_tensors()
+            self._input = self.interpreter.get_input_details()[0]
+            self._output = self.interpreter.get_output_details()[0]
+            self._batch = len(x)
+        self.interpreter.set_tensor(self._input["index"], _quantize(x, self._input))
+        self.interpreter.invoke()
+        return _dequantize(self.interpreter.get_tensor(self._output["index"]), self._output)
+
+
+def accuracy(runtime, x, y, batch_size):
+    """Top-1 accuracy; the last batch is padded so compiled paths never see a new shape."""
+    correct = 0
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        probs = runtime.predict(_pad(batch, batch_size))[: len(batch)]
+        correct += int(np.sum(np.argmax(probs, axis=-1) == y[start : start + batch_size]))
+    return correct / len(x)
+
+
+def latency(runtime, x, *, trials, samples, warmup):
+    """Batch-1 latency in milliseconds over ``trials`` repeated trials of ``samples`` calls.
+
+    Calls cycle through different test samples so no cache favours one input.  Per-trial
+    medians are returned too: they are the unit the web resamples for speedup ratios.
+    """
+    singles = [x[i : i + 1] for i in range(len(x))]
+    for i in range(warmup):
+        runtime.predict(singles[i % len(singles)])
+    per_trial = np.empty((trials, samples))
+    call = 0
+    for t in range(trials):
+        for s in range(samples):
+            one = singles[call % len(singles)]
+            call += 1
+            started = time.perf_counter()
+            runtime.predict(one)
+            per_trial[t, s] = (time.perf_counter() - started) * 1000.0
+    return summarize_latency(per_trial)
+
+
+def summarize_latency(per_trial):
+    """Percentiles of all calls pooled, the bootstrap CI of their median, per-trial medians."""
+    per_trial = np.atleast_2d(np.asarray(per_trial, dtype=np.float64))
+    pooled = per_trial.ravel()
+    p50, p95, p99 = np.percentile(pooled, [50, 95, 99])
+    return {
+        "latency_ms_p50": float(p50),
+        "latency_ms_p95": float(p95),
+        "latency_ms_p99": float(p99),
+        "latency_ms_ci95": bootstrap_median_ci(per_trial),
+        "latency_samples": [float(m) for m in np.median(per_trial, axis=1)],
+    }
+
+
+def throughput(runtime, x, *, batch_size, trials, warmup):
+    """Median over trials of samples per second at ``batch_size``."""
+    batch = _pad(x[:batch_size], batch_size)
+    for _ in range(max(1, warmup // 5)):
+        runtime.predict(batch)
+    calls = max(3, -(-THROUGHPUT_SAMPLES_PER_TRIAL // batch_size))
+    rates = []
+    for _ in range(trials):
+        started = time.perf_counter()
+        for _ in range(calls):
+            runtime.predict(batch)
+        rates.append(calls * batch_size / (time.perf_counter() - started))
+    return float(np.median(rates))
+
+
+def bootstrap_median_ci(groups, *, level=0.95, resamples=BOOTSTRAP_RESAMPLES, seed=0):
+    """Percentile-bootstrap CI of the pooled median, resampling trials and then calls.
+
+    Timings vary more between trials (frequency scaling, neighbours) than within one, so
+    resampling only the pooled calls would give intervals too narrow; resampling trials
+    first keeps that variation.  A single group reduces to the ordinary bootstrap.
+    """
+    groups = np.atleast_2d(np.asarray(groups, dtype=np.float64))
+    n_groups, n_calls = groups.shape
+    rng = np.random.default_rng(seed)
+    chunk = max(1, BOOTSTRAP_CHUNK_VALUES // groups.size)
+    medians = []
+    for done in range(0, resamples, chunk):
+        size = min(chunk, resamples - done)
+        which = rng.integers(0, n_groups, size=(size, n_groups))
+        calls = rng.integers(0, n_calls, size=(size, n_groups, n_calls))
+        draws = groups[which[..., np.newaxis], calls].reshape(size, -1)
+        medians.append(np.median(draws, axis=1))
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(np.concatenate(medians), [tail, 100 - tail])
+    return [float(low), float(high)]
+
+
+def file_sizes(path):
+    """(bytes on disk, bytes gzip -9 compressed): compressed size shows what sparsity buys."""
+    with open(path, "rb") as f:
+        content = f.read()
+    return len(content), len(gzip.compress(content, compresslevel=9))
+
+
+def sparsity(model):
+    """Fraction of exactly-zero values among the trainable weights (kernels and biases)."""
+    values = [np.asarray(w) for w in model.trainable_weights]
+    total = sum(v.size for v in values)
+    return float(sum(int(np.count_nonzero(v == 0)) for v in values) / total) if total else 0.0
+
+
+def _pad(batch, size):
+    if len(batch) == size:
+        return batch
+    reps = -(-size // len(batch))
+    return np.concatenate([batch] * reps)[:size]
+
+
+def _quantize(x, detail):
+    dtype = detail["dtype"]
+    if dtype in (np.float32, np.dtype("float32")):
+        return x.astype(np.float32, copy=False)
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def _dequantize(y, detail):
+    if np.issubdtype(y.dtype, np.integer):
+        scale, zero_point = detail["quantization"]
+        return (y.astype(np.float32) - zero_point) * scale
+    return y.astype(np.float32, copy=False)
+
+
+def _cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -1,0 +1,363 @@
+"""One run: load data, build, train, apply the recipe's steps, evaluate, benchmark, report.
+
+Meant for a process of its own (``python -m runners run``): steps set process-wide state such
+as Keras's global dtype policy, and device visibility is fixed when the framework loads.
+"""
+
+import os
+import statistics
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+from runners.engine import data as datasets
+from runners.engine import events, measure, zoo
+from runners.engine.events import EngineError
+from runners.engine.fingerprint import fingerprint
+from runners.engine.steps import build_steps, validate_step
+
+TRAINING_DEFAULTS = {
+    "epochs": 5, "batch_size": 64, "optimizer": "adam", "learning_rate": 0.001, "seed": 0,
+}
+# batch_size None: the training batch size.
+BENCHMARK_DEFAULTS = {"trials": 5, "latency_samples": 50, "warmup": 10, "batch_size": None}
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+HARDWARE = ("cpu", "gpu")
+LIMITS = {
+    "epochs": (1, 1000), "batch_size": (1, 65536), "seed": (0, 2**31 - 1),
+    "trials": (1, 100), "latency_samples": (1, 100_000), "warmup": (0, 100_000),
+}
+
+
+class Cancelled(Exception):
+    """SIGTERM arrived; the run stops at the next batch or phase boundary."""
+
+
+class CancelFlag:
+    requested = False
+
+    def request(self, *_):
+        # Called from a signal handler: only set a flag, act on it at a safe point.
+        self.requested = True
+
+    def check(self):
+        if self.requested:
+            raise Cancelled
+
+
+@dataclass
+class RunContext:
+    """What steps see and may change; ``runtime`` is the artifact that gets measured."""
+
+    spec: dict
+    backend: str
+    data: datasets.Dataset
+    workdir: str
+    model: object = None
+    runtime: object = None
+    reference: object = None
+    notes: list = field(default_factory=list)
+    artifacts: list = field(default_factory=list)
+
+    def write_artifact(self, name, content):
+        path = os.path.join(self.workdir, name)
+        with open(path, "wb") as f:
+            f.write(content)
+        self.artifacts.append(name)
+        return path
+
+
+def validate_spec(spec):
+    """The engine spec with defaults filled in; ValueError with a readable message otherwise."""
+    if not isinstance(spec, dict):
+        raise ValueError("the spec must be a JSON object")
+    model = spec.get("model")
+    if not isinstance(model, dict) or "arch" not in model:
+        raise ValueError('spec.model must be an object with an "arch"')
+    if model["arch"] == "uploaded":
+        path = model.get("path")
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise ValueError('an uploaded model needs "path", the absolute path of a .keras file')
+        model = {"arch": "uploaded", "path": path, "params": {}}
+    else:
+        model = {"arch": model["arch"], "params": zoo.resolve_params(model["arch"],
+                                                                      model.get("params"))}
+    training = _section(spec, "training", TRAINING_DEFAULTS)
+    for name in ("epochs", "batch_size", "seed"):
+        _integer("training", name, training[name])
+    if training["optimizer"] not in OPTIMIZERS:
+        raise ValueError(f"training.optimizer must be one of {', '.join(OPTIMIZERS)}")
+    rate = training["learning_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 10:
+        raise ValueError("training.learning_rate must be a number above 0 and at most 10")
+    benchmark = _section(spec, "benchmark", BENCHMARK_DEFAULTS)
+    benchmark["batch_size"] = benchmark["batch_size"] or training["batch_size"]
+    for name in ("trials", "latency_samples", "warmup", "batch_size"):
+        _integer("benchmark", name, benchmark[name])
+    hardware = spec.get("hardware", "cpu")
+    if hardware not in HARDWARE:
+        raise ValueError(f"hardware must be one of {', '.join(HARDWARE)}, not {hardware!r}")
+    steps = spec.get("steps", [])
+    if not isinstance(steps, list):
+        raise ValueError("steps must be a list (empty for the baseline)")
+    return {
+        "name": str(spec.get("name", "")),
+        "model": model,
+        "dataset": datasets.validate_dataset(spec.get("dataset")),
+        "training": training,
+        "hardware": hardware,
+        "steps": [validate_step(step) for step in steps],
+        "benchmark": benchmark,
+    }
+
+
+def execute(spec, artifacts_dir=None, cancel=None):
+    """Run a spec, emitting events; raises Cancelled, EngineError or whatever broke."""
+    spec = validate_spec(spec)
+    cancel = cancel or CancelFlag()
+    steps = build_steps(spec["steps"])
+    if artifacts_dir:
+        os.makedirs(artifacts_dir, exist_ok=True)
+    holder = nullcontext(artifacts_dir) if artifacts_dir else tempfile.TemporaryDirectory()
+    with holder as workdir:
+        return _execute(spec, steps, workdir, bool(artifacts_dir), cancel)
+
+
+def _execute(spec, steps, workdir, keep_artifacts, cancel):
+    training, bench = spec["training"], spec["benchmark"]
+    events.phase("load_data")
+    data = datasets.load(spec["dataset"], training["seed"])
+    cancel.check()
+
+    events.phase("build")
+    keras = _import_keras(spec["hardware"])
+    backend = keras.backend.backend()
+    devices = _devices(backend, spec["hardware"])
+    keras.utils.set_random_seed(training["seed"])
+    ctx = RunContext(spec=spec, backend=backend, data=data, workdir=workdir)
+    for step in steps:
+        step.configure(ctx)
+    ctx.model = model = zoo.build_model(spec["model"], data.input_shape, data.num_classes)
+    model.compile(
+        optimizer=_optimizer(keras, training),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        **_compile_options(steps, ctx),
+    )
+    events.emit(
+        "start", epochs=training["epochs"], train_samples=len(data.x_train),
+        validation_samples=len(data.x_val), test_samples=len(data.x_test),
+        params=model.count_params(), input_shape=data.input_shape,
+        num_classes=data.num_classes, backend=backend, steps=[s.technique for s in steps],
+    )
+    cancel.check()
+
+    events.phase("train")
+    epochs, train_seconds = _train(keras, model, data, training, cancel)
+    cancel.check()
+    model_path = _save_for_inference(keras, model, os.path.join(workdir, "model.keras"))
+    ctx.artifacts.append("model.keras")
+    ctx.runtime = measure.KerasRuntime(model, model_path)
+    for step in steps:
+        step.after_train(ctx)
+        cancel.check()
+
+    events.phase("evaluate")
+    measured = {"runtime": {}, "reference": {}}
+    for role, runtime in _runtimes(ctx):
+        measured[role]["test_accuracy"] = measure.accuracy(
+            runtime, data.x_test, data.y_test, bench["batch_size"])
+    cancel.check()
+
+    events.phase("benchmark")
+    for role, runtime in _runtimes(ctx):
+        measured[role].update(measure.latency(
+            runtime, data.x_test, trials=bench["trials"], samples=bench["latency_samples"],
+            warmup=bench["warmup"]))
+        measured[role]["inference_samples_per_s"] = measure.throughput(
+            runtime, data.x_test, batch_size=bench["batch_size"], trials=bench["trials"],
+            warmup=bench["warmup"])
+        measured[role]["model_bytes"], measured[role]["model_gzip_bytes"] = \
+            measure.file_sizes(runtime.path)
+        cancel.check()
+
+    ctx.notes.extend(_notes(ctx, model, epochs))
+    events.emit(
+        "result",
+        **measured["runtime"],
+        **_training_figures(epochs, train_seconds, len(data.x_train)),
+        params=model.count_params(),
+        sparsity=measure.sparsity(model),
+        runtime=ctx.runtime.runtime,
+        reference=measured["reference"] or None,
+        fingerprint=fingerprint(backend),
+        devices=devices,
+        steps_applied=[s.technique for s in steps],
+        notes=ctx.notes,
+        backend=backend,
+        epochs_run=len(epochs),
+        benchmark=bench,
+        artifacts=ctx.artifacts if keep_artifacts else None,
+    )
+
+
+def _save_for_inference(keras, model, path):
+    """Save architecture and weights without the optimizer's slots.
+
+    Keras 3 saves a compiled model's optimizer state (Adam keeps two slots per weight, and a
+    LossScaleOptimizer more), which would triple model_bytes for a file nobody ships.
+    """
+    # clone_model would compile the clone again, optimizer included; from_config does not.
+    clone = model.__class__.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    clone.save(path)
+    return path
+
+
+def _runtimes(ctx):
+    yield "runtime", ctx.runtime
+    if ctx.reference is not None:
+        yield "reference", ctx.reference
+
+
+def _train(keras, model, data, training, cancel):
+    epochs = []
+
+    class EpochEvents(keras.callbacks.Callback):
+        """Streams one event per finished epoch and turns SIGTERM into stop_training."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+            self.batches_done = None
+
+        def on_test_begin(self, logs=None):
+            # Validation runs inside the epoch; the train-only time excludes it.
+            self.batches_done = self.batches_done or time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if cancel.requested:
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            if cancel.requested:
+                return  # an interrupted epoch's numbers would be mislabelled as complete
+            now = time.perf_counter()
+            logs = logs or {}
+            record = {
+                "epoch": epoch + 1,
+                "loss": logs.get("loss"),
+                "accuracy": logs.get("accuracy"),
+                "val_loss": logs.get("val_loss"),
+                "val_accuracy": logs.get("val_accuracy"),
+                "seconds": now - self.started,
+                "train_seconds": (self.batches_done or now) - self.started,
+            }
+            epochs.append(record)
+            events.emit("epoch", **record)
+
+    started = time.perf_counter()
+    model.fit(
+        data.x_train, data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        epochs=training["epochs"], batch_size=training["batch_size"],
+        shuffle=True, verbose=0, callbacks=[EpochEvents()],
+    )
+    return epochs, time.perf_counter() - started
+
+
+def _training_figures(epochs, train_seconds, samples):
+    """compile_seconds and throughput from per-epoch train-only times.
+
+    The first epoch carries one-off costs (tracing, XLA compilation, allocator warm-up);
+    its excess over a typical later epoch estimates them, and throughput leaves it out.
+    """
+    times = [e["train_seconds"] for e in epochs]
+    if len(times) >= 2:
+        compile_seconds = max(0.0, times[0] - statistics.median(times[1:]))
+        rate = samples * (len(times) - 1) / sum(times[1:])
+    else:
+        compile_seconds = None
+        rate = samples / times[0] if times else None
+    return {
+        "train_seconds": train_seconds,
+        "compile_seconds": compile_seconds,
+        "train_samples_per_s": rate,
+    }
+
+
+def _notes(ctx, model, epochs):
+    notes = [
+        "compile_seconds is the first epoch minus the median later epoch: it includes "
+        "warm-up (tracing, allocation), not only compilation"
+        if len(epochs) >= 2 else
+        "one epoch only: compile_seconds unknown and train_samples_per_s includes warm-up",
+    ]
+    if ctx.runtime.runtime == "keras":
+        notes.append(f"keras latency via predict_on_batch with jit_compile={model.jit_compile}")
+    return notes
+
+
+def _compile_options(steps, ctx):
+    # Explicitly off: Keras's "auto" enables XLA on GPUs and under JAX, which would make the
+    # baseline an XLA run and the xla recipe a comparison with itself.
+    options = {"jit_compile": False}
+    owners = {}
+    for step in steps:
+        for key, value in step.compile_options(ctx).items():
+            if key in owners and options[key] != value:
+                raise EngineError(
+                    f"{owners[key]} and {step.technique} set compile option {key} differently"
+                )
+            owners[key], options[key] = step.technique, value
+    return options
+
+
+def _optimizer(keras, training):
+    cls = {
+        "adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+        "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop,
+    }[training["optimizer"]]
+    return cls(learning_rate=training["learning_rate"])
+
+
+def _import_keras(hardware):
+    if hardware == "cpu":
+        # Device visibility is read once, when the framework initialises.
+        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    import keras
+
+    return keras
+
+
+def _devices(backend, hardware):
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        found = [d.name for d in tf.config.list_logical_devices()]
+    elif backend == "jax":
+        import jax
+
+        found = [f"{d.platform}:{d.id} {d.device_kind}" for d in jax.devices()]
+    else:
+        found = []
+    if hardware == "gpu" and not any("gpu" in d.lower() or "cuda" in d.lower() for d in found):
+        raise EngineError(f"hardware gpu was requested but the {backend} backend sees no GPU")
+    return found
+
+
+def _section(spec, name, defaults):
+    given = spec.get(name) or {}
+    if not isinstance(given, dict):
+        raise ValueError(f"{name} must be an object")
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"{name} does not take {', '.join(unknown)}")
+    return {**defaults, **given}
+
+
+def _integer(section, name, value):
+    low, high = LIMITS[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{section}.{name} must be an integer from {low} to {high}")
