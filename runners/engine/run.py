@@ -4,11 +4,12 @@ Meant for a process of its own (``python -m runners run``): steps set process-wi
 as Keras's global dtype policy, and device visibility is fixed when the framework loads.
 """
 
+import copy
 import os
 import statistics
 import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 
 from runners.engine import data as datasets
@@ -48,12 +49,19 @@ class CancelFlag:
 
 @dataclass
 class RunContext:
-    """What steps see and may change; ``runtime`` is the artifact that gets measured."""
+    """What steps see and may change; ``runtime`` is the artifact that gets measured.
+
+    ``training`` is a copy of the spec's training settings that steps may change in
+    ``configure`` (large_batch scales batch_size and learning_rate); the run trains with it.
+    ``model`` may be replaced in ``after_train`` (stripping wrappers): unless a step sets
+    ``runtime``, the Keras runtime is made from ``model`` after every ``after_train`` ran.
+    """
 
     spec: dict
     backend: str
     data: datasets.Dataset
     workdir: str
+    training: dict = None
     model: object = None
     runtime: object = None
     reference: object = None
@@ -135,33 +143,50 @@ def _execute(spec, steps, workdir, keep_artifacts, cancel):
     backend = keras.backend.backend()
     devices = _devices(backend, spec["hardware"])
     keras.utils.set_random_seed(training["seed"])
-    ctx = RunContext(spec=spec, backend=backend, data=data, workdir=workdir)
+    ctx = RunContext(spec=spec, backend=backend, data=data, workdir=workdir,
+                     training=copy.deepcopy(training))
     for step in steps:
         step.configure(ctx)
-    ctx.model = model = zoo.build_model(spec["model"], data.input_shape, data.num_classes)
-    model.compile(
-        optimizer=_optimizer(keras, training),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        **_compile_options(steps, ctx),
-    )
-    events.emit(
-        "start", epochs=training["epochs"], train_samples=len(data.x_train),
-        validation_samples=len(data.x_val), test_samples=len(data.x_test),
-        params=model.count_params(), input_shape=data.input_shape,
-        num_classes=data.num_classes, backend=backend, steps=[s.technique for s in steps],
-    )
-    cancel.check()
+    training = ctx.training
+    with ExitStack() as scopes:
+        # Build, compile and fit inside every step's scope (a distribution strategy's scope
+        # must be active when variables are created and when the model compiles).
+        for step in steps:
+            scope = step.scope(ctx)
+            if scope is not None:
+                scopes.enter_context(scope)
+        model = zoo.build_model(spec["model"], data.input_shape, data.num_classes)
+        for step in steps:
+            model = step.transform_model(ctx, model)
+        ctx.model = model
+        optimizer = _optimizer(keras, training)
+        for step in steps:
+            optimizer = step.make_optimizer(ctx, optimizer)
+        model.compile(
+            optimizer=optimizer,
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            **_compile_options(steps, ctx),
+        )
+        events.emit(
+            "start", epochs=training["epochs"], train_samples=len(data.x_train),
+            validation_samples=len(data.x_val), test_samples=len(data.x_test),
+            params=model.count_params(), input_shape=data.input_shape,
+            num_classes=data.num_classes, backend=backend, steps=[s.technique for s in steps],
+        )
+        cancel.check()
 
-    events.phase("train")
-    epochs, train_seconds = _train(keras, model, data, training, cancel)
+        events.phase("train")
+        epochs, train_seconds = _train(keras, ctx, steps, cancel)
     cancel.check()
-    model_path = _save_for_inference(keras, model, os.path.join(workdir, "model.keras"))
-    ctx.artifacts.append("model.keras")
-    ctx.runtime = measure.KerasRuntime(model, model_path)
     for step in steps:
         step.after_train(ctx)
         cancel.check()
+    model = ctx.model
+    model_path = _save_for_inference(keras, model, os.path.join(workdir, "model.keras"))
+    ctx.artifacts.insert(0, "model.keras")
+    if ctx.runtime is None:
+        ctx.runtime = measure.KerasRuntime(model, model_path)
 
     events.phase("evaluate")
     measured = {"runtime": {}, "reference": {}}
@@ -199,7 +224,15 @@ def _execute(spec, steps, workdir, keep_artifacts, cancel):
         epochs_run=len(epochs),
         benchmark=bench,
         artifacts=ctx.artifacts if keep_artifacts else None,
+        **_result_fields(steps, ctx),
     )
+
+
+def _result_fields(steps, ctx):
+    fields = {}
+    for step in steps:
+        fields.update(step.result_fields(ctx))
+    return fields
 
 
 def _save_for_inference(keras, model, path):
@@ -221,7 +254,8 @@ def _runtimes(ctx):
         yield "reference", ctx.reference
 
 
-def _train(keras, model, data, training, cancel):
+def _train(keras, ctx, steps, cancel):
+    model, data, training = ctx.model, ctx.data, ctx.training
     epochs = []
 
     class EpochEvents(keras.callbacks.Callback):
@@ -256,13 +290,18 @@ def _train(keras, model, data, training, cancel):
             epochs.append(record)
             events.emit("epoch", **record)
 
+    options = {
+        "x": data.x_train, "y": data.y_train,
+        "validation_data": (data.x_val, data.y_val),
+        "epochs": training["epochs"], "batch_size": training["batch_size"],
+        "shuffle": True, "verbose": 0, "callbacks": [EpochEvents()],
+    }
+    for step in steps:
+        options = step.fit_options(ctx, options)
+    for step in steps:
+        options["callbacks"] = [*options["callbacks"], *step.callbacks(ctx)]
     started = time.perf_counter()
-    model.fit(
-        data.x_train, data.y_train,
-        validation_data=(data.x_val, data.y_val),
-        epochs=training["epochs"], batch_size=training["batch_size"],
-        shuffle=True, verbose=0, callbacks=[EpochEvents()],
-    )
+    model.fit(**options)
     return epochs, time.perf_counter() - started
 
 

@@ -2,10 +2,21 @@
 
 A recipe is a list of steps.  The run calls each step's hooks in recipe order:
 
-- ``configure(ctx)``        before the model is built (dtype policies, backend checks);
-- ``compile_options(ctx)``  keyword arguments merged into ``model.compile``;
-- ``after_train(ctx)``      after training (conversion; may replace ``ctx.runtime``, the
-                            artifact that gets measured, and set ``ctx.reference``).
+- ``configure(ctx)``              before the model is built (dtype policies, backend checks,
+                                  process-wide framework settings); may change
+                                  ``ctx.training``, the effective training settings;
+- ``scope(ctx)``                  a context manager or None; build, compile and fit run
+                                  inside every scope given (a distribution strategy's scope);
+- ``transform_model(ctx, model)`` after the build, before compile; returns the model to use;
+- ``make_optimizer(ctx, optimizer)`` after the base optimizer is made; returns the optimizer;
+- ``compile_options(ctx)``        keyword arguments merged into ``model.compile``;
+- ``fit_options(ctx, options)``   the keyword arguments of ``model.fit``; returns them changed;
+- ``callbacks(ctx)``              Keras callbacks added to ``model.fit``;
+- ``after_train(ctx)``            after training (conversion; may replace ``ctx.runtime``, the
+                                  artifact that gets measured, and set ``ctx.reference``);
+- ``result_fields(ctx)``          a dict merged into the result event.
+
+Every hook of the base class does nothing, so a step overrides only the stages it uses.
 
 Parameters are plain JSON values checked by ``validate_step`` without importing a framework,
 so the web process validates recipes with the same rules the engine applies.
@@ -70,11 +81,29 @@ class TechniqueStep:
                 f"(KERAS_BACKEND={self.requires_backend}); this run uses {ctx.backend}"
             )
 
+    def scope(self, ctx):
+        return None
+
+    def transform_model(self, ctx, model):
+        return model
+
+    def make_optimizer(self, ctx, optimizer):
+        return optimizer
+
     def compile_options(self, ctx):
         return {}
 
+    def fit_options(self, ctx, options):
+        return options
+
+    def callbacks(self, ctx):
+        return []
+
     def after_train(self, ctx):
         pass
+
+    def result_fields(self, ctx):
+        return {}
 
 
 def validate_step(step):
