@@ -152,7 +152,7 @@ def _browser(playwright):
 
 
 def test_it_runs_an_experiment_from_the_browser_and_streams_its_curves(production_stack, alice):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     stack = production_stack
     ARTIFACTS.mkdir(exist_ok=True)
@@ -205,8 +205,9 @@ def test_it_runs_an_experiment_from_the_browser_and_streams_its_curves(productio
             )
             labels = page.evaluate("() => window.accelweb.speedupChart.data.labels")
             assert "XLA" in labels and any("TFLite float32" in label for label in labels)
-            page.wait_for_selector("#comparison-table")
-            assert page.locator("#results-table tbody tr").count() == 4  # + TFLite reference
+            # The tables are re-rendered by the server when a run ends: wait for the last.
+            expect(page.locator("#results-table tbody tr")).to_have_count(4)  # + reference
+            expect(page.locator("#comparison-table tbody tr")).to_have_count(4)
             page.screenshot(path=str(ARTIFACTS / "fullstack.png"), full_page=True)
 
             # A reload rebuilds everything from the database.
