@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from . import services
-from .models import Dataset, Experiment, Membership, Run, RunEvent, Team
+from .models import Dataset, Experiment, Membership, Recipe, Run, RunEvent, Team
 
 
 class MembershipInline(admin.TabularInline):
@@ -126,3 +126,15 @@ class RunEventAdmin(admin.ModelAdmin):
     list_filter = ["kind"]
     search_fields = ["run__name", "run__experiment__name"]
     list_select_related = ["run", "run__experiment"]
+
+
+@admin.register(Recipe)
+class RecipeAdmin(admin.ModelAdmin):
+    list_display = ["name", "team", "techniques", "created_by", "created_at"]
+    list_filter = ["team"]
+    search_fields = ["name", "description", "team__name"]
+    list_select_related = ["team", "created_by"]
+
+    @admin.display(description="steps")
+    def techniques(self, recipe):
+        return " → ".join(step.get("technique", "?") for step in recipe.steps)

@@ -69,6 +69,10 @@ def compare_runs(runs) -> list[dict]:
         row["train_speedup"] = _ratio(
             result.get("train_samples_per_s"), base.get("train_samples_per_s")
         )
+        # Throughput: higher is better, so the run's samples are the numerator.
+        row["train_ci"] = ratio_ci(
+            result.get("train_samples_per_s_epochs"), base.get("train_samples_per_s_epochs")
+        )
         rows.append(row)
         reference = result.get("reference")
         if reference:
@@ -81,5 +85,44 @@ def compare_runs(runs) -> list[dict]:
                 base, reference, comparable,
             )
             quant["train_speedup"] = switch["train_speedup"] = None
+            quant["train_ci"] = switch["train_ci"] = None
             rows += [quant, switch]
     return rows
+
+
+def verdict(speedup, ci):
+    """How a measured ratio reads: its interval, not its point value, decides."""
+    if speedup is None:
+        return "not measured"
+    if ci is None:
+        return "no interval"
+    if ci[1] < 1.0:
+        return "slower"
+    if ci[0] > 1.0:
+        return "faster"
+    return "no clear difference"
+
+
+def advice_checks(runs) -> list[dict]:
+    """Each piece of advice a run's result carries, next to what was measured: training
+    throughput for training techniques, batch-1 latency against the float32 model in the
+    same runtime for quantization."""
+    rows = {(row["run_id"], row["kind"]): row for row in compare_runs(runs)}
+    checks = []
+    for run in runs:
+        for item in (run.result or {}).get("advice") or []:
+            quantized = item.get("technique") in ("ptq", "keras_quantize", "qat")
+            row = rows.get((run.pk, "vs float32 TFLite")) if quantized else None
+            row = row or rows.get((run.pk, "vs baseline"))
+            if row is None:
+                continue
+            if quantized:
+                measured, ci, what = row["inference_speedup"], row["inference_ci"], "inference"
+            else:
+                measured, ci, what = row["train_speedup"], row.get("train_ci"), "training"
+            checks.append({
+                "run": run.name, "technique": item.get("technique"),
+                "message": item.get("message"), "what": what, "speedup": measured, "ci": ci,
+                "against": row["kind"], "verdict": verdict(measured, ci),
+            })
+    return checks

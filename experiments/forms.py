@@ -1,5 +1,6 @@
 """Forms validate and convert; the spec gate (spec.validate_spec) has the final word."""
 
+import json
 import os
 import tempfile
 import zipfile
@@ -8,9 +9,10 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from runners.engine import data as engine_data
+from runners.engine.steps import validate_step
 
 from . import spec as specs
-from .models import Dataset, Team
+from .models import Dataset, Recipe, Team
 
 ARCH_CHOICES = [
     ("seed_mlp", "Seed MLP (Dense-Dropout-Dense-Dropout-Dense)"),
@@ -22,7 +24,6 @@ DATASET_CHOICES = [
     ("synthetic", "Synthetic images (generated, learnable class structure)"),
     ("npz", "Uploaded .npz dataset"),
 ]
-POLICY_CHOICES = [("mixed_float16", "mixed_float16"), ("mixed_bfloat16", "mixed_bfloat16")]
 
 # Where each spec path's message is shown in the form.
 FIELD_FOR_PATH = {
@@ -96,15 +97,14 @@ class ExperimentForm(forms.Form):
         choices=[("cpu", "CPU runners"), ("gpu", "GPU runners")], initial="cpu"
     )
 
-    recipe_mixed_precision = forms.BooleanField(label="Mixed precision", required=False)
-    mixed_precision_policy = forms.ChoiceField(choices=POLICY_CHOICES, initial="mixed_float16",
-                                               required=False)
-    recipe_xla = forms.BooleanField(label="XLA compilation (jit_compile)", required=False)
-    recipe_ptq_int8 = forms.BooleanField(
-        label="Post-training dynamic-range int8 (TFLite, LiteRT interpreter)", required=False
+    recipes_json = forms.CharField(
+        label="Recipes (JSON)", required=False, widget=forms.Textarea(attrs={"rows": 6}),
+        help_text='A list of {"name": ..., "steps": [{"technique": ..., ...}]}; the builder '
+                  "above writes it for you.",
     )
-    recipe_ptq_float16 = forms.BooleanField(
-        label="Post-training float16 (TFLite, LiteRT interpreter)", required=False
+    library = forms.ModelMultipleChoiceField(
+        label="Saved recipes", queryset=Recipe.objects.none(), required=False,
+        widget=forms.CheckboxSelectMultiple,
     )
 
     def __init__(self, *args, user, **kwargs):
@@ -112,6 +112,7 @@ class ExperimentForm(forms.Form):
         teams = Team.objects.filter(memberships__user=user)
         self.fields["team"].queryset = teams
         self.fields["npz_dataset"].queryset = Dataset.objects.for_user(user)
+        self.fields["library"].queryset = Recipe.objects.for_user(user).select_related("team")
         self.spec = None
 
     def _model(self, data):
@@ -144,20 +145,22 @@ class ExperimentForm(forms.Form):
             return {"name": "npz", "dataset_id": chosen.pk if chosen else None}
         return {"name": name}
 
+    def clean_recipes_json(self):
+        text = self.cleaned_data["recipes_json"].strip()
+        if not text:
+            return []
+        try:
+            recipes = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"The recipes are not valid JSON: {exc}") from None
+        if not isinstance(recipes, list):
+            raise ValidationError("The recipes must be a JSON list.")
+        return recipes
+
     def _recipes(self, data):
-        recipes = []
-        if data.get("recipe_mixed_precision"):
-            policy = data.get("mixed_precision_policy") or "mixed_float16"
-            recipes.append({"name": f"mixed precision ({policy})",
-                            "steps": [{"technique": "mixed_precision", "policy": policy}]})
-        if data.get("recipe_xla"):
-            recipes.append({"name": "XLA", "steps": [{"technique": "xla"}]})
-        if data.get("recipe_ptq_int8"):
-            recipes.append({"name": "int8 (dynamic range)",
-                            "steps": [{"technique": "ptq", "mode": "dynamic_int8"}]})
-        if data.get("recipe_ptq_float16"):
-            recipes.append({"name": "float16 (TFLite)",
-                            "steps": [{"technique": "ptq", "mode": "float16"}]})
+        recipes = list(data.get("recipes_json") or [])
+        chosen = data.get("library") or []
+        recipes += [recipe.as_spec() for recipe in chosen if recipe.team_id == data["team"].pk]
         return recipes
 
     def clean(self):
@@ -177,10 +180,23 @@ class ExperimentForm(forms.Form):
             self.spec = specs.validate_spec(spec, team=data["team"])
         except ValidationError as exc:
             for path, messages in exc.message_dict.items():
+                if path.startswith("recipes"):
+                    self._recipe_errors(path, messages, spec["recipes"])
+                    continue
                 field = FIELD_FOR_PATH.get(path)
                 for message in messages:
                     self.add_error(field if field in self.fields else None, message)
         return data
+
+    def _recipe_errors(self, path, messages, recipes):
+        _, _, index = path.partition(".")
+        prefix = ""
+        if index.isdigit() and int(index) < len(recipes):
+            recipe = recipes[int(index)]
+            name = recipe.get("name") if isinstance(recipe, dict) else None
+            prefix = f"Recipe {int(index) + 1}" + (f" ({name})" if name else "") + ": "
+        for message in messages:
+            self.add_error("recipes_json", prefix + message)
 
 
 class DatasetUploadForm(forms.Form):
@@ -226,3 +242,42 @@ class DatasetUploadForm(forms.Form):
         finally:
             upload.seek(0)
         return upload
+
+
+class RecipeForm(forms.Form):
+    """A recipe for the library: from a run (steps given) or written as JSON."""
+
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), empty_label=None,
+                                  required=False)
+    steps_json = forms.CharField(
+        label="Steps (JSON)", required=False, widget=forms.Textarea(attrs={"rows": 4}),
+        help_text='For example [{"technique": "xla"}, {"technique": "ptq", "mode": "float16"}]',
+    )
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        if user is not None:
+            self.fields["team"].queryset = Team.objects.filter(memberships__user=user)
+            self.fields["team"].required = True
+            self.fields["steps_json"].required = True
+
+    def clean_steps_json(self):
+        text = self.cleaned_data["steps_json"].strip()
+        if self.user is None:
+            return None
+        try:
+            steps = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"The steps are not valid JSON: {exc}") from None
+        if not isinstance(steps, list) or not steps:
+            raise ValidationError("Give a non-empty JSON list of steps.")
+        cleaned = []
+        for index, step in enumerate(steps, start=1):
+            try:
+                cleaned.append(validate_step(step))
+            except ValueError as exc:
+                raise ValidationError(f"Step {index}: {exc}") from None
+        return cleaned

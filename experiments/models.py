@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -145,6 +147,11 @@ class Run(models.Model):
         return not self.steps
 
     @property
+    def artifacts_dir(self):
+        """Where the engine writes this run's model files."""
+        return Path(settings.MEDIA_ROOT) / "runs" / str(self.pk)
+
+    @property
     def has_ended(self):
         return self.status in self.ENDED
 
@@ -227,3 +234,30 @@ class RunEvent(models.Model):
 
     def __str__(self):
         return f"{self.run_id}#{self.seq} {self.kind}"
+
+
+class Recipe(models.Model):
+    """A named list of technique steps a team saves and reuses across experiments."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="recipes")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    steps = models.JSONField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = TeamScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name"], name="one_recipe_name_per_team")
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def as_spec(self):
+        return {"name": self.name, "steps": self.steps}

@@ -37,3 +37,24 @@ def experiment_snapshot(experiment, runs=None) -> dict:
         "runs": [{**run_state(run), "epochs": curves[run.pk]} for run in runs],
         "comparison": compare_runs(runs),
     }
+
+
+def advice_before_run(user, hardware: str):
+    """Advice for every technique at its defaults, for the runners of this hardware: the
+    fingerprint of the team's latest run there, else this machine (the embedded runner)."""
+    from runners.engine.advisor import advise
+
+    from .techniques import catalog
+
+    steps = [{"technique": t["technique"], **{p["name"]: p["default"] for p in t["params"]}}
+             for t in catalog()]
+    latest = (
+        Run.objects.filter(experiment__team__memberships__user=user,
+                           experiment__hardware=hardware, status=Run.Status.SUCCEEDED)
+        .order_by("-finished_at").values_list("result", "worker").first()
+    )
+    if latest and (latest[0] or {}).get("fingerprint"):
+        fingerprint = {**latest[0]["fingerprint"], "hardware": hardware}
+        source = f"the {hardware.upper()} runner of your latest run ({latest[1]})"
+        return advise(steps, fingerprint), source
+    return advise(steps, hardware), f"this machine's {hardware.upper()}"

@@ -142,3 +142,16 @@ def demo_setup(*, password: str):
     Membership.objects.get_or_create(team=team, user=user,
                                      defaults={"role": Membership.Role.ADMIN})
     return user, team
+
+
+def recipe_save(*, team: Team, user, name: str, steps: list, description: str = ""):
+    """Save (or replace) a named recipe in the team's library."""
+    from runners.engine.steps import validate_step
+
+    from .models import Recipe
+
+    steps = [validate_step(step) for step in steps]
+    return Recipe.objects.update_or_create(
+        team=team, name=name,
+        defaults={"steps": steps, "description": description, "created_by": user},
+    )

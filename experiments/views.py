@@ -1,4 +1,5 @@
 import asyncio
+import json
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -8,14 +9,16 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.models import Count, Q
-from django.http import JsonResponse
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from . import services
-from .forms import DatasetUploadForm, ExperimentForm
-from .models import Dataset, Experiment, Membership, Run
-from .selectors import experiment_snapshot
+from .comparison import advice_checks
+from .forms import DatasetUploadForm, ExperimentForm, RecipeForm
+from .models import Dataset, Experiment, Membership, Recipe, Run
+from .selectors import advice_before_run, experiment_snapshot
+from .techniques import catalog, presets
 
 
 def _get_experiment(request, pk) -> Experiment:
@@ -24,18 +27,26 @@ def _get_experiment(request, pk) -> Experiment:
     return get_object_or_404(Experiment.objects.for_user(request.user), pk=pk)
 
 
-def _get_run_to_change(request, pk) -> Run:
-    run = get_object_or_404(
-        Run.objects.select_related("experiment").filter(
+def _get_run(request, pk) -> Run:
+    return get_object_or_404(
+        Run.objects.select_related("experiment", "experiment__team").filter(
             experiment__team__memberships__user=request.user
         ),
         pk=pk,
     )
-    role = Membership.objects.filter(team=run.experiment.team_id, user=request.user).values_list(
+
+
+def _require_member(request, team_id):
+    role = Membership.objects.filter(team=team_id, user=request.user).values_list(
         "role", flat=True
     ).first()
-    if role == Membership.Role.VIEWER:
-        raise PermissionDenied("Viewers cannot change runs.")
+    if role is None or role == Membership.Role.VIEWER:
+        raise PermissionDenied("Viewers cannot change this team's work.")
+
+
+def _get_run_to_change(request, pk) -> Run:
+    run = _get_run(request, pk)
+    _require_member(request, run.experiment.team_id)
     return run
 
 
@@ -73,7 +84,10 @@ def experiment_new(request):
             messages.success(request, f"Queued {experiment.runs.count()} runs.")
             return redirect(experiment)
     status = 400 if request.method == "POST" else 200
-    return render(request, "experiments/new.html", {"form": form}, status=status)
+    advice, source = advice_before_run(request.user, "cpu")
+    context = {"form": form, "catalog": catalog(), "presets": presets(), "advice": advice,
+               "advice_source": source}
+    return render(request, "experiments/new.html", context, status=status)
 
 
 def _results_context(experiment):
@@ -85,6 +99,7 @@ def _results_context(experiment):
         "finished": [run for run in runs if run.result],
         "snapshot": snapshot,
         "comparison": snapshot["comparison"],
+        "advice": advice_checks(runs),
     }
 
 
@@ -128,6 +143,81 @@ def run_rerun(request, pk):
     else:
         messages.warning(request, f"“{run.name}” has not ended yet.")
     return redirect(run.experiment)
+
+
+@login_required
+def run_detail(request, pk):
+    run = _get_run(request, pk)
+    result = run.result or {}
+    artifacts = [name for name in result.get("artifacts") or []
+                 if (run.artifacts_dir / name).is_file()]
+    return render(request, "experiments/run_detail.html", {
+        "run": run, "experiment": run.experiment, "result": result, "artifacts": artifacts,
+        "result_json": json.dumps(result, indent=2, sort_keys=True),
+        "recipe_form": RecipeForm(initial={"name": run.name}),
+    })
+
+
+@login_required
+def run_artifact(request, pk, name):
+    run = _get_run(request, pk)
+    # Only files the engine reported for this run; never a path from the request.
+    if name not in ((run.result or {}).get("artifacts") or []):
+        raise Http404("No such artifact.")
+    path = run.artifacts_dir / name
+    if not path.is_file():
+        raise Http404("This artifact is no longer on disk.")
+    return FileResponse(open(path, "rb"), as_attachment=True,
+                        filename=f"run{run.pk}-{name}")
+
+
+@login_required
+@require_POST
+def run_save_recipe(request, pk):
+    run = _get_run_to_change(request, pk)
+    form = RecipeForm(request.POST)
+    if run.is_baseline:
+        messages.warning(request, "The baseline has no steps to save.")
+    elif form.is_valid():
+        recipe, created = services.recipe_save(
+            team=run.experiment.team, user=request.user, name=form.cleaned_data["name"],
+            steps=run.steps, description=form.cleaned_data["description"],
+        )
+        verb = "Saved" if created else "Updated"
+        messages.success(request, f"{verb} “{recipe.name}” in the recipe library.")
+    else:
+        messages.error(request, " ".join(e for errs in form.errors.values() for e in errs))
+    return redirect("run_detail", pk=run.pk)
+
+
+@login_required
+def recipe_list(request):
+    if not request.user.teams.exists():
+        services.team_for_user(request.user)
+    form = RecipeForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        team = form.cleaned_data["team"]
+        _require_member(request, team.pk)
+        recipe, created = services.recipe_save(
+            team=team, user=request.user, name=form.cleaned_data["name"],
+            steps=form.cleaned_data["steps_json"], description=form.cleaned_data["description"],
+        )
+        messages.success(request, f"{'Saved' if created else 'Updated'} “{recipe.name}”.")
+        return redirect("recipe_list")
+    recipes = Recipe.objects.for_user(request.user).select_related("team", "created_by")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "experiments/recipes.html",
+                  {"form": form, "recipes": recipes, "catalog": catalog()}, status=status)
+
+
+@login_required
+@require_POST
+def recipe_delete(request, pk):
+    recipe = get_object_or_404(Recipe.objects.for_user(request.user), pk=pk)
+    _require_member(request, recipe.team_id)
+    recipe.delete()
+    messages.info(request, f"Deleted “{recipe.name}”.")
+    return redirect("recipe_list")
 
 
 @login_required

@@ -19,10 +19,6 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 10
 
 
-def artifacts_dir_for(run_id: int):
-    return settings.MEDIA_ROOT / "runs" / str(run_id)
-
-
 @shared_task(bind=True, name="runners.execute_run", acks_late=True)
 def execute_run(self, run_id: int) -> str:
     worker = self.request.hostname or socket.gethostname()
@@ -43,7 +39,7 @@ def execute_run(self, run_id: int) -> str:
             return run.status
         dataset_path = dataset.file.path
 
-    artifacts = artifacts_dir_for(run.pk)
+    artifacts = run.artifacts_dir
     shutil.rmtree(artifacts, ignore_errors=True)
     last_beat = [time.monotonic()]
 

@@ -1,8 +1,11 @@
+import json
+
 import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from experiments.forms import DatasetUploadForm, ExperimentForm
+from experiments.models import Recipe
 
 MAX_UPLOAD = 10 * 1024 * 1024
 
@@ -41,7 +44,10 @@ def upload_form(user, team, upload, name="Blobs"):
 
 
 def test_it_builds_a_spec_with_the_chosen_recipes(alice, valid_data):
-    form = experiment_form(alice, valid_data, recipe_xla="on", recipe_ptq_int8="on")
+    recipes = [{"name": "XLA", "steps": [{"technique": "xla"}]},
+               {"name": "int8 (dynamic range)",
+                "steps": [{"technique": "ptq", "mode": "dynamic_int8"}]}]
+    form = experiment_form(alice, valid_data, recipes_json=json.dumps(recipes))
 
     assert form.is_valid(), form.errors
     assert form.spec["model"] == {"arch": "seed_mlp", "params": {"units": 32, "dropout": 0.1}}
@@ -243,3 +249,38 @@ def test_it_refuses_an_upload_to_another_team(alice, charlie_team, tmp_path):
 
     assert not form.is_valid()
     assert "team" in form.errors
+
+
+def test_it_adds_the_teams_saved_recipes(alice, alice_team, valid_data):
+    saved = Recipe.objects.create(team=alice_team, name="fast", steps=[{"technique": "xla"}])
+
+    form = experiment_form(alice, valid_data, library=[saved.pk])
+
+    assert form.is_valid(), form.errors
+    assert [r["name"] for r in form.spec["recipes"]] == ["fast"]
+
+
+def test_it_refuses_recipes_that_are_not_json(alice, valid_data):
+    form = experiment_form(alice, valid_data, recipes_json="[{'technique': 'xla'")
+
+    assert not form.is_valid()
+    assert "not valid JSON" in form.errors["recipes_json"][0]
+
+
+def test_it_names_the_recipe_with_a_bad_step(alice, valid_data):
+    recipes = [{"name": "warp", "steps": [{"technique": "warp_drive"}]}]
+    form = experiment_form(alice, valid_data, recipes_json=json.dumps(recipes))
+
+    assert not form.is_valid()
+    assert form.errors["recipes_json"][0].startswith("Recipe 1 (warp): ")
+    assert "warp_drive" in form.errors["recipes_json"][0]
+
+
+def test_it_refuses_another_teams_saved_recipe(alice, charlie_team, valid_data):
+    theirs = Recipe.objects.create(team=charlie_team, name="theirs",
+                                   steps=[{"technique": "xla"}])
+
+    form = experiment_form(alice, valid_data, library=[theirs.pk])
+
+    assert not form.is_valid()
+    assert "library" in form.errors

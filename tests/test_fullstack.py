@@ -173,8 +173,8 @@ def test_it_runs_an_experiment_from_the_browser_and_streams_its_curves(productio
             page.fill("#id_synthetic_samples", "1500")
             page.fill("#id_epochs", "6")
             page.fill("#id_batch_size", "32")
-            page.check("#id_recipe_xla")
-            page.check("#id_recipe_ptq_int8")
+            page.click("[data-preset=xla]")
+            page.click("[data-preset=ptq-dynamic_int8]")
             page.click("#experiment-form button[type=submit]")
             page.wait_for_url("**/experiments/*/")
             assert page.locator("tr[data-run-id]").count() == 3
@@ -204,7 +204,8 @@ def test_it_runs_an_experiment_from_the_browser_and_streams_its_curves(productio
                 "() => window.accelweb.speedupChart.data.labels.length >= 2", timeout=30_000
             )
             labels = page.evaluate("() => window.accelweb.speedupChart.data.labels")
-            assert "XLA" in labels and any("TFLite float32" in label for label in labels)
+            assert "XLA compilation" in labels
+            assert any("TFLite float32" in label for label in labels)
             # The tables are re-rendered by the server when a run ends: wait for the last.
             expect(page.locator("#results-table tbody tr")).to_have_count(4)  # + reference
             expect(page.locator("#comparison-table tbody tr")).to_have_count(4)

@@ -7,7 +7,7 @@ the engine refuses ends "failed" with a readable reason, never stays "running".
 import pytest
 
 from experiments.models import Run, RunEvent
-from runners.tasks import artifacts_dir_for, execute_run
+from runners.tasks import execute_run
 
 # Each test that reaches the engine starts a Python child (~3 s); a hang must not stall CI.
 pytestmark = pytest.mark.timeout(120)
@@ -35,7 +35,7 @@ def test_it_fails_a_run_the_engine_refuses(experiment):
     assert run.started_at is not None and run.finished_at is not None
     kinds = list(RunEvent.objects.filter(run=run).values_list("kind", flat=True))
     assert kinds[-1] == "error"
-    assert artifacts_dir_for(run.pk).is_dir()
+    assert run.artifacts_dir.is_dir()
 
 
 def test_it_skips_a_run_it_has_already_run(experiment):

@@ -139,8 +139,12 @@ def test_it_shows_the_form(client, alice):
 def test_it_creates_an_experiment_with_a_baseline_and_one_run_per_recipe(
         client, alice, alice_team, django_capture_on_commit_callbacks):
     client.force_login(alice)
-    data = form_data(alice_team, recipe_xla="on", recipe_ptq_int8="on",
-                     recipe_ptq_float16="on")
+    recipes = [
+        {"name": "XLA", "steps": [{"technique": "xla"}]},
+        {"name": "int8 (dynamic range)", "steps": [{"technique": "ptq", "mode": "dynamic_int8"}]},
+        {"name": "float16 (TFLite)", "steps": [{"technique": "ptq", "mode": "float16"}]},
+    ]
+    data = form_data(alice_team, recipes_json=json.dumps(recipes))
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client.post(reverse("experiment_new"), data)

@@ -76,14 +76,19 @@ class Command(BaseCommand):
         return path.read_text().strip()
 
     def _start_worker(self):
+        from celery.app.trace import setup_worker_optimizations
         from celery.worker import WorkController
 
         from accelweb.celery import app
 
         # WorkController rather than `celery worker`: the latter installs signal handlers,
         # which only the main thread may do. A solo pool runs one run at a time.
+        hostname = f"embedded@{socket.gethostname()}"
+        # What `celery worker` does on start: without it task.request.hostname is the bare
+        # host name, not this worker's node name, and Run.worker would not name it.
+        setup_worker_optimizations(app, hostname)
         worker = WorkController(
-            app=app, hostname=f"embedded@{socket.gethostname()}", pool_cls="solo",
+            app=app, hostname=hostname, pool_cls="solo",
             concurrency=1, queues=["cpu", "gpu"], without_mingle=True, without_gossip=True,
             loglevel="WARNING",
         )
