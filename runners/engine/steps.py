@@ -266,3 +266,4 @@ def _float32_policies(config):
     if config.get("class_name") == "DTypePolicy":
         return {**config, "config": {**config["config"], "name": "float32"}}
     return {key: _float32_policies(value) for key, value in config.items()}
+from runners.engine import compression  # noqa: E402,F401  (registers pruning, qat, clustering)

@@ -1,0 +1,549 @@
+"""Compression steps: pruning, quantization-aware training (qat) and weight clustering.
+
+Why these are written on Keras 3 instead of using the TensorFlow Model Optimization Toolkit
+-----------------------------------------------------------------------------------------
+The toolkit (0.8.1) is the reference, but it only wraps tf_keras (Keras 2) models.  Using it
+would mean a second model builder (tf_keras layers), a second training loop (our callbacks,
+optimizers and step hooks are Keras 3 objects), TF_USE_LEGACY_KERAS=1 for the whole process,
+and two more dependencies: tf-keras 2.21.0 requires the ``tensorflow`` distribution, which pip
+installs (1.9 GB, GPU build) over the ``tensorflow-cpu`` files we use, plus dm-tree and mock.
+Nor would it run under KERAS_BACKEND=jax, the only backend of the GPU machine.
+
+Here each technique is a few lines of backend-neutral Keras 3 inside the normal training
+step, so it composes with the other steps and, except for qat's TFLite output, also runs
+under JAX:
+
+- pruning: a kernel *constraint* (applied by the optimizer right after each update, inside
+  the compiled train step) zeroes the smallest magnitudes down to the polynomial-decay
+  sparsity of the optimizer's step counter, or keeps the 2 largest of every 4 input weights.
+  Nothing wraps the layers, so there is nothing to strip: the saved model is plain.
+- clustering: at the start of fine-tuning, 1-D k-means (k-means++ init) per kernel; from
+  then on a constraint pulls every weight to the mean of its cluster after each update, so
+  the k centroids are what trains (the toolkit's "average" gradient aggregation).
+- qat: Dense/Conv layers are cloned into subclasses whose kernel is fake-quantized per output
+  channel (int8, symmetric, narrow range: what the TFLite converter does) and whose outputs
+  are fake-quantized per tensor with moving-average ranges, both with a straight-through
+  gradient (keras.quantizers.fake_quant_with_min_max_vars).  After training the weights go
+  back into the plain model, which the ptq step's converter turns into an int8 .tflite.
+
+Checked against the toolkit on the same models (seed_mlp and seed_cnn on digits, adam 1e-3,
+batch 64, 10 epochs, seed 0; pruning to 80% on polynomial decay, power 3, from step 0 to 70% of
+training, masks updated every step; 2:4 from step 0; clustering k=16 (k-means++) after
+training, 2 fine-tuning epochs; qat from the start, converted to int8 .tflite; TF 2.21,
+tf_keras 2.21.0, toolkit 0.8.1).  Test accuracy on 360 samples (one sample = 0.3 points; the
+two frameworks draw different initial weights, see the baselines); sparsity over the kernels:
+
+================  =========================  =========================
+seed_mlp          toolkit                    this module
+================  =========================  =========================
+baseline (float)  0.936                      0.917
+pruning 80%       0.883, sparsity 0.800045   0.831, sparsity 0.800045
+pruning 2:4       0.897, sparsity 0.5000     0.900, sparsity 0.5000
+clustering k=16   0.950, 16 values/kernel    0.914, 16 values/kernel
+qat, int8 tflite  0.942                      0.942 (float32 tflite 0.942)
+================  =========================  =========================
+
+================  =========================  =========================
+seed_cnn          toolkit                    this module
+================  =========================  =========================
+baseline (float)  0.956                      0.958
+pruning 80%       0.864, sparsity 0.799992   0.881, sparsity 0.799992
+pruning 2:4       0.928, sparsity 0.4973     0.936, sparsity 0.4973
+clustering k=16   0.967, 16 values/kernel    0.972, 16 values/kernel
+qat, int8 tflite  0.950                      0.961 (float32 tflite 0.961)
+================  =========================  =========================
+
+The sparsities agree to the weight (both skip the 1-channel first convolution for 2:4).
+Accuracies differ in both directions; the widest gap, seed_mlp pruned to 80% (5.2 points,
+beside a 1.9-point gap between the baselines), is one seed on a 360-sample test set.
+tests/test_compression.py re-runs the pruning comparison when TFMOT_PYTHON names an
+interpreter that has the toolkit; the CI suite checks the effects themselves without it.
+"""
+
+import math
+
+import numpy as np
+
+from runners.engine.events import EngineError
+from runners.engine.steps import PostTrainingQuantization, TechniqueStep, register
+
+
+def _number(technique, params, name, low, high, *, integer=False, low_open=False,
+            high_open=False, optional=False):
+    value = params[name]
+    if optional and value is None:
+        return
+    kind = "an integer" if integer else "a number"
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (not integer or value == int(value))
+    ok = ok and (low < value if low_open else low <= value)
+    ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        low_text = f"above {low}" if low_open else f"from {low}"
+        high_text = f"below {high}" if high_open else f"to {high}"
+        raise ValueError(f"{technique} {name} must be {kind} {low_text} {high_text}, not {value!r}")
+
+
+def _steps_per_epoch(ctx):
+    return math.ceil(len(ctx.data.x_train) / ctx.training["batch_size"])
+
+
+def _add_fine_tune_epochs(ctx, epochs):
+    """Train the run's own epochs, then ``epochs`` more; returns the epoch compression starts."""
+    begin = ctx.training["epochs"] if epochs else 0
+    ctx.training["epochs"] += epochs
+    return begin
+
+
+def compressible_layers(model):
+    """Dense and convolution layers (the toolkit's prunable kernels), nested models included."""
+    import keras
+
+    kinds = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found.extend(compressible_layers(layer))
+        elif isinstance(layer, kinds) and not isinstance(layer, keras.layers.Conv2DTranspose):
+            found.append(layer)
+    return found
+
+
+def kernel_sparsity(model):
+    """Fraction of exact zeros over the kernels of ``compressible_layers`` (biases excluded)."""
+    kernels = [np.asarray(layer.kernel) for layer in compressible_layers(model)]
+    total = sum(k.size for k in kernels)
+    return float(sum(int(np.count_nonzero(k == 0)) for k in kernels) / total) if total else 0.0
+
+
+def _retrace(model):
+    """Make the next batch use a new train (and test) function.
+
+    Constraints and Python flags are read when the step function is traced; both trainers
+    look ``model.train_function`` up for every batch, so replacing it between epochs is
+    enough, and under JAX the state is re-read from the variables at every epoch's start.
+    """
+    model.make_train_function(force=True)
+    model.make_test_function(force=True)
+
+
+# --------------------------------------------------------------------------- pruning
+
+def _optimizer_step(model):
+    """The step counter of the optimizer the model was compiled with, read while it trains.
+
+    Looked up at trace time rather than kept from make_optimizer: a later step may replace
+    the optimizer, and compile() may wrap it (LossScaleOptimizer delegates ``iterations``).
+    Plain numbers pass through, for tests.
+    """
+    return getattr(getattr(model, "optimizer", None), "iterations", model)
+
+
+class PolynomialDecay:
+    """The toolkit's sparsity schedule: 0 before ``begin``, ``target`` from ``end`` on."""
+
+    def __init__(self, target, begin, end, power=3):
+        self.target, self.begin, self.end, self.power = target, begin, end, power
+
+    def __call__(self, step):
+        from keras import ops
+
+        step = ops.cast(step, "float32")
+        progress = ops.clip((step - self.begin) / max(self.end - self.begin, 1), 0.0, 1.0)
+        started = ops.cast(step >= self.begin, "float32")
+        return started * self.target * (1.0 - (1.0 - progress) ** self.power)
+
+
+class MagnitudeMask:
+    """Kernel constraint: zero the smallest magnitudes, down to the scheduled sparsity.
+
+    The optimizer applies it right after each update, so the next forward pass sees pruned
+    weights and a pruned weight returns only if one update lifts it above the threshold.
+    """
+
+    def __init__(self, model, schedule):
+        self.model, self.schedule = model, schedule
+
+    def __call__(self, kernel):
+        from keras import ops
+
+        kernel = ops.convert_to_tensor(kernel)  # JAX's ops take arrays, not Variables
+        magnitude = ops.abs(kernel)
+        size = math.prod(kernel.shape)
+        sparsity = self.schedule(_optimizer_step(self.model))
+        pruned = ops.cast(ops.round(sparsity * size), "int32")
+        ordered = ops.sort(ops.reshape(magnitude, (-1,)))
+        threshold = ops.take(ordered, ops.maximum(pruned - 1, 0))
+        threshold = ops.where(pruned > 0, threshold, -1.0)
+        return ops.where(magnitude > threshold, kernel, ops.zeros_like(kernel))
+
+
+class TwoOfFourMask:
+    """Kernel constraint: of every 4 consecutive input weights keep the 2 largest (2:4).
+
+    The input axis is the kernel's second last (Dense: (in, out); ConvND: (..., in, out)),
+    the layout sparse tensor cores and XNNPACK's sparse kernels expect.
+    """
+
+    def __init__(self, model, begin):
+        self.model, self.begin = model, begin
+
+    def __call__(self, kernel):
+        from keras import ops
+
+        kernel = ops.convert_to_tensor(kernel)
+        shape = tuple(kernel.shape)
+        moved = ops.moveaxis(kernel, len(shape) - 2, -1)
+        groups = ops.reshape(ops.abs(moved), (-1, 4))
+        rank = ops.argsort(ops.argsort(groups, axis=-1), axis=-1)
+        keep = ops.reshape(rank >= 2, tuple(moved.shape))
+        keep = ops.moveaxis(keep, -1, len(shape) - 2)
+        started = ops.cast(_optimizer_step(self.model), "float32") >= self.begin
+        return ops.where(ops.logical_or(keep, ops.logical_not(started)), kernel,
+                         ops.zeros_like(kernel))
+
+
+@register
+class Pruning(TechniqueStep):
+    """Magnitude pruning on a polynomial-decay schedule, or 2:4 structured sparsity.
+
+    ``begin``/``end`` are fractions of the pruning phase (the run's training, or the
+    fine-tuning epochs after it); ``begin_step``/``end_step`` (optimizer steps from the start
+    of training) override them.  2:4 is 50% sparse by construction and starts at the begin
+    step; target_sparsity and the decay apply to "unstructured" only.
+    """
+
+    technique = "pruning"
+    defaults = {
+        "target_sparsity": 0.8, "schedule": "polynomial_decay", "structure": "unstructured",
+        "begin": 0.0, "end": 0.7, "begin_step": None, "end_step": None, "power": 3,
+        "fine_tune_epochs": 0,
+    }
+    choices = {"schedule": ("polynomial_decay", "constant"),
+               "structure": ("unstructured", "2:4")}
+
+    @classmethod
+    def check(cls, params):
+        _number(cls.technique, params, "target_sparsity", 0, 1, high_open=True)
+        _number(cls.technique, params, "begin", 0, 1)
+        _number(cls.technique, params, "end", 0, 1)
+        _number(cls.technique, params, "power", 0, 10, low_open=True)
+        _number(cls.technique, params, "fine_tune_epochs", 0, 1000, integer=True)
+        _number(cls.technique, params, "begin_step", 0, 10**9, integer=True, optional=True)
+        _number(cls.technique, params, "end_step", 0, 10**9, integer=True, optional=True)
+        if params["begin"] > params["end"]:
+            raise ValueError("pruning begin must not come after end")
+        if None not in (params["begin_step"], params["end_step"]) and \
+                params["begin_step"] > params["end_step"]:
+            raise ValueError("pruning begin_step must not come after end_step")
+
+    def configure(self, ctx):
+        super().configure(ctx)
+        self.begin_epoch = _add_fine_tune_epochs(ctx, self.params["fine_tune_epochs"])
+        self.layers = []
+
+    def _schedule_steps(self, ctx):
+        # Here, not in configure: a later step's configure may still change the batch size.
+        per_epoch = _steps_per_epoch(ctx)
+        first, total = self.begin_epoch * per_epoch, ctx.training["epochs"] * per_epoch
+        phase = total - first
+        begin, end = self.params["begin_step"], self.params["end_step"]
+        self.begin = first + round(self.params["begin"] * phase) if begin is None else begin
+        self.end = first + round(self.params["end"] * phase) if end is None else end
+        self.end = max(self.end, self.begin)
+        if self.params["schedule"] == "constant":
+            self.end = self.begin
+        if self.end > total:
+            raise EngineError(f"pruning ends at step {self.end}, after the last training step "
+                              f"({total})")
+
+    def make_optimizer(self, ctx, optimizer):
+        # After every transform_model, so the constraints sit on the variables that train.
+        self._schedule_steps(ctx)
+        skipped = []
+        for layer in compressible_layers(ctx.model):
+            if self.params["structure"] == "2:4":
+                if layer.kernel.shape[-2] % 4:
+                    skipped.append(layer.name)
+                    continue
+                constraint = TwoOfFourMask(ctx.model, self.begin)
+            else:
+                schedule = PolynomialDecay(self.params["target_sparsity"], self.begin,
+                                           self.end, self.params["power"])
+                constraint = MagnitudeMask(ctx.model, schedule)
+            layer.kernel.constraint = constraint
+            self.layers.append(layer.name)
+        if not self.layers:
+            raise EngineError("pruning found no Dense or convolution kernel to prune")
+        if skipped:
+            ctx.notes.append(f"2:4 pruning skipped {', '.join(skipped)}: input size not a "
+                             "multiple of 4")
+        return optimizer
+
+    def after_train(self, ctx):
+        # The masks live in constraints, not wrappers: dropping them leaves a plain model.
+        for layer in compressible_layers(ctx.model):
+            layer.kernel.constraint = None
+        if self.params["structure"] == "2:4":
+            ctx.notes.append(f"2:4 structured sparsity from step {self.begin}")
+        elif kernel_sparsity(ctx.model) < self.params["target_sparsity"] - 0.01:
+            ctx.notes.append(
+                f"pruning stopped short of {self.params['target_sparsity']:g} sparsity: "
+                f"training ended before step {self.end}, where the schedule reaches it")
+        else:
+            ctx.notes.append(
+                f"pruning: {self.params['schedule']} to {self.params['target_sparsity']:g} "
+                f"from step {self.begin} to {self.end}, masks updated every step")
+
+    def result_fields(self, ctx):
+        target = 0.5 if self.params["structure"] == "2:4" else self.params["target_sparsity"]
+        return {
+            "target_sparsity": target,
+            "kernel_sparsity": kernel_sparsity(ctx.model),
+            "structure": self.params["structure"],
+            "pruned_layers": self.layers,
+        }
+
+
+# --------------------------------------------------------------------------- clustering
+
+def kmeans_1d(values, k, *, seed=0, iterations=30):
+    """Centroids and assignments of 1-D k-means with k-means++ initialisation."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    rng = np.random.default_rng(seed)
+    k = min(k, len(np.unique(values)))
+    centroids = [values[rng.integers(len(values))]]
+    for _ in range(1, k):
+        distance = np.min(np.abs(values[:, None] - np.array(centroids)[None, :]), axis=1) ** 2
+        centroids.append(values[rng.choice(len(values), p=distance / distance.sum())])
+    centroids = np.sort(np.array(centroids))
+    for _ in range(iterations):
+        # Sorted 1-D centroids: the nearest one is found from the midpoints between them.
+        assignment = np.searchsorted((centroids[1:] + centroids[:-1]) / 2, values)
+        sums = np.bincount(assignment, weights=values, minlength=k)
+        counts = np.bincount(assignment, minlength=k)
+        updated = np.where(counts > 0, sums / np.maximum(counts, 1), centroids)
+        order = np.argsort(updated)
+        if np.allclose(updated[order], centroids):
+            break
+        centroids = updated[order]
+    assignment = np.searchsorted((centroids[1:] + centroids[:-1]) / 2, values)
+    return centroids.astype(np.float32), assignment.astype(np.int32)
+
+
+class ClusterConstraint:
+    """Kernel constraint: every weight becomes the mean of its (fixed) cluster after each update.
+
+    Starting from ``centroid[assignment]``, that moves each centroid by the mean update of
+    its members: the centroids train, the assignments stay (the toolkit's AVG aggregation).
+    """
+
+    def __init__(self, assignment, k):
+        self.assignment, self.k = assignment, k
+        self.counts = np.maximum(np.bincount(assignment, minlength=k), 1).astype(np.float32)
+
+    def __call__(self, kernel):
+        from keras import ops
+
+        flat = ops.reshape(ops.convert_to_tensor(kernel), (-1,))
+        sums = ops.segment_sum(flat, self.assignment, num_segments=self.k)
+        centroids = sums / self.counts
+        return ops.reshape(ops.take(centroids, self.assignment), tuple(kernel.shape))
+
+
+def cluster_kernels(model, k, seed=0):
+    """k-means each kernel, set it to its centroids, attach the constraint; returns layer names."""
+    names = []
+    for layer in compressible_layers(model):
+        kernel = np.asarray(layer.kernel)
+        centroids, assignment = kmeans_1d(kernel, k, seed=seed)
+        layer.kernel.assign(centroids[assignment].reshape(kernel.shape))
+        layer.kernel.constraint = ClusterConstraint(assignment, len(centroids))
+        names.append(layer.name)
+    return names
+
+
+def unique_values_per_kernel(model):
+    return {layer.name: int(np.unique(np.asarray(layer.kernel)).size)
+            for layer in compressible_layers(model)}
+
+
+@register
+class Clustering(TechniqueStep):
+    """Weight clustering: k shared values per kernel, then fine-tuning of the centroids."""
+
+    technique = "clustering"
+    defaults = {"clusters": 16, "fine_tune_epochs": 2}
+
+    @classmethod
+    def check(cls, params):
+        _number(cls.technique, params, "clusters", 2, 65536, integer=True)
+        _number(cls.technique, params, "fine_tune_epochs", 0, 1000, integer=True)
+
+    def configure(self, ctx):
+        super().configure(ctx)
+        if any(step["technique"] == "pruning" for step in ctx.spec["steps"]):
+            # Both hold the kernels through a constraint; sparsity-preserving clustering
+            # (the toolkit's) would need one constraint that does both.
+            raise EngineError("clustering cannot follow pruning in one recipe yet")
+        self.begin_epoch = _add_fine_tune_epochs(ctx, self.params["fine_tune_epochs"])
+        self.layers = []
+
+    def callbacks(self, ctx):
+        import keras
+
+        step = self
+
+        class ClusterAtFineTuning(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                if step.params["fine_tune_epochs"] and epoch == step.begin_epoch:
+                    step.cluster(ctx)
+                    _retrace(self.model)
+
+        return [ClusterAtFineTuning()]
+
+    def cluster(self, ctx):
+        self.layers = cluster_kernels(ctx.model, self.params["clusters"],
+                                      seed=ctx.training["seed"])
+
+    def after_train(self, ctx):
+        if not self.layers:
+            # No fine-tuning epochs (or training stopped early): cluster the trained weights.
+            self.cluster(ctx)
+        for layer in compressible_layers(ctx.model):
+            layer.kernel.constraint = None
+        ctx.notes.append(
+            f"clustering: {self.params['clusters']} centroids per kernel (k-means++), "
+            f"{self.params['fine_tune_epochs']} fine-tuning epochs of the centroids")
+
+    def result_fields(self, ctx):
+        return {"clusters": self.params["clusters"],
+                "unique_values_per_kernel": unique_values_per_kernel(ctx.model)}
+
+
+# --------------------------------------------------------------------------- qat
+
+def _fake_quant_layer(base):
+    """A subclass of ``base`` whose kernel and output go through int8 fake quantization."""
+    import keras
+    from keras import ops
+
+    class FakeQuant(base):
+        # Read when the step functions are traced; the qat callback flips it and retraces.
+        fake_quant = True
+
+        def build(self, input_shape):
+            super().build(input_shape)
+            self.output_min = self.add_weight(shape=(), initializer="zeros",
+                                              trainable=False, name="output_min")
+            self.output_max = self.add_weight(shape=(), initializer="zeros",
+                                              trainable=False, name="output_max")
+            self.ranges_seen = self.add_weight(shape=(), initializer="zeros",
+                                               trainable=False, name="ranges_seen")
+
+        @property
+        def kernel(self):
+            kernel = super().kernel
+            if not self.fake_quant:
+                return kernel
+            # Per output channel, symmetric, [-127, 127]: TFLite's int8 weight scheme.
+            axes = tuple(range(len(kernel.shape) - 1))
+            bound = ops.stop_gradient(ops.maximum(ops.max(ops.abs(kernel), axis=axes), 1e-8))
+            return keras.quantizers.fake_quant_with_min_max_vars(
+                kernel, -bound, bound, num_bits=8, narrow_range=True, axis=-1)
+
+        def call(self, inputs, training=None):
+            outputs = super().call(inputs)
+            if not self.fake_quant:
+                return outputs
+            if training:
+                low = ops.stop_gradient(ops.minimum(ops.min(outputs), 0.0))
+                high = ops.stop_gradient(ops.maximum(ops.max(outputs), 0.0))
+                # Moving averages like the toolkit's, seeded by the first batch.
+                decay = ops.where(self.ranges_seen > 0, 0.99, 0.0)
+                self.output_min.assign(decay * self.output_min + (1 - decay) * low)
+                self.output_max.assign(decay * self.output_max + (1 - decay) * high)
+                self.ranges_seen.assign(1.0)
+            high = ops.maximum(self.output_max, self.output_min + 1e-6)
+            return keras.quantizers.fake_quant_with_min_max_vars(
+                outputs, self.output_min, high, num_bits=8)
+
+    FakeQuant.__name__ = f"FakeQuant{base.__name__}"
+    return FakeQuant
+
+
+@register
+class QuantizationAwareTraining(TechniqueStep):
+    """Train with int8 fake quantization, then convert to an int8 .tflite (as ptq does)."""
+
+    technique = "qat"
+    defaults = {"mode": "full_int8", "fine_tune_epochs": 0, "representative_samples": 100}
+    choices = {"mode": ("full_int8", "dynamic_int8")}
+    requires_backend = "tensorflow"
+
+    @classmethod
+    def check(cls, params):
+        _number(cls.technique, params, "fine_tune_epochs", 0, 1000, integer=True)
+        PostTrainingQuantization.check(params)
+
+    def configure(self, ctx):
+        super().configure(ctx)
+        if any(step["technique"] == "ptq" for step in ctx.spec["steps"]):
+            raise EngineError("qat converts to an int8 .tflite itself; remove ptq from the recipe")
+        self.begin_epoch = _add_fine_tune_epochs(ctx, self.params["fine_tune_epochs"])
+
+    def transform_model(self, ctx, model):
+        import keras
+
+        self.float_model = model
+        self.quantized = {}
+        classes = {}
+
+        def clone(layer):
+            copy = layer.__class__.from_config(layer.get_config())
+            if layer in compressible:
+                base = layer.__class__
+                classes.setdefault(base, _fake_quant_layer(base))
+                copy = classes[base].from_config(layer.get_config())
+                copy.fake_quant = not self.params["fine_tune_epochs"]
+                self.quantized[layer.name] = copy
+            return copy
+
+        compressible = set(compressible_layers(model))
+        if any(isinstance(layer, keras.Model) for layer in model.layers):
+            raise EngineError("qat supports models without nested models")
+        return keras.models.clone_model(model, clone_function=clone)
+
+    def callbacks(self, ctx):
+        import keras
+
+        step = self
+
+        class StartFakeQuant(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                if step.params["fine_tune_epochs"] and epoch == step.begin_epoch:
+                    for layer in step.quantized.values():
+                        layer.fake_quant = True
+                    _retrace(self.model)
+
+        return [StartFakeQuant()]
+
+    def after_train(self, ctx):
+        # Back into the plain model (same layers, same order): the converter quantizes it.
+        trained = {layer.name: layer for layer in ctx.model.layers}
+        for layer in self.float_model.layers:
+            count = len(layer.weights)
+            if count:
+                layer.set_weights(trained[layer.name].get_weights()[:count])
+        ctx.model = self.float_model
+        ctx.notes.append(
+            f"qat: int8 fake quantization of {len(self.quantized)} kernels (per channel) and "
+            f"their outputs from epoch {self.begin_epoch + 1}; converted like ptq "
+            f"{self.params['mode']}")
+        PostTrainingQuantization(
+            mode=self.params["mode"],
+            representative_samples=self.params["representative_samples"],
+        ).after_train(ctx)
+
+    def result_fields(self, ctx):
+        return {"quantized_layers": sorted(self.quantized)}
