@@ -23,7 +23,8 @@ RESULT_KEYS = {
     "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "latency_ms_ci95", "latency_samples",
     "inference_samples_per_s", "model_bytes", "model_gzip_bytes", "params", "sparsity",
     "runtime", "fingerprint", "steps_applied", "notes", "backend", "epochs_run", "reference",
-    "artifacts",
+    "artifacts", "train_samples_per_s_ci95", "train_samples_per_s_epochs",
+    "inference_samples_per_s_ci95", "inference_samples_per_s_trials", "advice", "training",
 }
 REFERENCE_KEYS = {
     "test_accuracy", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "latency_ms_ci95",
@@ -31,7 +32,7 @@ REFERENCE_KEYS = {
 }
 FINGERPRINT_KEYS = {
     "cpu_model", "logical_cores", "cpu_flags", "gpus", "python", "tensorflow", "keras",
-    "backend", "jax", "platform",
+    "backend", "jax", "platform", "cuda", "cudnn",
 }
 BENCHMARK = {"trials": 3, "latency_samples": 20, "warmup": 5}
 HAS_JAX = importlib.util.find_spec("jax") is not None
@@ -126,6 +127,11 @@ def check_result_shape(result):
     assert result["latency_ms_p50"] <= result["latency_ms_p95"] <= result["latency_ms_p99"]
     assert len(result["latency_samples"]) == BENCHMARK["trials"]
     assert result["inference_samples_per_s"] > 0
+    low, high = result["inference_samples_per_s_ci95"]
+    assert low <= result["inference_samples_per_s"] <= high
+    assert len(result["inference_samples_per_s_trials"]) == BENCHMARK["trials"]
+    # Two epochs: the first carries warm-up, so one steady epoch and no interval yet.
+    assert result["train_samples_per_s_epochs"] == [result["train_samples_per_s"]]
     assert 0 < result["model_gzip_bytes"] <= result["model_bytes"] * 1.01
     assert 0 <= result["sparsity"] < 0.1
     assert any("compile_seconds" in note for note in result["notes"])
@@ -143,13 +149,15 @@ def test_it_streams_the_baseline_in_order(runs):
     for number, epoch in enumerate((e for e in events if e["event"] == "epoch"), start=1):
         assert epoch["epoch"] == number
         assert {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"} <= set(epoch)
+        assert epoch["steps"] == 21  # ceil(1293 / 64)
         assert epoch["seconds"] > 0
     check_result_shape(result)
     assert result["runtime"] == "keras" and result["reference"] is None
     assert result["steps_applied"] == [] and result["backend"] == "tensorflow"
     assert result["fingerprint"]["tensorflow"] and result["fingerprint"]["jax"] is None
     # Keras's jit_compile="auto" would turn XLA on for the baseline under JAX or on a GPU.
-    assert "keras latency via predict_on_batch with jit_compile=False" in result["notes"]
+    assert ("keras runtime latency via concrete tf.function of model(x, training=False), "
+            "jit_compile=False") in result["notes"]
     assert result["artifacts"] == ["model.keras"]
     model_file = runs["baseline"].artifacts / "model.keras"
     # No optimizer state in the shipped file: it would triple its size.
@@ -167,7 +175,8 @@ def test_it_jit_compiles_for_xla(runs):
     events, result = runs["xla"].succeeded()
     check_result_shape(result)
     assert result["steps_applied"] == ["xla"]
-    assert "keras latency via predict_on_batch with jit_compile=True" in result["notes"]
+    assert ("keras runtime latency via concrete tf.function of model(x, training=False), "
+            "jit_compile=True") in result["notes"]
 
 
 def test_it_quantizes_to_int8_and_measures_the_float32_tflite_reference(runs):
@@ -227,7 +236,8 @@ def test_it_runs_under_jax(runs):
     check_result_shape(result)
     assert result["backend"] == "jax"
     assert result["fingerprint"]["jax"] and result["fingerprint"]["tensorflow"] is None
-    assert "keras latency via predict_on_batch with jit_compile=True" in result["notes"]
+    assert ("keras runtime latency via jax.jit of model.stateless_call(training=False), "
+            "jit_compile=True") in result["notes"]
 
 
 @pytest.mark.skipif(not HAS_JAX, reason="jax is not installed in this environment")

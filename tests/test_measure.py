@@ -67,7 +67,7 @@ def test_it_times_batch_one_calls():
     assert len(figures["latency_samples"]) == 3
     assert 0 <= figures["latency_ms_p50"] <= figures["latency_ms_p95"] <= figures["latency_ms_p99"]
     assert measure.throughput(runtime, np.zeros((5, 3), np.float32), batch_size=4, trials=2,
-                              warmup=0) > 0
+                              warmup=0)["inference_samples_per_s"] > 0
 
 
 def test_it_feeds_full_int8_tflite_models_quantized_inputs(tmp_path):
@@ -115,3 +115,36 @@ def test_it_converts_a_mixed_precision_model_through_a_float32_copy(tmp_path):
     assert any("float32 copy" in note for note in ctx.notes)
     expected = model.predict_on_batch(dataset.x_test[:8])
     assert np.allclose(ctx.reference.predict(dataset.x_test[:8]), expected, atol=0.01)
+
+
+def test_it_reports_train_throughput_after_the_first_epoch_with_a_ci():
+    epochs = [{"train_seconds": t} for t in (5.0, 1.0, 2.0, 1.0, 1.0)]
+    figures = measure.train_throughput(epochs, samples=100)
+    assert figures["train_samples_per_s_epochs"] == [100.0, 50.0, 100.0, 100.0]
+    assert figures["train_samples_per_s"] == 100.0
+    low, high = figures["train_samples_per_s_ci95"]
+    assert 50.0 <= low <= 100.0 == high
+
+
+def test_it_uses_the_only_epoch_when_there_is_one():
+    figures = measure.train_throughput([{"train_seconds": 2.0}], samples=100)
+    assert figures["train_samples_per_s"] == 50.0
+    assert figures["train_samples_per_s_ci95"] is None
+
+
+def test_it_bootstraps_a_speedup_interval():
+    rng = np.random.default_rng(1)
+    slow = rng.normal(2.0, 0.05, size=8)
+    fast = rng.normal(1.0, 0.05, size=8)
+    speedup, (low, high) = measure.speedup_ci(slow, fast)
+    assert low < speedup < high and 1.8 < low and high < 2.2
+    same, (low, high) = measure.speedup_ci(slow, rng.permutation(slow))
+    assert same == 1.0 and low < 1.0 < high
+
+
+def test_it_reports_inference_throughput_trials_and_ci():
+    figures = measure.throughput(Echo(), np.ones((10, 3), dtype=np.float32), batch_size=4,
+                                 trials=3, warmup=0)
+    assert len(figures["inference_samples_per_s_trials"]) == 3
+    low, high = figures["inference_samples_per_s_ci95"]
+    assert low <= figures["inference_samples_per_s"] <= high

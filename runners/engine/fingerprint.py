@@ -4,7 +4,10 @@ import os
 import platform
 import sys
 
-FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni")
+# What the advisor and a reader of a benchmark need: vector width, int8 dot products
+# (VNNI), 16-bit float arithmetic (avx512_fp16, avx512_bf16, and AMX's tiles below).
+FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16",
+                     "avx512_fp16")
 
 
 def fingerprint(backend):
@@ -23,7 +26,30 @@ def fingerprint(backend):
         "jax": _version("jax") if backend == "jax" else None,
         "litert": _version("ai_edge_litert"),
         "platform": platform.platform(),
+        **_accelerator_stack(backend),
     }
+
+
+def cpu_flags():
+    """This machine's CPU flags of interest (pure: reads /proc/cpuinfo)."""
+    return _cpu()["flags"]
+
+
+def _accelerator_stack(backend):
+    """CUDA and cuDNN versions the framework was built with (TensorFlow) or runs (JAX)."""
+    found = {"cuda": None, "cudnn": None}
+    if backend == "tensorflow" and "tensorflow" in sys.modules:
+        info = sys.modules["tensorflow"].sysconfig.get_build_info()
+        found["cuda"] = info.get("cuda_version")
+        found["cudnn"] = info.get("cudnn_version")
+    elif backend == "jax" and "jax" in sys.modules:
+        try:
+            device = sys.modules["jax"].devices()[0]
+            if device.platform == "gpu":
+                found["cuda"] = device.client.platform_version
+        except Exception:  # noqa: BLE001 - a version string is not worth failing a run for
+            pass
+    return found
 
 
 def gpus():

@@ -12,8 +12,8 @@ import time
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 
+from runners.engine import advisor, events, measure, zoo
 from runners.engine import data as datasets
-from runners.engine import events, measure, zoo
 from runners.engine.events import EngineError
 from runners.engine.fingerprint import fingerprint
 from runners.engine.steps import build_steps, validate_step
@@ -63,6 +63,8 @@ class RunContext:
     workdir: str
     training: dict = None
     model: object = None
+    epochs: list = field(default_factory=list)
+    train_samples_per_s: float = None
     runtime: object = None
     reference: object = None
     notes: list = field(default_factory=list)
@@ -72,6 +74,25 @@ class RunContext:
         path = os.path.join(self.workdir, name)
         with open(path, "wb") as f:
             f.write(content)
+        self.artifacts.append(name)
+        return path
+
+    def save_model(self, model, name):
+        """Save a Keras model as an artifact, architecture and weights without optimizer slots.
+
+        Keras 3 saves a compiled model's optimizer state (Adam keeps two slots per weight, and
+        a LossScaleOptimizer more), which would triple model_bytes for a file nobody ships.
+        """
+        path = os.path.join(self.workdir, name)
+        if getattr(model, "optimizer", None) is None:
+            # Never compiled (a quantized copy): nothing to leave out, and quantized layers
+            # (float8's scale variables) do not survive a from_config rebuild.
+            model.save(path)
+        else:
+            # clone_model would compile the clone again, optimizer included; from_config not.
+            clone = model.__class__.from_config(model.get_config())
+            clone.set_weights(model.get_weights())
+            clone.save(path)
         self.artifacts.append(name)
         return path
 
@@ -141,12 +162,14 @@ def _execute(spec, steps, workdir, keep_artifacts, cancel):
     events.phase("build")
     keras = _import_keras(spec["hardware"])
     backend = keras.backend.backend()
-    devices = _devices(backend, spec["hardware"])
-    keras.utils.set_random_seed(training["seed"])
     ctx = RunContext(spec=spec, backend=backend, data=data, workdir=workdir,
                      training=copy.deepcopy(training))
+    # Steps configure before anything touches a device: logical CPU devices and thread pools
+    # can only be set before TensorFlow initialises its runtime.
     for step in steps:
         step.configure(ctx)
+    devices = _devices(backend, spec["hardware"])
+    keras.utils.set_random_seed(training["seed"])
     training = ctx.training
     with ExitStack() as scopes:
         # Build, compile and fit inside every step's scope (a distribution strategy's scope
@@ -179,12 +202,16 @@ def _execute(spec, steps, workdir, keep_artifacts, cancel):
         events.phase("train")
         epochs, train_seconds = _train(keras, ctx, steps, cancel)
     cancel.check()
+    ctx.epochs = epochs
+    train_figures = _training_figures(epochs, train_seconds, len(data.x_train))
+    ctx.train_samples_per_s = train_figures["train_samples_per_s"]
     for step in steps:
         step.after_train(ctx)
         cancel.check()
     model = ctx.model
-    model_path = _save_for_inference(keras, model, os.path.join(workdir, "model.keras"))
-    ctx.artifacts.insert(0, "model.keras")
+    model_path = os.path.join(workdir, "model.keras")
+    if "model.keras" not in ctx.artifacts:
+        ctx.save_model(model, "model.keras")
     if ctx.runtime is None:
         ctx.runtime = measure.KerasRuntime(model, model_path)
 
@@ -200,23 +227,26 @@ def _execute(spec, steps, workdir, keep_artifacts, cancel):
         measured[role].update(measure.latency(
             runtime, data.x_test, trials=bench["trials"], samples=bench["latency_samples"],
             warmup=bench["warmup"]))
-        measured[role]["inference_samples_per_s"] = measure.throughput(
+        measured[role].update(measure.throughput(
             runtime, data.x_test, batch_size=bench["batch_size"], trials=bench["trials"],
-            warmup=bench["warmup"])
+            warmup=bench["warmup"]))
         measured[role]["model_bytes"], measured[role]["model_gzip_bytes"] = \
             measure.file_sizes(runtime.path)
         cancel.check()
 
-    ctx.notes.extend(_notes(ctx, model, epochs))
+    ctx.notes.extend(_notes(ctx, epochs))
+    params = model.count_params()
+    fields = _result_fields(steps, ctx)
+    found = fingerprint(backend)
     events.emit(
         "result",
         **measured["runtime"],
-        **_training_figures(epochs, train_seconds, len(data.x_train)),
-        params=model.count_params(),
+        **train_figures,
+        params=params,
         sparsity=measure.sparsity(model),
         runtime=ctx.runtime.runtime,
         reference=measured["reference"] or None,
-        fingerprint=fingerprint(backend),
+        fingerprint=found,
         devices=devices,
         steps_applied=[s.technique for s in steps],
         notes=ctx.notes,
@@ -224,7 +254,10 @@ def _execute(spec, steps, workdir, keep_artifacts, cancel):
         epochs_run=len(epochs),
         benchmark=bench,
         artifacts=ctx.artifacts if keep_artifacts else None,
-        **_result_fields(steps, ctx),
+        training=ctx.training,
+        advice=advisor.advise(spec["steps"], {**found, "hardware": spec["hardware"]},
+                              params=params),
+        **fields,
     )
 
 
@@ -233,19 +266,6 @@ def _result_fields(steps, ctx):
     for step in steps:
         fields.update(step.result_fields(ctx))
     return fields
-
-
-def _save_for_inference(keras, model, path):
-    """Save architecture and weights without the optimizer's slots.
-
-    Keras 3 saves a compiled model's optimizer state (Adam keeps two slots per weight, and a
-    LossScaleOptimizer more), which would triple model_bytes for a file nobody ships.
-    """
-    # clone_model would compile the clone again, optimizer included; from_config does not.
-    clone = model.__class__.from_config(model.get_config())
-    clone.set_weights(model.get_weights())
-    clone.save(path)
-    return path
 
 
 def _runtimes(ctx):
@@ -264,12 +284,14 @@ def _train(keras, ctx, steps, cancel):
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
             self.batches_done = None
+            self.steps = 0
 
         def on_test_begin(self, logs=None):
             # Validation runs inside the epoch; the train-only time excludes it.
             self.batches_done = self.batches_done or time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
+            self.steps += 1
             if cancel.requested:
                 self.model.stop_training = True
 
@@ -286,6 +308,7 @@ def _train(keras, ctx, steps, cancel):
                 "val_accuracy": logs.get("val_accuracy"),
                 "seconds": now - self.started,
                 "train_seconds": (self.batches_done or now) - self.started,
+                "steps": self.steps,
             }
             epochs.append(record)
             events.emit("epoch", **record)
@@ -312,28 +335,26 @@ def _training_figures(epochs, train_seconds, samples):
     its excess over a typical later epoch estimates them, and throughput leaves it out.
     """
     times = [e["train_seconds"] for e in epochs]
-    if len(times) >= 2:
-        compile_seconds = max(0.0, times[0] - statistics.median(times[1:]))
-        rate = samples * (len(times) - 1) / sum(times[1:])
-    else:
-        compile_seconds = None
-        rate = samples / times[0] if times else None
+    compile_seconds = max(0.0, times[0] - statistics.median(times[1:])) \
+        if len(times) >= 2 else None
     return {
         "train_seconds": train_seconds,
         "compile_seconds": compile_seconds,
-        "train_samples_per_s": rate,
+        **measure.train_throughput(epochs, samples),
     }
 
 
-def _notes(ctx, model, epochs):
+def _notes(ctx, epochs):
     notes = [
         "compile_seconds is the first epoch minus the median later epoch: it includes "
-        "warm-up (tracing, allocation), not only compilation"
+        "warm-up (tracing, allocation), not only compilation; train_samples_per_s is the "
+        "median of the later epochs' train-only throughput"
         if len(epochs) >= 2 else
         "one epoch only: compile_seconds unknown and train_samples_per_s includes warm-up",
     ]
-    if ctx.runtime.runtime == "keras":
-        notes.append(f"keras latency via predict_on_batch with jit_compile={model.jit_compile}")
+    for role, runtime in _runtimes(ctx):
+        if runtime.runtime == "keras":
+            notes.append(f"keras {role} latency via {runtime.how}")
     return notes
 
 

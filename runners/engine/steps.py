@@ -22,18 +22,19 @@ Parameters are plain JSON values checked by ``validate_step`` without importing 
 so the web process validates recipes with the same rules the engine applies.
 """
 
+import time
+
+import numpy as np
+
 from runners.engine import events
 from runners.engine.events import EngineError
 
 TECHNIQUES = {}
 BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 
-# Named in the design but not built yet: these get a clearer message than "unknown".
-PLANNED = (
-    "data_parallel", "model_parallel", "op_parallelism", "input_pipeline", "keras_quantize",
-    "pruning", "qat", "clustering", "optimizer", "lr_schedule", "batch_norm",
-    "regularization", "large_batch", "early_stop",
-)
+# Named in the design but registered elsewhere (compression.py): these get a clearer
+# message than "unknown" while that module is missing.
+PLANNED = ("pruning", "qat", "clustering")
 
 
 def register(cls):
@@ -266,4 +267,723 @@ def _float32_policies(config):
     if config.get("class_name") == "DTypePolicy":
         return {**config, "config": {**config["config"], "name": "float32"}}
     return {key: _float32_policies(value) for key, value in config.items()}
+
+
+# --- Shared checks and helpers -------------------------------------------------------------
+
+
+def _integer_param(technique, name, value, low, high, allow_none=False):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{technique} {name} must be an integer from {low} to {high}"
+                         + (" or null" if allow_none else ""))
+
+
+def _number_param(technique, name, value, low, high, allow_none=False, open_low=False):
+    if value is None and allow_none:
+        return
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not numeric or not (low < value if open_low else low <= value) or not value <= high:
+        bound = f"above {low}" if open_low else f"from {low}"
+        raise ValueError(f"{technique} {name} must be a number {bound} to {high}"
+                         + (" or null" if allow_none else ""))
+
+
+def _bool_param(technique, name, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"{technique} {name} must be true or false, not {value!r}")
+
+
+def _import_tensorflow(technique):
+    """TensorFlow for steps that need its runtime even where Keras runs on another backend."""
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        raise EngineError(f"{technique} needs TensorFlow, which is not installed here") from exc
+    return tf
+
+
+def _split_devices(technique, count, wanted=None):
+    """``count`` device names: the GPUs when there are enough, else logical CPU devices.
+
+    Logical devices exist only if configured before TensorFlow initialises its runtime, which
+    is why the run calls ``configure`` before anything touches a device.
+    """
+    tf = _import_tensorflow(technique)
+    if wanted:
+        known = {d.name.lower().replace("/device:", "/") for d in tf.config.list_logical_devices()}
+        missing = [d for d in wanted if d.lower().replace("/device:", "/") not in known]
+        if missing:
+            raise EngineError(f"{technique}: no device {', '.join(missing)}; this machine has "
+                              f"{', '.join(sorted(known))}")
+        return list(wanted)
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        if len(gpus) < count:
+            raise EngineError(f"{technique} asked for {count} devices; this machine has "
+                              f"{len(gpus)} GPU(s)")
+        return [f"/gpu:{i}" for i in range(count)]
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)])
+    except RuntimeError as exc:
+        # Already initialised: fine if an earlier step split the CPU the same way.
+        if len(tf.config.list_logical_devices("CPU")) < count:
+            raise EngineError(
+                f"{technique} must split the CPU before TensorFlow starts, and it has started"
+            ) from exc
+    return [f"/cpu:{i}" for i in range(count)]
+
+
+def _dataset_options(ctx, options):
+    """fit options with numpy x/y (and validation arrays) replaced by batched tf.data."""
+    tf = _import_tensorflow("tf.data input")
+    batch = options["batch_size"]
+
+    def batched(x, y, shuffle):
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        if shuffle:
+            ds = ds.shuffle(len(x), seed=ctx.training["seed"], reshuffle_each_iteration=True)
+        return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+
+    changed = {k: v for k, v in options.items() if k not in ("y", "batch_size", "shuffle")}
+    changed["x"] = batched(options["x"], options["y"], options.get("shuffle", True))
+    if options.get("validation_data") is not None:
+        changed["validation_data"] = batched(*options["validation_data"], False)
+    else:
+        changed.pop("validation_data", None)
+    return changed
+
+
+def _chain_layers(model, technique):
+    """The layers of a model that is one straight chain (seed_mlp, seed_cnn), inputs first."""
+    layers = [layer for layer in model.layers if layer.__class__.__name__ != "InputLayer"]
+    previous = model.inputs[0] if len(model.inputs) == 1 else None
+    for layer in layers:
+        if previous is None or len(layer._inbound_nodes) != 1 or layer.input is not previous:
+            raise EngineError(
+                f"{technique} rebuilds models layer by layer and needs a straight chain of "
+                f"layers; {model.name} has branches (use the resnet's own options instead)"
+            )
+        previous = layer.output
+    return layers
+
+
+def _rebuild_chain(model, technique, expand):
+    """A new functional model from a chain; ``expand(layer)`` gives the layers to use for it."""
+    import keras
+
+    inputs = keras.Input(model.inputs[0].shape[1:], dtype=model.inputs[0].dtype)
+    x = inputs
+    for layer in _chain_layers(model, technique):
+        for new in expand(layer):
+            x = new(x)
+    return keras.Model(inputs, x, name=model.name)
+
+
+def _is_hidden_weighted(layer):
+    return layer.__class__.__name__ in ("Dense", "Conv2D", "Conv1D", "DepthwiseConv2D",
+                                        "SeparableConv2D") and layer.name != "logits"
+
+
+# --- Parallelism ----------------------------------------------------------------------------
+
+
+@register
+class DataParallel(TechniqueStep):
+    """Synchronous data parallelism with tf.distribute.MirroredStrategy.
+
+    Without GPUs the CPU is split into ``replicas`` logical devices.  The training batch size
+    is the global batch, split across replicas, so the gradient math equals one replica's and
+    the loss should match a single-device run; add large_batch to grow the global batch.
+    Scaling efficiency needs a one-replica throughput: after training, a fresh copy of the
+    model trains two epochs on one device in the same process and its second epoch is timed.
+    """
+
+    technique = "data_parallel"
+    defaults = {"replicas": None, "devices": None}
+    requires_backend = "tensorflow"
+
+    @classmethod
+    def check(cls, params):
+        _integer_param(cls.technique, "replicas", params["replicas"], 1, 64, allow_none=True)
+        devices = params["devices"]
+        if devices is not None:
+            if not isinstance(devices, list) or not devices or not all(
+                    isinstance(d, str) and d for d in devices):
+                raise ValueError("data_parallel devices must be a list of device names such "
+                                 'as ["/gpu:0", "/gpu:1"]')
+            if params["replicas"] is not None and params["replicas"] != len(devices):
+                raise ValueError("data_parallel replicas must equal the number of devices")
+
+    def configure(self, ctx):
+        super().configure(ctx)
+        tf = _import_tensorflow(self.technique)
+        count = self.params["replicas"]
+        if count is None and not self.params["devices"]:
+            count = len(tf.config.list_physical_devices("GPU")) or 2
+        devices = _split_devices(self.technique, count or len(self.params["devices"]),
+                                 self.params["devices"])
+        self.devices = devices
+        self.strategy = tf.distribute.MirroredStrategy(devices)
+
+    def scope(self, ctx):
+        return self.strategy.scope()
+
+    def fit_options(self, ctx, options):
+        # Under a strategy Keras feeds numpy arrays through a slow per-step path (3x slower
+        # here); a batched tf.data dataset is what MirroredStrategy distributes natively.
+        if isinstance(options["x"], np.ndarray):
+            options = _dataset_options(ctx, options)
+            ctx.notes.append("data_parallel: training arrays fed as a batched tf.data dataset "
+                             "(shuffled each epoch), which MirroredStrategy splits per replica")
+        return options
+
+    def after_train(self, ctx):
+        self.one_replica_rate = self._one_replica_throughput(ctx)
+        # Inference is measured on a single-device copy: mirrored variables would add the
+        # strategy's bookkeeping to every batch-1 call.
+        twin = ctx.model.__class__.from_config(ctx.model.get_config())
+        twin.set_weights(ctx.model.get_weights())
+        twin.compile(optimizer=ctx.model.optimizer, loss="sparse_categorical_crossentropy",
+                     metrics=["accuracy"], jit_compile=ctx.model.jit_compile)
+        ctx.model = twin
+        ctx.notes.append(
+            f"data_parallel: {self.strategy.num_replicas_in_sync} replicas on "
+            f"{', '.join(self.devices)}; global batch {ctx.training['batch_size']} split across "
+            "them; scaling_efficiency = train throughput / (replicas x one-replica throughput "
+            "measured in this process, same global batch); inference measured on a "
+            "single-device copy"
+        )
+
+    def _one_replica_throughput(self, ctx):
+        import keras
+
+        from runners.engine import zoo
+
+        tf = _import_tensorflow(self.technique)
+        data, training = ctx.data, ctx.training
+        with tf.device(self.devices[0]):
+            model = zoo.build_model(ctx.spec["model"], data.input_shape, data.num_classes)
+            optimizer = ctx.model.optimizer
+            model.compile(optimizer=optimizer.__class__.from_config(optimizer.get_config()),
+                          loss="sparse_categorical_crossentropy",
+                          jit_compile=ctx.model.jit_compile)
+            times = []
+
+            class Timer(keras.callbacks.Callback):
+                def on_epoch_begin(self, epoch, logs=None):
+                    self.started = time.perf_counter()
+
+                def on_epoch_end(self, epoch, logs=None):
+                    times.append(time.perf_counter() - self.started)
+
+            options = _dataset_options(ctx, {
+                "x": data.x_train, "y": data.y_train, "batch_size": training["batch_size"],
+                "shuffle": True, "validation_data": None})
+            model.fit(**options, epochs=2, verbose=0, callbacks=[Timer()])
+        return len(data.x_train) / times[-1]
+
+    def result_fields(self, ctx):
+        replicas = self.strategy.num_replicas_in_sync
+        rate = ctx.train_samples_per_s
+        return {
+            "replicas": replicas,
+            "replica_devices": self.devices,
+            "global_batch": ctx.training["batch_size"],
+            "per_replica_batch": ctx.training["batch_size"] / replicas,
+            "one_replica_train_samples_per_s": self.one_replica_rate,
+            "scaling_efficiency": rate / (replicas * self.one_replica_rate) if rate else None,
+        }
+
+
+@register
+class ModelParallel(TechniqueStep):
+    """Layers split into contiguous groups, each group's variables and ops on its own device.
+
+    Groups are balanced by parameter count; layers without weights follow the group before
+    them.  Without GPUs the CPU is split into logical devices, so the placement is real but
+    the devices share the same cores: this shows the mechanism, not a speedup.
+    """
+
+    technique = "model_parallel"
+    defaults = {"devices": 2}
+    requires_backend = "tensorflow"
+
+    @classmethod
+    def check(cls, params):
+        _integer_param(cls.technique, "devices", params["devices"], 2, 16)
+
+    def configure(self, ctx):
+        super().configure(ctx)
+        self.devices = _split_devices(self.technique, self.params["devices"])
+
+    def transform_model(self, ctx, model):
+        import tensorflow as tf
+
+        layers = _chain_layers(model, self.technique)
+        total = sum(layer.count_params() for layer in layers) or 1
+        self.placement, done = {}, 0
+        group_of = {}
+        for layer in layers:
+            group = min(len(self.devices) - 1, int(done * len(self.devices) / total))
+            group_of[layer.name] = group
+            done += layer.count_params()
+
+        def expand(layer):
+            device = self.devices[group_of[layer.name]]
+            new = layer.__class__.from_config(layer.get_config())
+            with tf.device(device):
+                new.build(layer.input.shape)
+            call = new.call
+
+            def placed_call(*args, **kwargs):
+                with tf.device(device):
+                    return call(*args, **kwargs)
+
+            new.call = placed_call
+            self.placement[new.name] = device
+            return [new]
+
+        placed = _rebuild_chain(model, self.technique, expand)
+        self.model = placed
+        return placed
+
+    def after_train(self, ctx):
+        import tensorflow as tf
+
+        self.variable_devices = {
+            layer.name: sorted({_short_device(w.value.device) for w in layer.weights})
+            for layer in self.model.layers if layer.weights
+        }
+        spec = tf.TensorSpec([1, *ctx.data.input_shape], tf.float32)
+        graph = tf.function(lambda x: self.model(x, training=False)).get_concrete_function(
+            spec).graph
+        self.op_devices = {}
+        for op in graph.get_operations():
+            if op.device:
+                name = _short_device(op.device)
+                self.op_devices[name] = self.op_devices.get(name, 0) + 1
+        ctx.notes.append(
+            f"model_parallel: layers in {len(self.devices)} groups on {', '.join(self.devices)}"
+            + ("; logical CPU devices share the same cores" if "cpu" in self.devices[0] else "")
+        )
+
+    def result_fields(self, ctx):
+        return {"placement": self.placement, "variable_devices": self.variable_devices,
+                "op_devices": self.op_devices}
+
+
+def _short_device(name):
+    """'/job:localhost/replica:0/task:0/device:CPU:1' -> '/cpu:1'."""
+    tail = name.rsplit("device:", 1)[-1]
+    return "/" + tail.lower()
+
+
+@register
+class OpParallelism(TechniqueStep):
+    """TensorFlow's intra-op (within one op) and inter-op (ops side by side) thread pools.
+
+    0 leaves the choice to TensorFlow (all cores).  Set before TensorFlow starts its runtime.
+    """
+
+    technique = "op_parallelism"
+    defaults = {"intra_op_threads": 0, "inter_op_threads": 0}
+    requires_backend = "tensorflow"
+
+    @classmethod
+    def check(cls, params):
+        for name in cls.defaults:
+            _integer_param(cls.technique, name, params[name], 0, 256)
+
+    def configure(self, ctx):
+        import tensorflow as tf
+
+        super().configure(ctx)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(self.params["intra_op_threads"])
+            tf.config.threading.set_inter_op_parallelism_threads(self.params["inter_op_threads"])
+        except RuntimeError as exc:
+            raise EngineError("op_parallelism must be set before TensorFlow starts") from exc
+
+    def result_fields(self, ctx):
+        import tensorflow as tf
+
+        return {
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        }
+
+
+# --- Input pipeline -------------------------------------------------------------------------
+
+
+@register
+class InputPipeline(TechniqueStep):
+    """Feed model.fit from a tf.data pipeline instead of numpy arrays."""
+
+    technique = "input_pipeline"
+    defaults = {"cache": True, "prefetch": True, "parallel_map": True, "shuffle_buffer": None}
+
+    @classmethod
+    def check(cls, params):
+        for name in ("cache", "prefetch", "parallel_map"):
+            _bool_param(cls.technique, name, params[name])
+        _integer_param(cls.technique, "shuffle_buffer", params["shuffle_buffer"], 1, 10_000_000,
+                       allow_none=True)
+
+    def fit_options(self, ctx, options):
+        tf = _import_tensorflow(self.technique)
+        p = self.params
+        batch = options["batch_size"]
+        self.used = ["from_tensor_slices"]
+
+        def pipeline(x, y, training):
+            ds = tf.data.Dataset.from_tensor_slices((x, y))
+            if p["cache"]:
+                ds = ds.cache()
+            if training and options.get("shuffle", True):
+                buffer = p["shuffle_buffer"] or len(x)
+                ds = ds.shuffle(buffer, seed=ctx.training["seed"], reshuffle_each_iteration=True)
+            # The map casts to float32: the arrays are float32 already, so what it shows is
+            # the cost of running a per-sample function serially or in parallel.
+            calls = tf.data.AUTOTUNE if p["parallel_map"] else None
+            ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=calls)
+            ds = ds.batch(batch)
+            if p["prefetch"]:
+                ds = ds.prefetch(tf.data.AUTOTUNE)
+            return ds
+
+        if p["cache"]:
+            self.used.append("cache")
+        self.used.append(f"shuffle({p['shuffle_buffer'] or len(options['x'])})")
+        self.used.append("map(parallel AUTOTUNE)" if p["parallel_map"] else "map(serial)")
+        self.used.append(f"batch({batch})")
+        if p["prefetch"]:
+            self.used.append("prefetch(AUTOTUNE)")
+        x_val, y_val = options["validation_data"]
+        options = {k: v for k, v in options.items() if k not in ("y", "batch_size", "shuffle")}
+        options["x"] = pipeline(ctx.data.x_train, ctx.data.y_train, True)
+        options["validation_data"] = pipeline(x_val, y_val, False)
+        self.fed = type(options["x"]).__name__
+        ctx.notes.append("input_pipeline: model.fit read a tf.data pipeline: "
+                         + " -> ".join(self.used))
+        return options
+
+    def result_fields(self, ctx):
+        return {"input_pipeline": self.used, "fit_input": self.fed}
+
+
+# --- Keras 3 quantization -------------------------------------------------------------------
+
+
+@register
+class KerasQuantize(TechniqueStep):
+    """Keras 3's ``model.quantize`` after training, measured in Keras.
+
+    It quantizes only Dense, EinsumDense and Embedding layers: convolutions stay float.  The
+    float32 Keras model of the same weights is measured alongside as ``reference``.
+    """
+
+    technique = "keras_quantize"
+    defaults = {"mode": "int8"}
+    choices = {"mode": ("int8", "int4", "float8")}
+
+    def after_train(self, ctx):
+        from runners.engine.measure import KerasRuntime
+
+        events.phase("convert")
+        mode = self.params["mode"]
+        reference_path = ctx.save_model(ctx.model, "model.keras")
+        quantized = ctx.model.__class__.from_config(ctx.model.get_config())
+        quantized.set_weights(ctx.model.get_weights())
+        quantized.quantize(mode)
+        counted = {}
+        for layer in quantized.layers:
+            policy = layer.dtype_policy.name
+            if policy.startswith(mode):
+                counted[layer.__class__.__name__] = counted.get(layer.__class__.__name__, 0) + 1
+        self.quantized_layers = counted
+        if not counted:
+            raise EngineError(f"keras_quantize {mode}: this model has no Dense, EinsumDense or "
+                              "Embedding layer to quantize")
+        quantized_path = ctx.save_model(quantized, f"model_{mode}.keras")
+        ctx.reference = KerasRuntime(ctx.model, reference_path)
+        ctx.runtime = KerasRuntime(quantized, quantized_path)
+        floats = sorted({layer.__class__.__name__ for layer in quantized.layers
+                         if layer.weights and not layer.dtype_policy.name.startswith(mode)})
+        ctx.notes.append(
+            f"keras_quantize {mode}: model.quantize converts only Dense/EinsumDense/Embedding "
+            f"layers ({', '.join(f'{n} {c}' for n, c in sorted(counted.items()))} quantized)"
+            + (f"; {', '.join(floats)} stay float" if floats else "")
+            + "; reference is the float32 Keras model of the same weights"
+        )
+
+    def result_fields(self, ctx):
+        return {"quantized_layers": self.quantized_layers}
+
+
+# --- Optimization ---------------------------------------------------------------------------
+
+
+@register
+class Optimizer(TechniqueStep):
+    """The optimizer, replacing training.optimizer; the learning rate (or schedule) carries."""
+
+    technique = "optimizer"
+    defaults = {"name": "adam", "momentum": 0.9, "weight_decay": None}
+    choices = {"name": ("sgd", "adam", "adamw", "lion", "rmsprop")}
+
+    @classmethod
+    def check(cls, params):
+        _number_param(cls.technique, "momentum", params["momentum"], 0, 0.999)
+        _number_param(cls.technique, "weight_decay", params["weight_decay"], 0, 1,
+                      allow_none=True)
+
+    def make_optimizer(self, ctx, optimizer):
+        import keras
+
+        p = self.params
+        kwargs = {"learning_rate": optimizer.get_config()["learning_rate"]}
+        if p["weight_decay"] is not None:
+            kwargs["weight_decay"] = p["weight_decay"]
+        if p["name"] == "sgd":
+            return keras.optimizers.SGD(momentum=p["momentum"], **kwargs)
+        if p["name"] == "rmsprop":
+            return keras.optimizers.RMSprop(momentum=p["momentum"], **kwargs)
+        cls = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+               "lion": keras.optimizers.Lion}[p["name"]]
+        return cls(**kwargs)
+
+    def after_train(self, ctx):
+        optimizer = ctx.model.optimizer
+        self.used = getattr(optimizer, "inner_optimizer", optimizer).__class__.__name__
+
+    def result_fields(self, ctx):
+        return {"optimizer": self.used}
+
+
+@register
+class LRSchedule(TechniqueStep):
+    """Learning-rate schedules: warmup then cosine decay, cosine decay, reduce-on-plateau."""
+
+    technique = "lr_schedule"
+    defaults = {"kind": "warmup_cosine", "warmup_epochs": 1, "min_fraction": 0.0,
+                "factor": 0.5, "patience": 2}
+    choices = {"kind": ("warmup_cosine", "cosine", "reduce_on_plateau")}
+
+    @classmethod
+    def check(cls, params):
+        _integer_param(cls.technique, "warmup_epochs", params["warmup_epochs"], 0, 1000)
+        _number_param(cls.technique, "min_fraction", params["min_fraction"], 0, 1)
+        _number_param(cls.technique, "factor", params["factor"], 0, 0.999, open_low=True)
+        _integer_param(cls.technique, "patience", params["patience"], 0, 1000)
+
+    def make_optimizer(self, ctx, optimizer):
+        import keras
+
+        kind = self.params["kind"]
+        if kind == "reduce_on_plateau":
+            return optimizer
+        rate = ctx.training["learning_rate"]
+        steps_per_epoch = -(-len(ctx.data.x_train) // ctx.training["batch_size"])
+        total = steps_per_epoch * ctx.training["epochs"]
+        warmup = steps_per_epoch * self.params["warmup_epochs"] if kind == "warmup_cosine" else 0
+        if warmup >= total:
+            raise EngineError(f"lr_schedule: {self.params['warmup_epochs']} warmup epochs leave "
+                              f"no epochs to decay in (training.epochs is "
+                              f"{ctx.training['epochs']})")
+        if warmup:
+            schedule = keras.optimizers.schedules.CosineDecay(
+                0.0, total - warmup, alpha=self.params["min_fraction"], warmup_target=rate,
+                warmup_steps=warmup)
+        else:
+            schedule = keras.optimizers.schedules.CosineDecay(
+                rate, total, alpha=self.params["min_fraction"])
+        config = {**optimizer.get_config(), "learning_rate": schedule}
+        return optimizer.__class__.from_config(config)
+
+    def callbacks(self, ctx):
+        import keras
+
+        self.rates = []
+        rates = self.rates
+
+        class RecordRate(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+        recorded = [RecordRate()]
+        if self.params["kind"] == "reduce_on_plateau":
+            recorded.append(keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=self.params["factor"],
+                patience=self.params["patience"], verbose=0))
+        return recorded
+
+    def result_fields(self, ctx):
+        return {"learning_rates": self.rates}
+
+
+@register
+class BatchNorm(TechniqueStep):
+    """BatchNormalization after every hidden Conv/Dense layer, before its activation."""
+
+    technique = "batch_norm"
+    defaults = {"momentum": 0.9}
+
+    @classmethod
+    def check(cls, params):
+        _number_param(cls.technique, "momentum", params["momentum"], 0, 0.999)
+
+    def transform_model(self, ctx, model):
+        import keras
+
+        self.inserted = 0
+
+        def expand(layer):
+            config = layer.get_config()
+            if not _is_hidden_weighted(layer):
+                return [layer.__class__.from_config(config)]
+            activation = config.get("activation", "linear")
+            new = layer.__class__.from_config({**config, "activation": "linear"})
+            self.inserted += 1
+            # Keras's default momentum 0.99 leaves the moving statistics near their start
+            # values after a short run (see zoo._resnet); 0.9 settles in time.
+            added = [new, keras.layers.BatchNormalization(momentum=self.params["momentum"])]
+            if activation != "linear":
+                added.append(keras.layers.Activation(activation))
+            return added
+
+        return _rebuild_chain(model, self.technique, expand)
+
+    def result_fields(self, ctx):
+        return {"batch_norm_layers": self.inserted}
+
+
+@register
+class Regularization(TechniqueStep):
+    """L2 weight penalty on Conv/Dense kernels, and a dropout rate for the Dropout layers."""
+
+    technique = "regularization"
+    defaults = {"l2": 0.0001, "dropout": None}
+
+    @classmethod
+    def check(cls, params):
+        _number_param(cls.technique, "l2", params["l2"], 0, 1)
+        _number_param(cls.technique, "dropout", params["dropout"], 0, 0.95, allow_none=True)
+
+    def transform_model(self, ctx, model):
+        import keras
+
+        l2, dropout = self.params["l2"], self.params["dropout"]
+        self.l2_layers = self.dropout_layers = 0
+        regularizer = keras.regularizers.serialize(keras.regularizers.L2(l2)) if l2 else None
+
+        def edit(config):
+            if isinstance(config, list):
+                return [edit(item) for item in config]
+            if not isinstance(config, dict):
+                return config
+            name = config.get("class_name")
+            if name in ("Dense", "Conv2D", "Conv1D") and regularizer:
+                self.l2_layers += 1
+                return {**config, "config": {**config["config"],
+                                             "kernel_regularizer": regularizer}}
+            if name == "Dropout" and dropout is not None:
+                self.dropout_layers += 1
+                return {**config, "config": {**config["config"], "rate": dropout}}
+            return {key: edit(value) for key, value in config.items()}
+
+        edited = model.__class__.from_config(edit(model.get_config()))
+        if dropout is not None and not self.dropout_layers:
+            raise EngineError(f"regularization dropout: {model.name} has no Dropout layer to "
+                              "set the rate of")
+        return edited
+
+    def result_fields(self, ctx):
+        return {"l2_layers": self.l2_layers, "dropout_layers": self.dropout_layers}
+
+
+@register
+class LargeBatch(TechniqueStep):
+    """Batch size x factor with the learning rate x factor (linear scaling, Goyal et al.)."""
+
+    technique = "large_batch"
+    defaults = {"factor": 4}
+
+    @classmethod
+    def check(cls, params):
+        _integer_param(cls.technique, "factor", params["factor"], 2, 1024)
+
+    def configure(self, ctx):
+        super().configure(ctx)
+        factor = self.params["factor"]
+        ctx.training["batch_size"] *= factor
+        ctx.training["learning_rate"] *= factor
+        ctx.notes.append(f"large_batch: batch size {ctx.training['batch_size']}, learning rate "
+                         f"{ctx.training['learning_rate']:g} ({factor}x both)")
+
+    def result_fields(self, ctx):
+        return {"batch_size": ctx.training["batch_size"],
+                "learning_rate": ctx.training["learning_rate"]}
+
+
+@register
+class EarlyStop(TechniqueStep):
+    """Stop at a target validation accuracy (time-to-accuracy) or after no improvement."""
+
+    technique = "early_stop"
+    defaults = {"target_val_accuracy": 0.9, "patience": None}
+
+    @classmethod
+    def check(cls, params):
+        _number_param(cls.technique, "target_val_accuracy", params["target_val_accuracy"], 0, 1,
+                      allow_none=True, open_low=True)
+        _integer_param(cls.technique, "patience", params["patience"], 1, 1000, allow_none=True)
+        if params["target_val_accuracy"] is None and params["patience"] is None:
+            raise ValueError("early_stop needs target_val_accuracy, patience or both")
+
+    def callbacks(self, ctx):
+        import keras
+
+        target, patience = self.params["target_val_accuracy"], self.params["patience"]
+        self.reached = {"seconds": None, "epoch": None, "stopped_at": None}
+        reached = self.reached
+
+        class Stop(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.started = time.perf_counter()
+                self.best, self.waited = -1.0, 0
+
+            def on_epoch_end(self, epoch, logs=None):
+                accuracy = (logs or {}).get("val_accuracy")
+                if accuracy is None:
+                    return
+                if target is not None and accuracy >= target and reached["epoch"] is None:
+                    reached["seconds"] = time.perf_counter() - self.started
+                    reached["epoch"] = epoch + 1
+                    reached["stopped_at"] = epoch + 1
+                    self.model.stop_training = True
+                    return
+                if accuracy > self.best:
+                    self.best, self.waited = accuracy, 0
+                else:
+                    self.waited += 1
+                    if patience is not None and self.waited >= patience:
+                        reached["stopped_at"] = epoch + 1
+                        self.model.stop_training = True
+
+        return [Stop()]
+
+    def result_fields(self, ctx):
+        return {
+            "target_val_accuracy": self.params["target_val_accuracy"],
+            "time_to_accuracy_seconds": self.reached["seconds"],
+            "time_to_accuracy_epoch": self.reached["epoch"],
+            "stopped_early_at_epoch": self.reached["stopped_at"],
+        }
+
+
 from runners.engine import compression  # noqa: E402,F401  (registers pruning, qat, clustering)
