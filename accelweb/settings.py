@@ -166,6 +166,10 @@ else:
 # Limits a spec must respect (form, API and CLI alike).
 ACCELWEB_MAX_PARAMS = envint("ACCELWEB_MAX_PARAMS", 20_000_000)
 ACCELWEB_MAX_RUN_SECONDS = envint("ACCELWEB_MAX_RUN_SECONDS", 6 * 3600)
+# Runners beat every ACCELWEB_HEARTBEAT_SECONDS; a run or worker silent for
+# ACCELWEB_HEARTBEAT_TIMEOUT seconds is taken for dead (the run ends "failed").
+ACCELWEB_HEARTBEAT_SECONDS = envint("ACCELWEB_HEARTBEAT_SECONDS", 10)
+ACCELWEB_HEARTBEAT_TIMEOUT = envint("ACCELWEB_HEARTBEAT_TIMEOUT", 60)
 ACCELWEB_DEMO_PASSWORD = os.environ.get("ACCELWEB_DEMO_PASSWORD", "")
 
 # Celery. JSON only, late acks and one message at a time: a run is long and must not be

@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from . import services
-from .models import Dataset, Experiment, Membership, Recipe, Run, RunEvent, Team
+from .models import Dataset, Experiment, Membership, Recipe, Run, RunEvent, Team, Worker
 
 
 class MembershipInline(admin.TabularInline):
@@ -138,3 +138,20 @@ class RecipeAdmin(admin.ModelAdmin):
     @admin.display(description="steps")
     def techniques(self, recipe):
         return " → ".join(step.get("technique", "?") for step in recipe.steps)
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    list_display = ["name", "host", "queue_list", "concurrency", "alive", "heartbeat_at",
+                    "started_at"]
+    list_filter = ["host"]
+    search_fields = ["name", "host"]
+    readonly_fields = ["devices", "versions", "heartbeat_at", "started_at", "stopped_at", "pid"]
+
+    @admin.display(description="queues")
+    def queue_list(self, worker):
+        return ", ".join(worker.queues)
+
+    @admin.display(boolean=True, description="alive")
+    def alive(self, worker):
+        return worker.is_alive()

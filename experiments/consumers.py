@@ -38,7 +38,7 @@ class ExperimentConsumer(AsyncJsonWebsocketConsumer):
         if isinstance(content, dict) and content.get("type") == "resync":
             await self.send_json({"type": "snapshot", "snapshot": await self._snapshot()})
 
-    async def experiment_event(self, message):
+    async def group_event(self, message):
         await self.send_json(message["payload"])
 
     @database_sync_to_async
@@ -48,3 +48,23 @@ class ExperimentConsumer(AsyncJsonWebsocketConsumer):
     @database_sync_to_async
     def _snapshot(self):
         return experiment_snapshot(self.experiment)
+
+
+class RunnersConsumer(AsyncJsonWebsocketConsumer):
+    """Tells the runners page when a worker beat, so it re-reads the table."""
+
+    group_name = "runners"
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        await self.channel_layer.group_add(self.group_name, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code):
+        await self.channel_layer.group_discard(self.group_name, self.channel_name)
+
+    async def group_event(self, message):
+        await self.send_json(message["payload"])

@@ -56,6 +56,16 @@ def _int(label, bounds, initial, **kwargs):
                               **kwargs)
 
 
+def hardware_choices():
+    """CPU, any GPU, and each GPU model a live runner has announced."""
+    from .models import Worker
+
+    models = sorted({name for worker in Worker.objects.filter(stopped_at=None)
+                     for name in worker.gpu_names if name})
+    return ([("cpu", "CPU runners"), ("gpu", "Any GPU runner")]
+            + [(f"gpu:{name}", f"GPU: {name}") for name in models])
+
+
 class ExperimentForm(forms.Form):
     name = forms.CharField(max_length=200, initial="digits, seed MLP")
     team = forms.ModelChoiceField(queryset=Team.objects.none(), empty_label=None)
@@ -93,9 +103,7 @@ class ExperimentForm(forms.Form):
         min_value=specs.LEARNING_RATE[0], max_value=specs.LEARNING_RATE[1], initial=0.001
     )
     seed = _int("Seed", specs.SEED, 0)
-    hardware = forms.ChoiceField(
-        choices=[("cpu", "CPU runners"), ("gpu", "GPU runners")], initial="cpu"
-    )
+    hardware = forms.ChoiceField(initial="cpu", help_text="Where the runs execute.")
 
     recipes_json = forms.CharField(
         label="Recipes (JSON)", required=False, widget=forms.Textarea(attrs={"rows": 6}),
@@ -113,6 +121,7 @@ class ExperimentForm(forms.Form):
         self.fields["team"].queryset = teams
         self.fields["npz_dataset"].queryset = Dataset.objects.for_user(user)
         self.fields["library"].queryset = Recipe.objects.for_user(user).select_related("team")
+        self.fields["hardware"].choices = hardware_choices()
         self.spec = None
 
     def _model(self, data):
@@ -173,9 +182,12 @@ class ExperimentForm(forms.Form):
             "dataset": self._dataset(data),
             "training": {key: data[key] for key in
                          ("epochs", "batch_size", "optimizer", "learning_rate", "seed")},
-            "hardware": data["hardware"],
             "recipes": self._recipes(data),
         }
+        hardware, _, gpu_model = data["hardware"].partition(":")
+        spec["hardware"] = hardware
+        if gpu_model:
+            spec["gpu_model"] = gpu_model
         try:
             self.spec = specs.validate_spec(spec, team=data["team"])
         except ValidationError as exc:

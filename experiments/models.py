@@ -7,6 +7,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 
+def experiment_group(experiment_id: int) -> str:
+    """The channel-layer group of an experiment's websocket clients."""
+    return f"experiment.{experiment_id}"
+
+
 class Team(models.Model):
     name = models.CharField(max_length=100, unique=True)
     members = models.ManyToManyField(
@@ -100,7 +105,7 @@ class Experiment(models.Model):
 
     @property
     def group_name(self):
-        return f"experiment.{self.pk}"
+        return experiment_group(self.pk)
 
 
 class Run(models.Model):
@@ -123,6 +128,7 @@ class Run(models.Model):
     progress = models.FloatField(default=0.0)
     epochs_done = models.PositiveIntegerField(default=0)
     worker = models.CharField(max_length=200, blank=True)
+    device = models.CharField(max_length=200, blank=True, help_text="what the run used")
     cancel_requested = models.BooleanField(default=False)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
@@ -261,3 +267,33 @@ class Recipe(models.Model):
 
     def as_spec(self):
         return {"name": self.name, "steps": self.steps}
+
+
+class Worker(models.Model):
+    """A Celery runner as it announced itself; kept fresh by its heartbeat."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="Celery node name")
+    host = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    queues = models.JSONField(default=list)
+    devices = models.JSONField(default=dict, help_text="CPU model and cores; GPUs from NVML")
+    versions = models.JSONField(default=dict)
+    concurrency = models.PositiveIntegerField(default=1)
+    started_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(default=timezone.now, db_index=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def is_alive(self, now=None, timeout=None):
+        timeout = timeout or settings.ACCELWEB_HEARTBEAT_TIMEOUT
+        now = now or timezone.now()
+        return self.stopped_at is None and (now - self.heartbeat_at).total_seconds() < timeout
+
+    @property
+    def gpu_names(self):
+        return [gpu.get("name") for gpu in (self.devices or {}).get("gpus", [])]

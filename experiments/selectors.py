@@ -4,6 +4,16 @@ from .comparison import compare_runs
 from .models import Run, RunEvent
 
 EPOCH_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+TELEMETRY_KEYS = ("t", "cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb")
+# A long run samples once a second; the page needs a few hundred points to draw its shape.
+TELEMETRY_POINTS = 300
+
+
+def _thin(points, limit):
+    if len(points) <= limit:
+        return points
+    step = len(points) / limit
+    return [points[int(i * step)] for i in range(limit - 1)] + [points[-1]]
 
 
 def run_state(run: Run) -> dict:
@@ -15,6 +25,7 @@ def run_state(run: Run) -> dict:
         "progress": round(run.progress, 4),
         "epochs_done": run.epochs_done,
         "worker": run.worker,
+        "device": run.device,
         "error": run.error,
         "cancel_requested": run.cancel_requested,
     }
@@ -24,17 +35,22 @@ def experiment_snapshot(experiment, runs=None) -> dict:
     """Everything the experiment page draws, in two queries whatever the size."""
     runs = list(experiment.runs.all()) if runs is None else runs
     curves = {run.pk: [] for run in runs}
-    epoch_rows = (
-        RunEvent.objects.filter(run__experiment=experiment, kind="epoch")
+    telemetry = {run.pk: [] for run in runs}
+    rows = (
+        RunEvent.objects.filter(run__experiment=experiment, kind__in=("epoch", "telemetry"))
         .order_by("run_id", "seq")
-        .values_list("run_id", "data")
+        .values_list("run_id", "kind", "data")
     )
-    for run_id, data in epoch_rows:
-        curves[run_id].append({key: data.get(key) for key in EPOCH_KEYS})
+    for run_id, kind, data in rows:
+        if kind == "epoch":
+            curves[run_id].append({key: data.get(key) for key in EPOCH_KEYS})
+        else:
+            telemetry[run_id].append({key: data.get(key) for key in TELEMETRY_KEYS})
     return {
         "experiment": {"id": experiment.pk, "name": experiment.name},
         "epochs": experiment.spec.get("training", {}).get("epochs"),
-        "runs": [{**run_state(run), "epochs": curves[run.pk]} for run in runs],
+        "runs": [{**run_state(run), "epochs": curves[run.pk],
+                  "telemetry": _thin(telemetry[run.pk], TELEMETRY_POINTS)} for run in runs],
         "comparison": compare_runs(runs),
     }
 

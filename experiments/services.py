@@ -8,25 +8,24 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from .comparison import compare_runs
-from .models import Experiment, Membership, Run, RunEvent, Team
+from .models import Experiment, Membership, Run, RunEvent, Team, experiment_group
 from .selectors import run_state
 from .spec import validate_spec
 
 log = logging.getLogger(__name__)
 
 
-def broadcast(experiment_id: int, payload: dict) -> None:
-    """Tell the experiment's websocket group. At-most-once by design: the database holds
-    the record, so a lost message costs a browser nothing a resync does not restore."""
+def broadcast(group: str, payload: dict) -> None:
+    """Tell a websocket group (an experiment's, or the runners page's). At-most-once by
+    design: the database holds the record, so a lost message costs a browser nothing a
+    resync does not restore."""
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(
-            f"experiment.{experiment_id}", {"type": "experiment.event", "payload": payload}
-        )
-    except Exception:  # a broadcast must never fail a run
-        log.warning("broadcast to experiment %s failed", experiment_id, exc_info=True)
+        async_to_sync(layer.group_send)(group, {"type": "group.event", "payload": payload})
+    except Exception:  # a broadcast must never fail a run (Redis may be restarting)
+        log.warning("broadcast to %s failed", group, exc_info=True)
 
 
 def team_for_user(user, team_name: str | None = None) -> Team:
@@ -63,9 +62,10 @@ def experiment_create(*, team: Team, user, spec: dict) -> Experiment:
 
 
 def run_enqueue(run: Run) -> None:
+    from runners.hardware import queue_for
     from runners.tasks import execute_run
 
-    queue = run.experiment.hardware if run.experiment.hardware in ("cpu", "gpu") else "cpu"
+    queue = queue_for(run.experiment.spec)
     # Enqueue only after commit: a worker must find the row it is told to run.
     transaction.on_commit(lambda: execute_run.apply_async(args=[run.pk], queue=queue))
 
@@ -88,7 +88,8 @@ def run_record_event(run: Run, event: dict) -> None:
         update = {"epochs_done": run.epochs_done, "progress": run.progress}
     if update:
         Run.objects.filter(pk=run.pk).update(**update)
-    broadcast(run.experiment_id, {"type": "event", "run": run_state(run), "event": event})
+    broadcast(experiment_group(run.experiment_id),
+              {"type": "event", "run": run_state(run), "event": event})
 
 
 def run_status_changed(run: Run) -> None:
@@ -96,7 +97,7 @@ def run_status_changed(run: Run) -> None:
     payload = {"type": "status", "run": run_state(run)}
     if run.has_ended:
         payload["comparison"] = compare_runs(list(run.experiment.runs.all()))
-    broadcast(run.experiment_id, payload)
+    broadcast(experiment_group(run.experiment_id), payload)
 
 
 def run_cancel(run: Run) -> bool:

@@ -105,6 +105,12 @@ def validate_spec(raw, *, team=None) -> dict:
     spec.setdefault("hardware", "cpu")
     if spec["hardware"] not in HARDWARE:
         errors.add("hardware", f"Hardware must be one of {', '.join(HARDWARE)}.")
+    gpu_model = spec.get("gpu_model")
+    if gpu_model is not None:
+        if spec["hardware"] != "gpu" or not isinstance(gpu_model, str) or not gpu_model.strip():
+            errors.add("hardware", "A GPU model can be chosen only with hardware gpu.")
+        elif len(gpu_model) > 200:
+            errors.add("hardware", "The GPU model name is longer than 200 characters.")
 
     description = _validate_dataset(errors, spec, team)
     _validate_model(errors, spec, description)

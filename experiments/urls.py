@@ -17,4 +17,6 @@ urlpatterns = [
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),
     path("runs/<int:pk>/rerun/", views.run_rerun, name="run_rerun"),
     path("datasets/", views.dataset_list, name="dataset_list"),
+    path("runners/", views.runner_list, name="runner_list"),
+    path("runners/table/", views.runner_table, name="runner_table"),
 ]

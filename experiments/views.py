@@ -11,12 +11,13 @@ from django.db import connection
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from . import services
 from .comparison import advice_checks
 from .forms import DatasetUploadForm, ExperimentForm, RecipeForm
-from .models import Dataset, Experiment, Membership, Recipe, Run
+from .models import Dataset, Experiment, Membership, Recipe, Run, Worker
 from .selectors import advice_before_run, experiment_snapshot
 from .techniques import catalog, presets
 
@@ -218,6 +219,34 @@ def recipe_delete(request, pk):
     recipe.delete()
     messages.info(request, f"Deleted “{recipe.name}”.")
     return redirect("recipe_list")
+
+
+def _runners_context(request):
+    from runners.fleet import queue_depths
+
+    now = timezone.now()
+    workers = list(Worker.objects.all())
+    running = Run.objects.filter(status=Run.Status.RUNNING).select_related("experiment")
+    visible = set(Experiment.objects.for_user(request.user).values_list("pk", flat=True))
+    by_worker = {}
+    for run in running:
+        by_worker.setdefault(run.worker, []).append(
+            {"run": run, "visible": run.experiment_id in visible})
+    rows = [{"worker": w, "alive": w.is_alive(now), "runs": by_worker.get(w.name, []),
+             "age": int((now - w.heartbeat_at).total_seconds())} for w in workers]
+    queues = sorted({"cpu", "gpu", *(q for w in workers for q in w.queues)})
+    return {"rows": rows, "depths": queue_depths(queues),
+            "heartbeat_timeout": settings.ACCELWEB_HEARTBEAT_TIMEOUT}
+
+
+@login_required
+def runner_list(request):
+    return render(request, "experiments/runners.html", _runners_context(request))
+
+
+@login_required
+def runner_table(request):
+    return render(request, "experiments/_runners.html", _runners_context(request))
 
 
 @login_required

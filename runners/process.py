@@ -17,9 +17,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .telemetry import make_sampler
+
 STDERR_TAIL_CHARS = 4000
-STOP_GRACE_SECONDS = 10.0
+# A cancelled run must end within 5 s: SIGTERM stops training at the next batch; whatever
+# is still running (a long benchmark loop) is killed after this grace.
+STOP_GRACE_SECONDS = 4.0
 POLL_SECONDS = 0.5
+TELEMETRY_SECONDS = 1.0
 
 
 @dataclass
@@ -34,7 +39,7 @@ class EngineOutcome:
 
 
 def run_engine(spec, *, artifacts_dir, on_event, should_stop=lambda: False,
-               max_seconds=None, env=None) -> EngineOutcome:
+               max_seconds=None, env=None, gpu_index=None) -> EngineOutcome:
     """Run `python -m runners run SPEC.json` and call on_event for each event it prints.
 
     should_stop is polled about twice a second; when it answers True the child gets
@@ -57,7 +62,12 @@ def run_engine(spec, *, artifacts_dir, on_event, should_stop=lambda: False,
                 # Its own session: a Ctrl-C meant for the worker does not hit the child.
                 start_new_session=True,
             )
-            _follow(proc, outcome, on_event, should_stop, max_seconds)
+            sampler = make_sampler(proc.pid, gpu_index)
+            try:
+                _follow(proc, outcome, on_event, should_stop, max_seconds, sampler)
+            finally:
+                if sampler is not None:
+                    sampler.close()
             stderr.seek(0, os.SEEK_END)
             size = stderr.tell()
             stderr.seek(max(0, size - STDERR_TAIL_CHARS * 4))
@@ -65,7 +75,7 @@ def run_engine(spec, *, artifacts_dir, on_event, should_stop=lambda: False,
     return outcome
 
 
-def _follow(proc, outcome, on_event, should_stop, max_seconds):
+def _follow(proc, outcome, on_event, should_stop, max_seconds, sampler):
     lines = queue.Queue()
 
     def pump():
@@ -75,6 +85,7 @@ def _follow(proc, outcome, on_event, should_stop, max_seconds):
 
     threading.Thread(target=pump, daemon=True).start()
     started = time.monotonic()
+    sampled_at = started
     stop_sent_at = None
     while True:
         try:
@@ -86,6 +97,9 @@ def _follow(proc, outcome, on_event, should_stop, max_seconds):
         if raw:
             _handle_line(raw, outcome, on_event)
         now = time.monotonic()
+        if sampler is not None and now - sampled_at >= TELEMETRY_SECONDS:
+            sampled_at = now
+            on_event(sampler.sample())
         if stop_sent_at is None:
             too_long = max_seconds is not None and now - started > max_seconds
             if too_long or should_stop():

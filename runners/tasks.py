@@ -13,6 +13,7 @@ from experiments.models import Run
 from experiments.services import run_record_event, run_status_changed
 from experiments.spec import engine_spec
 
+from .hardware import device_for_slot
 from .process import run_engine
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ def execute_run(self, run_id: int) -> str:
             last_beat[0] = now
         return Run.objects.filter(pk=run.pk, cancel_requested=True).exists()
 
+    hardware = run.experiment.spec.get("hardware", "cpu")
+    device, device_env = device_for_slot(hardware, pool_slot())
+    Run.objects.filter(pk=run.pk).update(device=device)
+    gpu = device_env.get("CUDA_VISIBLE_DEVICES")
     try:
         outcome = run_engine(
             engine_spec(run.experiment.spec, run.steps, dataset_path=dataset_path),
@@ -58,6 +63,8 @@ def execute_run(self, run_id: int) -> str:
             on_event=lambda event: run_record_event(run, event),
             should_stop=should_stop,
             max_seconds=settings.ACCELWEB_MAX_RUN_SECONDS,
+            env=device_env,
+            gpu_index=int(gpu) if gpu and gpu != "-1" else None,
         )
     except Exception as exc:  # a run must never stay "running" because its runner broke
         log.exception("run %s failed in its runner", run.pk)
@@ -72,8 +79,13 @@ def execute_run(self, run_id: int) -> str:
     else:
         if outcome.timed_out:
             reason = f"The run took longer than {settings.ACCELWEB_MAX_RUN_SECONDS} s."
+        elif outcome.error and _out_of_gpu_memory(outcome.error + outcome.stderr_tail):
+            reason = f"The GPU ran out of memory ({device}): {outcome.error}"
         elif outcome.error:
             reason = outcome.error
+        elif outcome.returncode == -9:
+            reason = ("The engine was killed (SIGKILL), most often by the kernel's "
+                      "out-of-memory killer.")
         elif outcome.returncode and outcome.returncode < 0:
             reason = f"The engine was killed by signal {-outcome.returncode}."
         else:
@@ -81,3 +93,18 @@ def execute_run(self, run_id: int) -> str:
         run.mark_finished(Run.Status.FAILED, error=reason, stderr_tail=outcome.stderr_tail)
     run_status_changed(run)
     return run.status
+
+
+def pool_slot() -> int:
+    """This pool process's index (0 .. concurrency-1): with one process per GPU, the GPU
+    it owns."""
+    from billiard.process import current_process
+
+    return getattr(current_process(), "index", 0) or 0
+
+
+def _out_of_gpu_memory(text: str) -> bool:
+    return any(marker in text for marker in (
+        "RESOURCE_EXHAUSTED", "ResourceExhaustedError", "CUDA_ERROR_OUT_OF_MEMORY",
+        "out of memory",
+    ))

@@ -132,7 +132,7 @@ def test_it_sends_a_snapshot_then_live_events(experiment, alice):
         assert live["run"]["epochs_done"] == 2
         assert live["run"]["progress"] == round(2 / 3, 4)
 
-        await database_sync_to_async(services.broadcast)(experiment.pk, {"type": "ping"})
+        await database_sync_to_async(services.broadcast)(experiment.group_name, {"type": "ping"})
         assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "ping"}
         assert await ws.receive_nothing(timeout=0.2)
         await ws.disconnect()
@@ -148,7 +148,8 @@ def test_it_only_sends_an_experiments_own_events(experiment, alice):
         await ws.connect(timeout=TIMEOUT)
         await ws.receive_json_from(timeout=TIMEOUT)
 
-        await database_sync_to_async(services.broadcast)(experiment.pk + 1000, {"type": "x"})
+        other = f"experiment.{experiment.pk + 1000}"
+        await database_sync_to_async(services.broadcast)(other, {"type": "x"})
 
         assert await ws.receive_nothing(timeout=0.3)
         await ws.disconnect()

@@ -57,13 +57,6 @@ def test_it_refuses_an_unknown_technique(tiny_spec):
     assert "unknown technique 'warp_drive'" in errors["recipes.0"][0]
 
 
-def test_it_says_a_planned_technique_is_not_available_yet(tiny_spec):
-    errors = errors_of(tiny_spec(recipes=[{"name": "prune", "steps": [
-        {"technique": "pruning", "target_sparsity": 0.5}]}]))
-
-    assert "not available yet" in errors["recipes.0"][0]
-
-
 def test_it_refuses_a_recipe_without_steps(tiny_spec):
     errors = errors_of(tiny_spec(recipes=[{"name": "empty", "steps": []}]))
 

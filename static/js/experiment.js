@@ -33,6 +33,20 @@
     loss: lineChart("loss-chart", "loss"),
     accuracy: lineChart("accuracy-chart", "accuracy"),
   };
+  const telemetryChart = new Chart(document.getElementById("telemetry-chart"), {
+    type: "line",
+    data: { datasets: [] },
+    options: {
+      animation: false, parsing: false, normalized: true,
+      scales: {
+        x: { type: "linear", title: { display: true, text: "seconds since the run started" } },
+        y: { title: { display: true, text: "CPU % / GPU %" }, min: 0 },
+        memory: { position: "right", title: { display: true, text: "memory (MB)" }, min: 0,
+          grid: { drawOnChartArea: false } },
+      },
+      plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
+    },
+  });
   const speedupChart = new Chart(document.getElementById("speedup-chart"), {
     type: "bar",
     data: { labels: [], datasets: [] },
@@ -55,7 +69,7 @@
     },
   });
   // Exposed for tests and for the curious: the live charts of this page.
-  window.accelweb = { charts, speedupChart, get state() { return state; } };
+  window.accelweb = { charts, speedupChart, telemetryChart, get state() { return state; } };
 
   function curveDatasets(metric) {
     const datasets = [];
@@ -78,6 +92,30 @@
       chart.data.datasets = curveDatasets(metric);
       chart.update("none");
     }
+  }
+
+  function drawTelemetry() {
+    const datasets = [];
+    state.runs.forEach((run, index) => {
+      const samples = run.telemetry || [];
+      if (!samples.length) return;
+      const color = COLORS[index % COLORS.length];
+      const series = (key) => samples.filter((s) => s[key] !== null && s[key] !== undefined)
+        .map((s) => ({ x: s.t, y: s[key] }));
+      datasets.push({ label: `${run.name} CPU %`, data: series("cpu_percent"), borderColor: color,
+        backgroundColor: color, pointRadius: 0, yAxisID: "y" });
+      datasets.push({ label: `${run.name} memory`, data: series("rss_mb"), borderColor: color,
+        backgroundColor: color, borderDash: [6, 4], pointRadius: 0, yAxisID: "memory" });
+      if (samples.some((s) => s.gpu_util !== undefined && s.gpu_util !== null)) {
+        datasets.push({ label: `${run.name} GPU %`, data: series("gpu_util"), borderColor: color,
+          backgroundColor: color, borderDash: [2, 2], pointRadius: 0, yAxisID: "y" });
+        datasets.push({ label: `${run.name} GPU memory`, data: series("gpu_mem_mb"),
+          borderColor: color, backgroundColor: color, borderDash: [10, 3], pointRadius: 0,
+          yAxisID: "memory" });
+      }
+    });
+    telemetryChart.data.datasets = datasets;
+    telemetryChart.update("none");
   }
 
   function drawSpeedups() {
@@ -112,6 +150,7 @@
 
   function drawAll() {
     drawCurves();
+    drawTelemetry();
     drawSpeedups();
     state.runs.forEach(drawRun);
   }
@@ -148,7 +187,7 @@
     if (!message.run) return;
     const merged = mergeRun(message.run);
     if (!merged) { resync(); return; }
-    if (merged.restarted) merged.run.epochs = [];
+    if (merged.restarted) { merged.run.epochs = []; merged.run.telemetry = []; }
     const event = message.event;
     if (event && event.event === "epoch") {
       const epochs = merged.run.epochs;
@@ -157,6 +196,12 @@
         epochs.sort((a, b) => a.epoch - b.epoch);
       }
       drawCurves();
+    }
+    if (event && event.event === "telemetry") {
+      const samples = merged.run.telemetry || (merged.run.telemetry = []);
+      samples.push(event);
+      if (samples.length > 600) samples.splice(0, samples.length - 600);
+      drawTelemetry();
     }
     if (message.comparison) { state.comparison = message.comparison; drawSpeedups(); }
     drawRun(merged.run);

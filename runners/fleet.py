@@ -1,0 +1,134 @@
+"""Runner fleet: each worker announces itself, beats, and reaps runs whose runner died.
+
+The reaper needs no process of its own: every live worker runs it after each heartbeat.
+A stale run is claimed with a conditional update, so two workers never reap the same run.
+"""
+
+import logging
+import os
+import threading
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from experiments.models import Run, Worker
+from experiments.services import broadcast, run_status_changed
+
+from .hardware import describe_host
+
+log = logging.getLogger(__name__)
+RUNNERS_GROUP = "runners"
+
+
+def worker_announce(*, name: str, queues: list[str], concurrency: int) -> Worker:
+    host = describe_host()
+    worker, _ = Worker.objects.update_or_create(
+        name=name,
+        defaults={
+            "host": host["host"], "pid": os.getpid(), "queues": sorted(queues),
+            "devices": host["devices"], "versions": host["versions"],
+            "concurrency": concurrency, "started_at": timezone.now(),
+            "heartbeat_at": timezone.now(), "stopped_at": None,
+        },
+    )
+    return worker
+
+
+def worker_beat(name: str) -> None:
+    Worker.objects.filter(name=name).update(heartbeat_at=timezone.now(), stopped_at=None)
+
+
+def worker_stopped(name: str) -> None:
+    Worker.objects.filter(name=name).update(stopped_at=timezone.now())
+
+
+def reap_stale_runs(*, reaper: str, timeout: int | None = None) -> list[int]:
+    """Fail every running run silent for longer than the heartbeat timeout."""
+    timeout = timeout or settings.ACCELWEB_HEARTBEAT_TIMEOUT
+    cutoff = timezone.now() - timedelta(seconds=timeout)
+    reaped = []
+    for run in Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff):
+        error = (f"The runner {run.worker or '?'} stopped sending heartbeats for more than "
+                 f"{timeout} s (its worker or engine process died); found by {reaper}.")
+        # Conditional: only one reaper wins, and never against a run that just beat.
+        claimed = Run.objects.filter(
+            pk=run.pk, status=Run.Status.RUNNING, heartbeat_at__lt=cutoff
+        ).update(status=Run.Status.FAILED, error=error, finished_at=timezone.now())
+        if claimed:
+            run.refresh_from_db()
+            run_status_changed(run)
+            reaped.append(run.pk)
+            log.warning("reaped run %s: %s", run.pk, error)
+    return reaped
+
+
+class Heartbeat:
+    """A thread in the worker's main process: announce, then beat and reap every interval.
+
+    A thread rather than the worker's timer: with the solo pool (manage.py up) the timer
+    waits while a run executes, and a busy worker must still beat.
+    """
+
+    def __init__(self, *, name, queues, concurrency, interval=None):
+        self.name, self.queues, self.concurrency = name, queues, concurrency
+        self.interval = interval or settings.ACCELWEB_HEARTBEAT_SECONDS
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="accelweb-heartbeat",
+                                        daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            worker_stopped(self.name)
+            broadcast_runners()
+        finally:
+            close_old_connections()
+
+    def _loop(self):
+        announced = False
+        while not self._stop.is_set():
+            try:
+                if not announced:
+                    worker_announce(name=self.name, queues=self.queues,
+                                    concurrency=self.concurrency)
+                    announced = True
+                else:
+                    worker_beat(self.name)
+                reap_stale_runs(reaper=self.name)
+                broadcast_runners()
+            except Exception:  # the database may be restarting; beat again next time
+                log.warning("heartbeat of %s failed", self.name, exc_info=True)
+            finally:
+                close_old_connections()
+            self._stop.wait(self.interval)
+
+
+def broadcast_runners():
+    broadcast(RUNNERS_GROUP, {"type": "runners"})
+
+
+def queue_depths(names) -> dict:
+    """Messages waiting in each queue, from the broker itself; None where it cannot say."""
+    from accelweb.celery import app
+
+    depths = {}
+    try:
+        with app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            channel = conn.default_channel
+            for name in names:
+                try:
+                    depths[name] = channel.queue_declare(queue=name, passive=True).message_count
+                except Exception:  # a queue nobody declared yet holds nothing
+                    depths[name] = 0
+                    channel = conn.channel()
+    except Exception:
+        log.warning("cannot read queue depths", exc_info=True)
+        return dict.fromkeys(names)
+    return depths

@@ -1,0 +1,62 @@
+"""What a runner host has: CPU, GPUs (NVML), framework versions. Django-free and cheap:
+no framework is imported, versions come from package metadata."""
+
+import os
+import platform
+import socket
+from importlib import metadata
+
+from runners.engine.fingerprint import _cpu, gpus
+
+
+def _version(*names):
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def describe_host() -> dict:
+    cpu = _cpu()
+    return {
+        "host": socket.gethostname(),
+        "devices": {"cpu_model": cpu["model"], "cpu_cores": os.cpu_count(), "gpus": gpus()},
+        "versions": {
+            "tensorflow": _version("tensorflow", "tensorflow-cpu"),
+            "keras": _version("keras"),
+            "python": platform.python_version(),
+        },
+    }
+
+
+def device_for_slot(hardware: str, slot: int) -> tuple[str, dict]:
+    """The device a worker process in pool slot `slot` uses, and the child's environment.
+
+    One run per GPU: pool slot i gets GPU i, pinned with CUDA_VISIBLE_DEVICES so the engine
+    sees that GPU alone. A CPU run sees no GPU at all.
+    """
+    if hardware != "gpu":
+        return f"CPU: {_cpu()['model']}", {"CUDA_VISIBLE_DEVICES": "-1"}
+    found = gpus()
+    if not found:
+        return "GPU requested, none found", {}
+    gpu = found[slot % len(found)]
+    index = gpu.get("index", slot % len(found))
+    return f"GPU {index}: {gpu.get('name')}", {"CUDA_VISIBLE_DEVICES": str(index)}
+
+
+def gpu_model_queue(model: str) -> str:
+    """The queue of one GPU model: "gpu." and the model name in lower-case dashes."""
+    slug = "".join(ch if ch.isalnum() else "-" for ch in model.lower()).strip("-")
+    while "--" in slug:
+        slug = slug.replace("--", "-")
+    return f"gpu.{slug}"
+
+
+def queue_for(spec: dict) -> str:
+    if spec.get("hardware") != "gpu":
+        return "cpu"
+    model = spec.get("gpu_model")
+    return gpu_model_queue(model) if model else "gpu"
