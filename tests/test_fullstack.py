@@ -7,20 +7,14 @@ transports and against the embedded default (`manage.py up`: SQLite, no Redis).
 
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
-from django.conf import settings
+from livestack import ROOT, Stack, free_port, healthy, production_env, wait_for
 
 # transaction=True: what a test writes is committed, so the server processes see it.
 pytestmark = [pytest.mark.fullstack, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "e2e-pass-8731"
@@ -39,92 +33,21 @@ TWO_RECIPES = {
 }
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(condition, *, timeout, what, logs=()):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.3)
-    tails = "\n".join(f"--- {log}:\n{Path(log).read_text()[-3000:]}" for log in logs)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{tails}")
-
-
-def _healthy(url):
-    try:
-        with urllib.request.urlopen(url + "healthz", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-class Stack:
-    """Processes started for a test, stopped (and their logs kept) at the end."""
-
-    def __init__(self, tmp: Path, env: dict):
-        self.tmp, self.env, self.procs, self.logs = tmp, env, [], []
-
-    def manage(self, *args, timeout=120, check=True):
-        return subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
-            capture_output=True, text=True, timeout=timeout, check=check,
-        )
-
-    def start(self, name, argv):
-        log = self.tmp / f"{name}.log"
-        self.logs.append(log)
-        self.procs.append(subprocess.Popen(
-            argv, cwd=ROOT, env=self.env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-        ))
-        return log
-
-    def stop(self):
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def _production_env(tmp):
-    db = settings.DATABASES["default"]
-    if db["ENGINE"] != "django.db.backends.postgresql" or not settings.REDIS_URL:
-        pytest.skip("the full-stack test needs DATABASE_URL (PostgreSQL) and REDIS_URL; "
-                    "scripts/test sets both")
-    # The test database pytest-django created, so the processes see what the test writes.
-    database_url = (f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
-                    f"{db['PORT'] or 5432}/{db['NAME']}")
-    return {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": settings.REDIS_URL,
-            "ACCELWEB_DATA_DIR": str(tmp), "PYTHONUNBUFFERED": "1", "DEBUG": "0"}
-
-
 @pytest.fixture(scope="module")
 def production_stack(django_db_setup, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stack")
-    stack = Stack(tmp, _production_env(tmp))
-    port = _free_port()
+    stack = Stack(tmp, production_env(tmp))
+    port = free_port()
     stack.url = f"http://127.0.0.1:{port}/"
     stack.manage("collectstatic", "--noinput", "-v0")
     stack.manage("shell", "-c", "from accelweb.celery import app; app.control.purge()")
-    worker_log = stack.start("celery", [
-        sys.executable, "-m", "celery", "-A", "accelweb", "worker", "-Q", "cpu,gpu",
-        "--concurrency", "1", "--loglevel", "INFO", "-n", f"e2e-{port}@%h",
-    ])
+    stack.start_worker(f"e2e-{port}")
     web_log = stack.start("daphne", [
         sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
         "accelweb.asgi:application",
     ])
     try:
-        _wait_for(lambda: _healthy(stack.url), timeout=60, what="daphne", logs=[web_log])
-        _wait_for(lambda: "ready." in worker_log.read_text(), timeout=60,
-                  what="the celery worker", logs=[worker_log])
+        wait_for(lambda: healthy(stack.url), timeout=60, what="daphne", logs=[web_log])
         yield stack
     finally:
         stack.stop()
@@ -199,7 +122,7 @@ def test_it_runs_an_experiment_from_the_browser_and_streams_its_curves(productio
                 timeout=420_000,
             )
             statuses = page.locator("tr[data-run-id] .run-status").all_inner_texts()
-            assert statuses == ["Succeeded"] * 3, (statuses, _logs(stack))
+            assert statuses == ["Succeeded"] * 3, (statuses, stack.log_tails())
             page.wait_for_function(
                 "() => window.accelweb.speedupChart.data.labels.length >= 2", timeout=30_000
             )
@@ -226,10 +149,6 @@ def test_it_runs_an_experiment_from_the_browser_and_streams_its_curves(productio
             browser.close()
 
 
-def _logs(stack):
-    return "\n".join(f"--- {log}:\n{log.read_text()[-2000:]}" for log in stack.logs)
-
-
 def _submit_follow(stack, tmp_path, user):
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(TWO_RECIPES))
@@ -240,7 +159,7 @@ def _submit_follow(stack, tmp_path, user):
 
 def test_it_follows_a_cli_submission_on_redis_and_postgresql(production_stack, alice, tmp_path):
     done = _submit_follow(production_stack, tmp_path, "e2e-alice")
-    assert done.returncode == 0, done.stdout + done.stderr + _logs(production_stack)
+    assert done.returncode == 0, done.stdout + done.stderr + production_stack.log_tails()
     assert "All 3 runs succeeded." in done.stdout
 
 
@@ -250,14 +169,14 @@ def test_it_follows_a_cli_submission_on_the_embedded_default(tmp_path):
     env.update(ACCELWEB_DATA_DIR=str(tmp_path / "data"), ACCELWEB_DEMO_PASSWORD=PASSWORD,
                PYTHONUNBUFFERED="1")
     stack = Stack(tmp_path, env)
-    port = _free_port()
+    port = free_port()
     log = stack.start("up", [sys.executable, "manage.py", "up", "--port", str(port)])
     try:
-        _wait_for(lambda: _healthy(f"http://127.0.0.1:{port}/"), timeout=90,
+        wait_for(lambda: healthy(f"http://127.0.0.1:{port}/"), timeout=90,
                   what="manage.py up", logs=[log])
         assert f"demo / {PASSWORD}" in log.read_text()
         done = _submit_follow(stack, tmp_path, "demo")
-        assert done.returncode == 0, done.stdout + done.stderr + _logs(stack)
+        assert done.returncode == 0, done.stdout + done.stderr + stack.log_tails()
         assert "All 3 runs succeeded." in done.stdout
     finally:
         stack.stop()

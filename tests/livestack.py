@@ -1,0 +1,103 @@
+"""Real processes for the full-stack tests: Daphne, Celery workers, `manage.py` commands,
+pointed at the test database that pytest-django created and at real Redis."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition, *, timeout, what, logs=()):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.3)
+    tails = "\n".join(f"--- {log}:\n{Path(log).read_text()[-3000:]}" for log in logs)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{tails}")
+
+
+def healthy(url):
+    try:
+        with urllib.request.urlopen(url + "healthz", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def production_env(tmp, **extra):
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql" or not settings.REDIS_URL:
+        pytest.skip("full-stack tests need DATABASE_URL (PostgreSQL) and REDIS_URL; "
+                    "scripts/test sets both")
+    # The test database pytest-django created, so the processes see what the test writes.
+    database_url = (f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
+                    f"{db['PORT'] or 5432}/{db['NAME']}")
+    return {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": settings.REDIS_URL,
+            "ACCELWEB_DATA_DIR": str(tmp), "PYTHONUNBUFFERED": "1", "DEBUG": "0",
+            # The test process and the workers must agree on where artifacts live.
+            "ACCELWEB_MEDIA_ROOT": str(settings.MEDIA_ROOT), **extra}
+
+
+class Stack:
+    """Processes started for a test, stopped (and their logs kept) at the end."""
+
+    def __init__(self, tmp: Path, env: dict):
+        self.tmp, self.env, self.procs, self.logs = tmp, env, {}, []
+
+    def manage(self, *args, timeout=120, check=True):
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
+            capture_output=True, text=True, timeout=timeout, check=check,
+        )
+
+    def start(self, name, argv):
+        log = self.tmp / f"{name}.log"
+        self.logs.append(log)
+        # A session of its own, so a test can kill the whole process tree at once.
+        self.procs[name] = subprocess.Popen(
+            argv, cwd=ROOT, env=self.env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return log
+
+    def start_worker(self, name, queues="cpu,gpu"):
+        log = self.start(name, [
+            sys.executable, "-m", "celery", "-A", "accelweb", "worker", "-Q", queues,
+            "--concurrency", "1", "--loglevel", "INFO", "-n", f"{name}@%h",
+        ])
+        wait_for(lambda: "ready." in log.read_text(), timeout=90, what=f"worker {name}",
+                 logs=[log])
+        return f"{name}@{socket.gethostname()}"
+
+    def kill(self, name):
+        os.killpg(self.procs[name].pid, signal.SIGKILL)
+        self.procs[name].wait(timeout=10)
+
+    def stop(self):
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def log_tails(self):
+        return "\n".join(f"--- {log}:\n{log.read_text()[-2500:]}" for log in self.logs)
