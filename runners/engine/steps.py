@@ -32,10 +32,6 @@ from runners.engine.events import EngineError
 TECHNIQUES = {}
 BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 
-# Named in the design but registered elsewhere (compression.py): these get a clearer
-# message than "unknown" while that module is missing.
-PLANNED = ("pruning", "qat", "clustering")
-
 
 def register(cls):
     TECHNIQUES[cls.technique] = cls
@@ -115,8 +111,6 @@ def validate_step(step):
     name = step["technique"]
     if name not in TECHNIQUES:
         available = ", ".join(sorted(TECHNIQUES))
-        if name in PLANNED:
-            raise ValueError(f"technique {name!r} is not available yet; available: {available}")
         raise ValueError(f"unknown technique {name!r}; available: {available}")
     return {"technique": name, **TECHNIQUES[name].validate(params)}
 
