@@ -14,10 +14,10 @@ import zipfile
 
 import numpy as np
 import pytest
+from engine_runs import ROOT, EngineRun, digits_spec, started_runs
 
 from runners.engine import compression  # noqa: F401  (registers the steps)
 from runners.engine.steps import validate_step
-from tests.test_engine import ROOT, EngineRun, digits_spec
 
 HAS_JAX = importlib.util.find_spec("jax") is not None
 EPOCHS = 3
@@ -45,13 +45,8 @@ if HAS_JAX:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("compression")
-    started = {name: EngineRun(s, base / name, env) for name, (env, s) in RUNS.items()}
-    yield started
-    for run in started.values():
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait()
+    with started_runs(RUNS, tmp_path_factory.mktemp("compression")) as started:
+        yield started
 
 
 def kernels(keras_file):

@@ -4,19 +4,12 @@ The recipe runs start together in one module fixture and are awaited by the test
 them; they are independent processes, so overlapping them only saves wall time.
 """
 
-import importlib.util
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-RUN_TIMEOUT = 300
+from engine_runs import BENCHMARK, HAS_JAX, RUN_TIMEOUT, EngineRun, digits_spec, started_runs
 
 RESULT_KEYS = {
     "test_accuracy", "train_seconds", "compile_seconds", "train_samples_per_s",
@@ -34,21 +27,6 @@ FINGERPRINT_KEYS = {
     "cpu_model", "logical_cores", "cpu_flags", "gpus", "python", "tensorflow", "keras",
     "backend", "jax", "platform", "cuda", "cudnn",
 }
-BENCHMARK = {"trials": 3, "latency_samples": 20, "warmup": 5}
-HAS_JAX = importlib.util.find_spec("jax") is not None
-
-
-def digits_spec(steps, arch="seed_mlp", params=None):
-    return {
-        "name": "test",
-        "model": {"arch": arch, "params": params or {}},
-        "dataset": {"name": "digits"},
-        "training": {"epochs": 2, "batch_size": 64, "optimizer": "adam",
-                     "learning_rate": 0.001, "seed": 0},
-        "hardware": "cpu",
-        "steps": steps,
-        "benchmark": BENCHMARK,
-    }
 
 
 # Big enough that the flatbuffer overhead does not hide int8's 4x (units 256 gives only 3.57x).
@@ -64,51 +42,10 @@ if HAS_JAX:
     RECIPES["jax_ptq"] = ({"KERAS_BACKEND": "jax"}, PTQ_SPEC)
 
 
-class EngineRun:
-    def __init__(self, spec, workdir, env=None):
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.artifacts = workdir / "artifacts"
-        spec_path = workdir / "spec.json"
-        spec_path.write_text(json.dumps(spec))
-        # A file, not a pipe: nobody reads stderr while the run goes on, and a full pipe
-        # would block the child.
-        self.stderr_path = workdir / "stderr.log"
-        with open(self.stderr_path, "w") as stderr:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "runners", "run", str(spec_path),
-                 "--artifacts", str(self.artifacts)],
-                cwd=ROOT, env={**os.environ, **(env or {})}, text=True,
-                stdout=subprocess.PIPE, stderr=stderr,
-            )
-        self._done = None
-
-    def stderr(self):
-        return self.stderr_path.read_text()[-3000:]
-
-    def wait(self):
-        if self._done is None:
-            out, _ = self.proc.communicate(timeout=RUN_TIMEOUT)
-            # json.loads on every line: anything but events on stdout fails here.
-            self._done = (self.proc.returncode, [json.loads(line) for line in out.splitlines()],
-                          self.stderr())
-        return self._done
-
-    def succeeded(self):
-        returncode, events, stderr = self.wait()
-        assert returncode == 0, stderr
-        assert events[-1]["event"] == "result", events[-1]
-        return events, events[-1]
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("engine")
-    started = {name: EngineRun(spec, base / name, env) for name, (env, spec) in RECIPES.items()}
-    yield started
-    for run in started.values():
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait()
+    with started_runs(RECIPES, tmp_path_factory.mktemp("engine")) as started:
+        yield started
 
 
 def phases(events):

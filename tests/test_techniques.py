@@ -7,7 +7,7 @@ whose effects are independent share a recipe to keep the suite short on two core
 
 import numpy as np
 import pytest
-from test_engine import HAS_JAX, EngineRun, digits_spec
+from engine_runs import HAS_JAX, digits_spec, started_runs
 
 from runners.engine import advisor, measure, steps
 
@@ -49,13 +49,8 @@ if HAS_JAX:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("techniques")
-    started = {name: EngineRun(s, base / name, env) for name, (env, s) in RECIPES.items()}
-    yield started
-    for run in started.values():
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait()
+    with started_runs(RECIPES, tmp_path_factory.mktemp("techniques")) as started:
+        yield started
 
 
 def losses(events):
