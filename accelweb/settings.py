@@ -56,8 +56,14 @@ def _secret_key() -> str:
     return path.read_text().strip()
 
 
-SECRET_KEY = _secret_key()
 DEBUG = envbool("DEBUG", "0")
+if os.environ.get("REDIS_URL") and not os.environ.get("SECRET_KEY") and not DEBUG:
+    # Production transports mean several processes, often on several hosts: a key kept
+    # in one host's data folder would differ between them. Say so instead of guessing.
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set in production mode (REDIS_URL is set, DEBUG is off)."
+    )
+SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
@@ -202,6 +208,22 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Behind TLS (ACCELWEB_HTTPS=1): secure cookies, HSTS, and redirects to https. The proxy
+# in front must set X-Forwarded-Proto.
+ACCELWEB_HTTPS = envbool("ACCELWEB_HTTPS", "0")
+if ACCELWEB_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = envint("ACCELWEB_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
 
 LOGGING = {
     "version": 1,
