@@ -9,6 +9,8 @@ urlpatterns = [
     path("experiments/<int:pk>/", views.experiment_detail, name="experiment_detail"),
     path("experiments/<int:pk>/results/", views.experiment_results, name="experiment_results"),
     path("experiments/<int:pk>/spec.json", views.experiment_spec, name="experiment_spec"),
+    path("experiments/<int:pk>/export.<str:fmt>", views.experiment_export,
+         name="experiment_export"),
     path("runs/<int:pk>/", views.run_detail, name="run_detail"),
     path("runs/<int:pk>/artifacts/<str:name>", views.run_artifact, name="run_artifact"),
     path("runs/<int:pk>/save-recipe/", views.run_save_recipe, name="run_save_recipe"),

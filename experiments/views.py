@@ -1,4 +1,5 @@
 import asyncio
+import csv
 import json
 
 from asgiref.sync import async_to_sync
@@ -9,7 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.models import Count, Q
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -121,6 +122,56 @@ def experiment_spec(request, pk):
     experiment = _get_experiment(request, pk)
     response = JsonResponse(experiment.spec, json_dumps_params={"indent": 2})
     response["Content-Disposition"] = f'attachment; filename="experiment-{pk}.json"'
+    return response
+
+
+EXPORT_FIELDS = [
+    "test_accuracy", "train_seconds", "compile_seconds", "train_samples_per_s",
+    "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "inference_samples_per_s",
+    "model_bytes", "model_gzip_bytes", "params", "sparsity", "runtime",
+]
+
+
+def _cell(value):
+    """A CSV cell a spreadsheet will not run: text starting like a formula gets a quote."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+@login_required
+def experiment_export(request, pk, fmt):
+    """An experiment's runs and metrics, as CSV (one row per run) or JSON (everything)."""
+    if fmt not in ("csv", "json"):
+        raise Http404("Export as csv or json.")
+    experiment = _get_experiment(request, pk)
+    runs = list(experiment.runs.all())
+    if fmt == "json":
+        snapshot = experiment_snapshot(experiment, runs)
+        results = {run.pk: run.result for run in runs}
+        data = {
+            "experiment": {"id": experiment.pk, "name": experiment.name,
+                           "team": experiment.team.name, "spec": experiment.spec,
+                           "created_at": experiment.created_at.isoformat()},
+            "runs": [{**state, "steps": run.steps, "result": results[run.pk],
+                      "stderr_tail": run.stderr_tail}
+                     for state, run in zip(snapshot["runs"], runs, strict=True)],
+            "comparison": snapshot["comparison"],
+        }
+        response = JsonResponse(data, json_dumps_params={"indent": 2})
+    else:
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        writer = csv.writer(response)
+        writer.writerow(["run_id", "name", "steps", "status", "worker", "device",
+                         "epochs_done", *EXPORT_FIELDS, "error"])
+        for run in runs:
+            result = run.result or {}
+            writer.writerow([_cell(value) for value in [
+                run.pk, run.name, " + ".join(s["technique"] for s in run.steps) or "baseline",
+                run.status, run.worker, run.device, run.epochs_done,
+                *(result.get(key, "") for key in EXPORT_FIELDS), run.error,
+            ]])
+    response["Content-Disposition"] = f'attachment; filename="experiment-{pk}.{fmt}"'
     return response
 
 
