@@ -6,23 +6,20 @@ A quantized (TFLite) run is also compared with the float32 TFLite model of the s
 the Keras -> TFLite switch is a gain of its own and is shown on its own line.
 """
 
-import numpy as np
+from runners.engine.measure import speedup_ci
 
 FINGERPRINT_KEYS = ("cpu_model", "logical_cores", "gpus", "backend", "tensorflow", "keras")
-BOOTSTRAP_ROUNDS = 2000
 
 
-def ratio_ci(numerator_samples, denominator_samples, *, seed=0):
-    """95% bootstrap interval of median(numerator) / median(denominator)."""
-    a = np.asarray([s for s in numerator_samples or [] if s], dtype=float)
-    b = np.asarray([s for s in denominator_samples or [] if s], dtype=float)
+def ratio_ci(numerator_samples, denominator_samples):
+    """95% bootstrap interval of median(numerator) / median(denominator), or None when
+    either side has fewer than two samples to resample."""
+    a = [s for s in numerator_samples or [] if s]
+    b = [s for s in denominator_samples or [] if s]
     if len(a) < 2 or len(b) < 2:
         return None
-    rng = np.random.default_rng(seed)
-    ra = np.median(rng.choice(a, size=(BOOTSTRAP_ROUNDS, len(a))), axis=1)
-    rb = np.median(rng.choice(b, size=(BOOTSTRAP_ROUNDS, len(b))), axis=1)
-    low, high = np.percentile(ra / rb, [2.5, 97.5])
-    return [round(float(low), 4), round(float(high), 4)]
+    _, (low, high) = speedup_ci(a, b)
+    return [round(low, 4), round(high, 4)]
 
 
 def _ratio(numerator, denominator):

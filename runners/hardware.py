@@ -6,7 +6,7 @@ import platform
 import socket
 from importlib import metadata
 
-from runners.engine.fingerprint import _cpu, gpus
+from runners.engine.fingerprint import cpu_info, gpus
 
 
 def _version(*names):
@@ -19,7 +19,7 @@ def _version(*names):
 
 
 def describe_host() -> dict:
-    cpu = _cpu()
+    cpu = cpu_info()
     return {
         "host": socket.gethostname(),
         "devices": {"cpu_model": cpu["model"], "cpu_cores": os.cpu_count(), "gpus": gpus()},
@@ -38,7 +38,7 @@ def device_for_slot(hardware: str, slot: int) -> tuple[str, dict]:
     sees that GPU alone. A CPU run sees no GPU at all.
     """
     if hardware != "gpu":
-        return f"CPU: {_cpu()['model']}", {"CUDA_VISIBLE_DEVICES": "-1"}
+        return f"CPU: {cpu_info()['model']}", {"CUDA_VISIBLE_DEVICES": "-1"}
     found = gpus()
     if not found:
         return "GPU requested, none found", {}

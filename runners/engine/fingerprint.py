@@ -11,7 +11,7 @@ FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx51
 
 
 def fingerprint(backend):
-    cpu = _cpu()
+    cpu = cpu_info()
     return {
         "cpu_model": cpu["model"],
         "logical_cores": os.cpu_count(),
@@ -32,7 +32,7 @@ def fingerprint(backend):
 
 def cpu_flags():
     """This machine's CPU flags of interest (pure: reads /proc/cpuinfo)."""
-    return _cpu()["flags"]
+    return cpu_info()["flags"]
 
 
 def _accelerator_stack(backend):
@@ -79,7 +79,8 @@ def gpus():
         pynvml.nvmlShutdown()
 
 
-def _cpu():
+def cpu_info():
+    """This machine's CPU model and flags of interest (pure: reads /proc/cpuinfo)."""
     model, flags = None, set()
     try:
         with open("/proc/cpuinfo") as f:
