@@ -97,7 +97,11 @@ def _follow(proc, outcome, on_event, should_stop, max_seconds, sampler):
         if raw:
             _handle_line(raw, outcome, on_event)
         now = time.monotonic()
-        if sampler is not None and now - sampled_at >= TELEMETRY_SECONDS:
+        # Only while the engine works: a sample after its last event would be recorded
+        # after the result or error that ends the run.
+        ended = outcome.result is not None or outcome.error or outcome.cancelled
+        if (sampler is not None and not ended and proc.poll() is None
+                and now - sampled_at >= TELEMETRY_SECONDS):
             sampled_at = now
             on_event(sampler.sample())
         if stop_sent_at is None:
