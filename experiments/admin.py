@@ -1,7 +1,19 @@
 from django.contrib import admin, messages
 
 from . import services
-from .models import Dataset, Experiment, Membership, Recipe, Run, RunEvent, Team, Worker
+from .models import (
+    Comment,
+    Dataset,
+    Experiment,
+    Membership,
+    Recipe,
+    Run,
+    RunEvent,
+    SignOff,
+    Team,
+    UploadedModel,
+    Worker,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -37,6 +49,36 @@ class DatasetAdmin(admin.ModelAdmin):
     search_fields = ["name", "team__name"]
     readonly_fields = ["input_shape", "num_classes", "train_samples", "test_samples",
                        "size_bytes"]
+
+
+@admin.register(UploadedModel)
+class UploadedModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "team", "input_shape", "num_classes", "params", "layers",
+                    "size_bytes", "uploaded_by", "created_at"]
+    list_filter = ["team"]
+    search_fields = ["name", "team__name"]
+    readonly_fields = ["input_shape", "num_classes", "params", "layers", "size_bytes"]
+
+
+@admin.register(Comment)
+class CommentAdmin(admin.ModelAdmin):
+    list_display = ["experiment", "run", "author", "short_body", "created_at"]
+    list_filter = ["experiment__team"]
+    search_fields = ["body", "author__username", "experiment__name"]
+    raw_id_fields = ["experiment", "run"]
+
+    @admin.display(description="comment")
+    def short_body(self, comment):
+        return comment.body[:80]
+
+
+@admin.register(SignOff)
+class SignOffAdmin(admin.ModelAdmin):
+    list_display = ["run", "experiment", "model_label", "approved_by", "created_at"]
+    list_filter = ["experiment__team"]
+    search_fields = ["run__name", "experiment__name", "approved_by__username"]
+    raw_id_fields = ["experiment", "run"]
+    readonly_fields = ["evidence"]
 
 
 class RunInline(admin.TabularInline):

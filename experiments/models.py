@@ -82,11 +82,45 @@ class Dataset(models.Model):
         return "x".join(str(d) for d in self.input_shape)
 
 
+class UploadedModel(models.Model):
+    """A native .keras file a team uploaded; loaded with safe_mode on upload, so a Lambda
+    layer or an unknown custom object never got this far."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="uploaded_models")
+    name = models.CharField(max_length=200)
+    file = models.FileField(upload_to="models/%Y/%m/")
+    input_shape = models.JSONField(help_text="Without the batch dimension.")
+    num_classes = models.PositiveIntegerField(help_text="Units of the output layer.")
+    params = models.PositiveBigIntegerField()
+    layers = models.PositiveIntegerField()
+    size_bytes = models.PositiveBigIntegerField()
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = TeamScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def shape_label(self):
+        return "x".join(str(d) for d in self.input_shape)
+
+
 class Experiment(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="experiments")
     name = models.CharField(max_length=200)
     spec = models.JSONField(help_text="The validated experiment spec (see DESIGN.md).")
     hardware = models.CharField(max_length=20, default="cpu")
+    accuracy_budget = models.FloatField(
+        default=0.01,
+        help_text="The largest test-accuracy drop a sign-off accepts (0.01 = one point).",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -297,3 +331,46 @@ class Worker(models.Model):
     @property
     def gpu_names(self):
         return [gpu.get("name") for gpu in (self.devices or {}).get("gpus", [])]
+
+
+class Comment(models.Model):
+    """A note on an experiment, or on one of its runs. The body is Markdown, rendered
+    through a sanitizer (experiments.markup), never trusted as HTML."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="comments")
+    run = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.CASCADE, related_name="comments"
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    body = models.TextField(max_length=10_000)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self):
+        return f"{self.author} on {self.experiment}: {self.body[:40]}"
+
+
+class SignOff(models.Model):
+    """A member's approval of a recipe (a run) for the experiment's model, with the
+    evidence it rested on: the comparison row at the time it was given."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="signoffs")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="signoffs")
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    model_label = models.CharField(max_length=300, help_text="The model and dataset approved for.")
+    evidence = models.JSONField(help_text="The speedup row and the budget it was checked against.")
+    note = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["run"], name="one_signoff_per_run")]
+
+    def __str__(self):
+        return f"{self.run} approved by {self.approved_by}"

@@ -16,6 +16,57 @@ def _thin(points, limit):
     return [points[int(i * step)] for i in range(limit - 1)] + [points[-1]]
 
 
+def minmax_downsample(points, buckets):
+    """Thin a series of [x, y] points to at most 2 * buckets, keeping each bucket's lowest
+    and highest y in x order, so spikes and dips survive where plain striding drops them."""
+    if buckets < 1:
+        raise ValueError("buckets must be at least 1")
+    if len(points) <= 2 * buckets:
+        return list(points)
+    size = len(points) / buckets
+    out = []
+    for index in range(buckets):
+        bucket = points[int(index * size):int((index + 1) * size)]
+        finite = [p for p in bucket if p[1] is not None]
+        if not finite:
+            continue
+        low = min(finite, key=lambda p: p[1])
+        high = max(finite, key=lambda p: p[1])
+        out += sorted({id(low): low, id(high): high}.values(), key=lambda p: p[0])
+    return out
+
+
+SERIES_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def run_series(run: Run, *, max_points: int | None = None) -> dict:
+    """A run's epoch curves as [x, y] series: each metric against the epoch, and
+    validation accuracy against cumulative training seconds (time to accuracy).
+    With max_points, each series is min/max downsampled to at most that many points."""
+    epochs = RunEvent.objects.filter(run=run, kind="epoch").order_by("seq").values_list(
+        "data", flat=True
+    )
+    return series_from_epochs(list(epochs), max_points=max_points)
+
+
+def series_from_epochs(epochs, *, max_points: int | None = None) -> dict:
+    series = {key: [] for key in SERIES_KEYS}
+    series["val_accuracy_by_time"] = []
+    elapsed = 0.0
+    for data in epochs:
+        epoch = data.get("epoch")
+        for key in SERIES_KEYS:
+            if data.get(key) is not None:
+                series[key].append([epoch, data[key]])
+        elapsed += data.get("seconds") or 0.0
+        if data.get("val_accuracy") is not None:
+            series["val_accuracy_by_time"].append([round(elapsed, 4), data["val_accuracy"]])
+    if max_points:
+        buckets = max(1, max_points // 2)
+        series = {key: minmax_downsample(points, buckets) for key, points in series.items()}
+    return series
+
+
 def run_state(run: Run) -> dict:
     return {
         "id": run.pk,

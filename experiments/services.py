@@ -49,6 +49,7 @@ def experiment_create(*, team: Team, user, spec: dict) -> Experiment:
     with transaction.atomic():
         experiment = Experiment.objects.create(
             team=team, name=spec["name"], spec=spec, hardware=spec["hardware"],
+            accuracy_budget=spec["accuracy_budget"],
             created_by=user if user and user.is_authenticated else None,
         )
         runs = [Run(experiment=experiment, name="baseline", position=0, steps=[])]

@@ -24,6 +24,7 @@ MAX_RECIPES = 20
 SYNTHETIC_SAMPLES = (100, 200_000)
 SYNTHETIC_SIDE = (1, 512)
 SYNTHETIC_CLASSES = (2, 1000)
+ACCURACY_BUDGET = (0.0, 1.0)
 BENCHMARK_LIMITS = {"trials": (1, 50), "latency_samples": (1, 10_000), "warmup": (0, 1000)}
 
 # Bounds of the zoo's parameters; the engine fills defaults, the web refuses nonsense.
@@ -111,6 +112,11 @@ def validate_spec(raw, *, team=None) -> dict:
             errors.add("hardware", "A GPU model can be chosen only with hardware gpu.")
         elif len(gpu_model) > 200:
             errors.add("hardware", "The GPU model name is longer than 200 characters.")
+
+    # The largest test-accuracy drop (a fraction) a recipe may cost and still be signed off.
+    spec.setdefault("accuracy_budget", 0.01)
+    _number(errors, "accuracy_budget", spec["accuracy_budget"], ACCURACY_BUDGET,
+            integer=False, label="accuracy budget")
 
     description = _validate_dataset(errors, spec, team)
     _validate_model(errors, spec, description)

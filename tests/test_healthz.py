@@ -1,7 +1,7 @@
 from django.db import OperationalError
 from django.urls import reverse
 
-from experiments import views
+from experiments.views import pages as views
 
 
 def test_it_says_every_part_answers(client, db):

@@ -327,7 +327,7 @@ def _detail_queries(client, experiment, django_assert_max_num_queries, bound):
 
 
 # Session, user, experiment, runs and epoch events (snapshot), runs (table), team.
-DETAIL_QUERIES = 6
+DETAIL_QUERIES = 5
 
 
 def test_it_draws_the_page_in_a_fixed_number_of_queries(

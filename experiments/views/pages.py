@@ -7,7 +7,6 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
@@ -15,41 +14,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from . import services
-from .comparison import advice_checks
-from .forms import DatasetUploadForm, ExperimentForm, RecipeForm
-from .models import Dataset, Experiment, Membership, Recipe, Run, Worker
-from .selectors import advice_before_run, experiment_snapshot
-from .techniques import catalog, presets
-
-
-def _get_experiment(request, pk) -> Experiment:
-    """The experiment if it belongs to one of the user's teams; 404 otherwise, so another
-    team's ids are indistinguishable from missing ones."""
-    return get_object_or_404(Experiment.objects.for_user(request.user), pk=pk)
-
-
-def _get_run(request, pk) -> Run:
-    return get_object_or_404(
-        Run.objects.select_related("experiment", "experiment__team").filter(
-            experiment__team__memberships__user=request.user
-        ),
-        pk=pk,
-    )
-
-
-def _require_member(request, team_id):
-    role = Membership.objects.filter(team=team_id, user=request.user).values_list(
-        "role", flat=True
-    ).first()
-    if role is None or role == Membership.Role.VIEWER:
-        raise PermissionDenied("Viewers cannot change this team's work.")
-
-
-def _get_run_to_change(request, pk) -> Run:
-    run = _get_run(request, pk)
-    _require_member(request, run.experiment.team_id)
-    return run
+from .. import services
+from ..access import can_change, experiment_for_user, require_member, run_for_user, run_to_change
+from ..comparison import advice_checks
+from ..forms import DatasetUploadForm, ExperimentForm, RecipeForm
+from ..models import Dataset, Experiment, Recipe, Run, Worker
+from ..selectors import advice_before_run, experiment_snapshot
+from ..techniques import catalog, presets
 
 
 @login_required
@@ -76,9 +47,7 @@ def experiment_new(request):
     form = ExperimentForm(request.POST or None, user=request.user, initial=initial)
     if request.method == "POST" and form.is_valid():
         team = form.cleaned_data["team"]
-        if not Membership.objects.filter(team=team, user=request.user).exclude(
-            role=Membership.Role.VIEWER
-        ).exists():
+        if not can_change(request.user, team.pk):
             form.add_error("team", "Viewers cannot start experiments in this team.")
         else:
             experiment = services.experiment_create(team=team, user=request.user,
@@ -107,19 +76,19 @@ def _results_context(experiment):
 
 @login_required
 def experiment_detail(request, pk):
-    experiment = _get_experiment(request, pk)
+    experiment = experiment_for_user(request.user, pk)
     return render(request, "experiments/detail.html", _results_context(experiment))
 
 
 @login_required
 def experiment_results(request, pk):
-    experiment = _get_experiment(request, pk)
+    experiment = experiment_for_user(request.user, pk)
     return render(request, "experiments/_results.html", _results_context(experiment))
 
 
 @login_required
 def experiment_spec(request, pk):
-    experiment = _get_experiment(request, pk)
+    experiment = experiment_for_user(request.user, pk)
     response = JsonResponse(experiment.spec, json_dumps_params={"indent": 2})
     response["Content-Disposition"] = f'attachment; filename="experiment-{pk}.json"'
     return response
@@ -144,7 +113,7 @@ def experiment_export(request, pk, fmt):
     """An experiment's runs and metrics, as CSV (one row per run) or JSON (everything)."""
     if fmt not in ("csv", "json"):
         raise Http404("Export as csv or json.")
-    experiment = _get_experiment(request, pk)
+    experiment = experiment_for_user(request.user, pk)
     runs = list(experiment.runs.all())
     if fmt == "json":
         snapshot = experiment_snapshot(experiment, runs)
@@ -178,7 +147,7 @@ def experiment_export(request, pk, fmt):
 @login_required
 @require_POST
 def run_cancel(request, pk):
-    run = _get_run_to_change(request, pk)
+    run = run_to_change(request.user, pk)
     if services.run_cancel(run):
         messages.info(request, f"Cancelling “{run.name}”.")
     else:
@@ -189,7 +158,7 @@ def run_cancel(request, pk):
 @login_required
 @require_POST
 def run_rerun(request, pk):
-    run = _get_run_to_change(request, pk)
+    run = run_to_change(request.user, pk)
     if services.run_rerun(run):
         messages.info(request, f"“{run.name}” is queued again.")
     else:
@@ -199,7 +168,7 @@ def run_rerun(request, pk):
 
 @login_required
 def run_detail(request, pk):
-    run = _get_run(request, pk)
+    run = run_for_user(request.user, pk)
     result = run.result or {}
     artifacts = [name for name in result.get("artifacts") or []
                  if (run.artifacts_dir / name).is_file()]
@@ -212,7 +181,7 @@ def run_detail(request, pk):
 
 @login_required
 def run_artifact(request, pk, name):
-    run = _get_run(request, pk)
+    run = run_for_user(request.user, pk)
     # Only files the engine reported for this run; never a path from the request.
     if name not in ((run.result or {}).get("artifacts") or []):
         raise Http404("No such artifact.")
@@ -226,7 +195,7 @@ def run_artifact(request, pk, name):
 @login_required
 @require_POST
 def run_save_recipe(request, pk):
-    run = _get_run_to_change(request, pk)
+    run = run_to_change(request.user, pk)
     form = RecipeForm(request.POST)
     if run.is_baseline:
         messages.warning(request, "The baseline has no steps to save.")
@@ -249,7 +218,7 @@ def recipe_list(request):
     form = RecipeForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         team = form.cleaned_data["team"]
-        _require_member(request, team.pk)
+        require_member(request.user, team.pk)
         recipe, created = services.recipe_save(
             team=team, user=request.user, name=form.cleaned_data["name"],
             steps=form.cleaned_data["steps_json"], description=form.cleaned_data["description"],
@@ -266,7 +235,7 @@ def recipe_list(request):
 @require_POST
 def recipe_delete(request, pk):
     recipe = get_object_or_404(Recipe.objects.for_user(request.user), pk=pk)
-    _require_member(request, recipe.team_id)
+    require_member(request.user, recipe.team_id)
     recipe.delete()
     messages.info(request, f"Deleted “{recipe.name}”.")
     return redirect("recipe_list")
@@ -308,6 +277,9 @@ def dataset_list(request):
     )
     if not request.user.teams.exists():
         services.team_for_user(request.user)
+    if request.method == "POST" and form.is_valid():
+        if not can_change(request.user, form.cleaned_data["team"].pk):
+            form.add_error("team", "Viewers cannot upload to this team.")
     if request.method == "POST" and form.is_valid():
         dataset = services.dataset_create(
             team=form.cleaned_data["team"], user=request.user,
