@@ -1,0 +1,275 @@
+"""Serializers turn rows into JSON and check the shape of what comes in; the spec gate
+(spec.validate_spec) and the services do the rest. Some exist only to describe a request
+body in the OpenAPI schema (the spec, the upload): their names end in Doc."""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from runners.engine import zoo
+from runners.engine.steps import TECHNIQUES, validate_step
+
+from .. import spec as specs
+from ..models import Dataset, Experiment, Recipe, Run, Team
+from .validation import plain_json_errors
+
+MAX_POINTS = (2, 100_000)
+
+
+class TeamSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Team
+        fields = ["id", "name"]
+
+
+class TeamRoleSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Team
+        fields = ["id", "name", "role"]
+
+    def get_role(self, team) -> str:
+        return self.context["roles"].get(team.pk, "")
+
+
+class RunSerializer(serializers.ModelSerializer):
+    experiment = serializers.PrimaryKeyRelatedField(read_only=True)
+    baseline = serializers.BooleanField(source="is_baseline", read_only=True)
+
+    class Meta:
+        model = Run
+        fields = [
+            "id", "experiment", "name", "position", "baseline", "steps", "status", "progress",
+            "epochs_done", "worker", "device", "cancel_requested", "error", "created_at",
+            "started_at", "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class RunDetailSerializer(RunSerializer):
+    result = serializers.JSONField(read_only=True, allow_null=True)
+
+    class Meta(RunSerializer.Meta):
+        fields = [*RunSerializer.Meta.fields, "result", "stderr_tail", "heartbeat_at"]
+        read_only_fields = fields
+
+
+class ExperimentSerializer(serializers.ModelSerializer):
+    team = TeamSerializer(read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                              allow_null=True)
+    run_count = serializers.IntegerField(read_only=True)
+    active = serializers.IntegerField(read_only=True, help_text="Runs queued or running.")
+    failed = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Experiment
+        fields = ["id", "name", "team", "hardware", "accuracy_budget", "created_by",
+                  "created_at", "run_count", "active", "failed"]
+        read_only_fields = fields
+
+
+class ComparisonRowSerializer(serializers.Serializer):
+    """One line of comparison.compare_runs: a run against the baseline, or a quantized
+    run against its float32 TFLite model, or the runtime switch on its own."""
+
+    run_id = serializers.IntegerField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    inference_speedup = serializers.FloatField(allow_null=True)
+    inference_ci = serializers.ListField(child=serializers.FloatField(), allow_null=True,
+                                         min_length=2, max_length=2)
+    size_reduction = serializers.FloatField(allow_null=True)
+    accuracy_delta = serializers.FloatField(allow_null=True)
+    comparable = serializers.BooleanField(
+        help_text="Both runs were measured on the same hardware and software.")
+    train_speedup = serializers.FloatField(allow_null=True)
+    train_ci = serializers.ListField(child=serializers.FloatField(), allow_null=True,
+                                     min_length=2, max_length=2)
+
+
+class ExperimentDetailSerializer(serializers.ModelSerializer):
+    team = TeamSerializer(read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                              allow_null=True)
+    spec = serializers.JSONField(read_only=True)
+    runs = RunDetailSerializer(many=True, read_only=True)
+    comparison = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Experiment
+        fields = ["id", "name", "team", "hardware", "accuracy_budget", "created_by",
+                  "created_at", "spec", "runs", "comparison"]
+        read_only_fields = fields
+
+    def get_comparison(self, experiment) -> ComparisonRowSerializer(many=True):
+        # Computed by the view (comparison.compare_runs over the runs shown here).
+        return self.context["comparison"]
+
+
+class RunFilterSerializer(serializers.Serializer):
+    experiment = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    status = serializers.ChoiceField(choices=Run.Status.choices, required=False)
+
+
+class MetricsQuerySerializer(serializers.Serializer):
+    max_points = serializers.IntegerField(
+        required=False, min_value=MAX_POINTS[0], max_value=MAX_POINTS[1],
+        help_text="Downsample each series (keeping each bucket's lowest and highest value) "
+                  "to at most this many points. All points when left out.")
+
+
+class PointListField(serializers.ListField):
+    child = serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2)
+
+
+class SeriesSerializer(serializers.Serializer):
+    """[x, y] points: each metric against the epoch; validation accuracy also against the
+    cumulative training seconds."""
+
+    loss = PointListField()
+    accuracy = PointListField()
+    val_loss = PointListField()
+    val_accuracy = PointListField()
+    val_accuracy_by_time = PointListField()
+
+
+class MetricsSerializer(serializers.Serializer):
+    run = serializers.IntegerField()
+    status = serializers.CharField()
+    epochs_done = serializers.IntegerField()
+    max_points = serializers.IntegerField(allow_null=True)
+    series = SeriesSerializer()
+
+
+@extend_schema_field({
+    "type": "object",
+    "properties": {"technique": {"type": "string", "enum": sorted(TECHNIQUES)}},
+    "required": ["technique"],
+    "additionalProperties": True,
+    "description": "A technique and its parameters (DESIGN.md); defaults are filled in.",
+})
+class StepField(serializers.DictField):
+    pass
+
+
+class StepsField(serializers.ListField):
+    child = StepField()
+
+
+def _clean_steps(steps):
+    problems = plain_json_errors(steps, "steps")
+    if problems:
+        raise serializers.ValidationError([m for messages in problems.values() for m in messages])
+    cleaned = []
+    for index, step in enumerate(steps, start=1):
+        try:
+            cleaned.append(validate_step(step))
+        except ValueError as exc:
+            raise serializers.ValidationError(f"Step {index}: {exc}") from None
+    return cleaned
+
+
+class RecipeSerializer(serializers.ModelSerializer):
+    team = TeamSerializer(read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                              allow_null=True)
+    steps = StepsField(read_only=True)
+
+    class Meta:
+        model = Recipe
+        fields = ["id", "name", "description", "team", "steps", "created_by", "created_at"]
+        read_only_fields = fields
+
+
+class RecipeCreateSerializer(serializers.Serializer):
+    """A recipe for the team's library; a recipe of the same name is replaced."""
+
+    team = serializers.PrimaryKeyRelatedField(
+        queryset=Team.objects.none(), required=False,
+        help_text="One of your teams; your first team when left out.")
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(max_length=10_000, required=False, allow_blank=True,
+                                        default="")
+    steps = StepsField(min_length=1, max_length=50)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None and request.user.is_authenticated:
+            self.fields["team"].queryset = Team.objects.filter(memberships__user=request.user)
+
+    def validate_steps(self, steps):
+        return _clean_steps(steps)
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    team = TeamSerializer(read_only=True)
+    uploaded_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                               allow_null=True)
+    input_shape = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "team", "input_shape", "num_classes", "train_samples",
+                  "test_samples", "size_bytes", "uploaded_by", "created_at"]
+        read_only_fields = fields
+
+
+class DatasetUploadDoc(serializers.Serializer):
+    """The upload form; forms.DatasetUploadForm checks it (one place for the .npz checks)."""
+
+    name = serializers.CharField(max_length=200)
+    team = serializers.IntegerField(required=False,
+                                    help_text="One of your teams; your first team when left out.")
+    file = serializers.FileField(help_text="A .npz with x_train, y_train, x_test, y_test.")
+
+
+def _bounded(bounds, *, integer=True, **kwargs):
+    field = serializers.IntegerField if integer else serializers.FloatField
+    return field(min_value=bounds[0], max_value=bounds[1], required=False, **kwargs)
+
+
+class TrainingDoc(serializers.Serializer):
+    epochs = _bounded(specs.EPOCHS)
+    batch_size = _bounded(specs.BATCH_SIZE)
+    optimizer = serializers.ChoiceField(choices=specs.OPTIMIZERS, required=False)
+    learning_rate = _bounded(specs.LEARNING_RATE, integer=False)
+    seed = _bounded(specs.SEED)
+
+
+class ModelDoc(serializers.Serializer):
+    arch = serializers.ChoiceField(choices=list(zoo.ARCHS))
+    params = serializers.DictField(required=False)
+
+
+class DatasetDoc(serializers.Serializer):
+    name = serializers.ChoiceField(choices=["digits", "synthetic", "npz"],
+                                   help_text="npz needs the dataset_id of an upload.")
+
+
+class RecipeDoc(serializers.Serializer):
+    name = serializers.CharField(required=False, max_length=200)
+    steps = StepsField()
+
+
+class ExperimentSpecDoc(serializers.Serializer):
+    """The experiment spec of DESIGN.md, plus the team to create it in. Other spec keys
+    (benchmark, gpu_model, ...) are accepted; spec.validate_spec has the final word."""
+
+    team = serializers.IntegerField(required=False,
+                                    help_text="One of your teams; your first team when left out.")
+    name = serializers.CharField(max_length=200)
+    model = ModelDoc()
+    dataset = DatasetDoc(required=False)
+    training = TrainingDoc(required=False)
+    hardware = serializers.ChoiceField(choices=specs.HARDWARE, required=False)
+    accuracy_budget = _bounded(specs.ACCURACY_BUDGET, integer=False)
+    recipes = RecipeDoc(many=True, required=False, max_length=specs.MAX_RECIPES)
+
+
+class ErrorsDoc(serializers.Serializer):
+    """Messages keyed by what they are about: a spec path ("training.epochs"), a field,
+    or "detail"."""
+
+    detail = serializers.CharField(required=False)

@@ -1,0 +1,17 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+router = SimpleRouter()
+router.register("teams", views.TeamViewSet, basename="api-team")
+router.register("experiments", views.ExperimentViewSet, basename="api-experiment")
+router.register("runs", views.RunViewSet, basename="api-run")
+router.register("recipes", views.RecipeViewSet, basename="api-recipe")
+router.register("datasets", views.DatasetViewSet, basename="api-dataset")
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    *router.urls,
+]

@@ -1,0 +1,278 @@
+"""The REST API. Every write goes through experiments.services and every object through
+the access helpers, as the pages do: another team's object is a 404, a viewer's write a
+403, a spec the gate refuses a 400 with its messages keyed by spec path."""
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Count, Q, prefetch_related_objects
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, parsers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ParseError, ValidationError
+from rest_framework.response import Response
+
+from .. import services
+from ..access import experiment_for_user, require_member, run_for_user, run_to_change
+from ..comparison import compare_runs
+from ..forms import DatasetUploadForm
+from ..models import Dataset, Experiment, Membership, Recipe, Run, Team
+from ..selectors import run_series
+from . import serializers as s
+from .validation import plain_json_errors
+
+ID = r"\d+"
+ERRORS = OpenApiResponse(s.ErrorsDoc, description="Messages keyed by spec path or field.")
+FORBIDDEN = OpenApiResponse(s.ErrorsDoc, description="Viewers cannot change the team's work.")
+NOT_FOUND = OpenApiResponse(s.ErrorsDoc, description="Not found, or another team's.")
+CONFLICT = OpenApiResponse(s.ErrorsDoc, description="The run is in the wrong state for this.")
+
+
+class JSONParser(parsers.JSONParser):
+    """The stock parser, but a body nested past the interpreter's recursion limit is a
+    400 too, not a 500."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - nested too deeply") from None
+
+
+def _team_to_change(request, team_id) -> Team:
+    """The team a write goes to: the one named by id (the user's), else the first one.
+    Raises 400 for a team that is not the user's, 403 for a viewer."""
+    if team_id is None:
+        team = services.team_for_user(request.user)
+    else:
+        if isinstance(team_id, bool) or not isinstance(team_id, int):
+            raise ValidationError({"team": ["Give the id of one of your teams."]})
+        team = Team.objects.filter(pk=team_id, memberships__user=request.user).first()
+        if team is None:
+            raise ValidationError({"team": ["You are not a member of this team."]})
+    require_member(request.user, team.pk)
+    return team
+
+
+def _anonymous(view) -> bool:
+    # drf-spectacular builds the schema with an anonymous request.
+    return getattr(view, "swagger_fake_view", False) or not view.request.user.is_authenticated
+
+
+@extend_schema(tags=["teams"])
+class TeamViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Your teams and your role in each (viewer, member, admin)."""
+
+    serializer_class = s.TeamRoleSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        if _anonymous(self):
+            return Team.objects.none()
+        return Team.objects.filter(memberships__user=self.request.user)
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if not _anonymous(self):
+            context["roles"] = dict(Membership.objects.filter(user=self.request.user)
+                                    .values_list("team_id", "role"))
+        return context
+
+
+@extend_schema(tags=["experiments"])
+class ExperimentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    lookup_value_regex = ID
+    parser_classes = [JSONParser]
+    serializer_class = s.ExperimentSerializer
+
+    def get_queryset(self):
+        if _anonymous(self):
+            return Experiment.objects.none()
+        return (
+            Experiment.objects.for_user(self.request.user)
+            .select_related("team", "created_by")
+            .annotate(
+                run_count=Count("runs"),
+                active=Count("runs", filter=Q(runs__status__in=["queued", "running"])),
+                failed=Count("runs", filter=Q(runs__status="failed")),
+            )
+            .order_by("-created_at", "-pk")  # Meta.ordering does not apply to GROUP BY
+        )
+
+    def _detail(self, experiment):
+        prefetch_related_objects([experiment], "runs")
+        runs = list(experiment.runs.all())
+        context = {**self.get_serializer_context(), "comparison": compare_runs(runs)}
+        return s.ExperimentDetailSerializer(experiment, context=context).data
+
+    @extend_schema(
+        summary="Create an experiment from a spec",
+        description="The body is the spec of DESIGN.md, with an optional `team` id. A "
+                    "baseline run and one run per recipe are queued.",
+        request=s.ExperimentSpecDoc,
+        responses={201: s.ExperimentDetailSerializer, 400: ERRORS, 403: FORBIDDEN},
+    )
+    def create(self, request):
+        if not isinstance(request.data, dict):
+            raise ValidationError({"spec": ["The spec must be a JSON object."]})
+        spec = dict(request.data)
+        team = _team_to_change(request, spec.pop("team", None))
+        problems = plain_json_errors(spec)
+        if problems:
+            raise ValidationError(problems)
+        try:
+            experiment = services.experiment_create(team=team, user=request.user, spec=spec)
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict) from None
+        return Response(self._detail(experiment), status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="An experiment with its runs and the speedup comparison",
+                   responses={200: s.ExperimentDetailSerializer, 404: NOT_FOUND})
+    def retrieve(self, request, pk):
+        return Response(self._detail(experiment_for_user(request.user, pk)))
+
+
+@extend_schema(tags=["runs"])
+class RunViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    lookup_value_regex = ID
+    serializer_class = s.RunSerializer
+
+    def get_queryset(self):
+        if _anonymous(self):
+            return Run.objects.none()
+        return Run.objects.filter(experiment__team__memberships__user=self.request.user)
+
+    @extend_schema(parameters=[s.RunFilterSerializer], responses={200: s.RunSerializer(many=True),
+                                                                   400: ERRORS})
+    def list(self, request):
+        query = s.RunFilterSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        runs = self.get_queryset()
+        if "experiment" in query.validated_data:
+            runs = runs.filter(experiment_id=query.validated_data["experiment"])
+        if "status" in query.validated_data:
+            runs = runs.filter(status=query.validated_data["status"])
+        page = self.paginate_queryset(runs)
+        return self.get_paginated_response(s.RunSerializer(page, many=True).data)
+
+    @extend_schema(responses={200: s.RunDetailSerializer, 404: NOT_FOUND})
+    def retrieve(self, request, pk):
+        return Response(s.RunDetailSerializer(run_for_user(request.user, pk)).data)
+
+    @extend_schema(
+        summary="Cancel a run",
+        description="A queued run is cancelled at once; a running one is asked to stop.",
+        request=None,
+        responses={200: s.RunDetailSerializer, 403: FORBIDDEN, 404: NOT_FOUND, 409: CONFLICT},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk):
+        run = run_to_change(request.user, pk)
+        if not services.run_cancel(run):
+            return Response({"detail": "This run has already ended."},
+                            status=status.HTTP_409_CONFLICT)
+        return Response(s.RunDetailSerializer(run).data)
+
+    @extend_schema(
+        summary="Queue an ended run again",
+        request=None,
+        responses={200: s.RunDetailSerializer, 403: FORBIDDEN, 404: NOT_FOUND, 409: CONFLICT},
+    )
+    @action(detail=True, methods=["post"])
+    def rerun(self, request, pk):
+        run = run_to_change(request.user, pk)
+        if not services.run_rerun(run):
+            return Response({"detail": "This run has not ended yet."},
+                            status=status.HTTP_409_CONFLICT)
+        return Response(s.RunDetailSerializer(run).data)
+
+    @extend_schema(
+        summary="A run's loss and accuracy curves",
+        parameters=[s.MetricsQuerySerializer],
+        responses={200: s.MetricsSerializer, 400: ERRORS, 404: NOT_FOUND},
+    )
+    @action(detail=True, methods=["get"])
+    def metrics(self, request, pk):
+        run = run_for_user(request.user, pk)
+        query = s.MetricsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        max_points = query.validated_data.get("max_points")
+        return Response({
+            "run": run.pk, "status": run.status, "epochs_done": run.epochs_done,
+            "max_points": max_points, "series": run_series(run, max_points=max_points),
+        })
+
+
+@extend_schema(tags=["recipes"])
+class RecipeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    lookup_value_regex = ID
+    parser_classes = [JSONParser]
+    serializer_class = s.RecipeSerializer
+
+    def get_queryset(self):
+        if _anonymous(self):
+            return Recipe.objects.none()
+        return Recipe.objects.for_user(self.request.user).select_related("team", "created_by")
+
+    @extend_schema(
+        summary="Save a recipe in a team's library (a recipe of the same name is replaced)",
+        request=s.RecipeCreateSerializer,
+        responses={201: s.RecipeSerializer, 200: s.RecipeSerializer, 400: ERRORS,
+                   403: FORBIDDEN},
+    )
+    def create(self, request):
+        data = s.RecipeCreateSerializer(data=request.data, context={"request": request})
+        data.is_valid(raise_exception=True)
+        team = data.validated_data.get("team")
+        team = _team_to_change(request, team.pk if team else None)
+        recipe, created = services.recipe_save(
+            team=team, user=request.user, name=data.validated_data["name"],
+            steps=data.validated_data["steps"],
+            description=data.validated_data["description"],
+        )
+        return Response(s.RecipeSerializer(recipe).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(responses={204: None, 403: FORBIDDEN, 404: NOT_FOUND})
+    def destroy(self, request, pk):
+        recipe = get_object_or_404(self.get_queryset(), pk=pk)
+        require_member(request.user, recipe.team_id)
+        recipe.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(tags=["datasets"])
+class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    lookup_value_regex = ID
+    parser_classes = [parsers.MultiPartParser]
+    serializer_class = s.DatasetSerializer
+
+    def get_queryset(self):
+        if _anonymous(self):
+            return Dataset.objects.none()
+        return Dataset.objects.for_user(self.request.user).select_related("team", "uploaded_by")
+
+    @extend_schema(
+        summary="Upload a .npz dataset (keras.datasets layout)",
+        request={"multipart/form-data": s.DatasetUploadDoc},
+        responses={201: s.DatasetSerializer, 400: ERRORS, 403: FORBIDDEN},
+    )
+    def create(self, request):
+        data = request.POST.copy()  # the fields; the file is in request.FILES
+        if not data.get("team"):
+            data["team"] = services.team_for_user(request.user).pk
+        form = DatasetUploadForm(data, request.FILES, user=request.user,
+                                 max_bytes=settings.ACCELWEB_MAX_UPLOAD_BYTES)
+        valid = form.is_valid()
+        team = form.cleaned_data.get("team")
+        if team is not None:
+            require_member(request.user, team.pk)
+        if not valid:
+            raise ValidationError({field: [e["message"] for e in errors]
+                                   for field, errors in form.errors.get_json_data().items()})
+        dataset = services.dataset_create(
+            team=team, user=request.user, name=form.cleaned_data["name"],
+            upload=form.cleaned_data["file"], description=form.description,
+        )
+        return Response(s.DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
