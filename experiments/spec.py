@@ -6,6 +6,7 @@ form can put each message next to its field and the CLI can print it.
 """
 
 import copy
+import math
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -73,12 +74,27 @@ def _section(errors, spec, key):
     return value
 
 
+def _non_finite_paths(value, path="spec"):
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite_paths(item, key if path == "spec" else f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _non_finite_paths(item, f"{path}.{index}")
+
+
 def validate_spec(raw, *, team=None) -> dict:
     """Check a spec for a team and return its normalized copy."""
     errors = _Errors()
     if not isinstance(raw, dict):
         raise ValidationError({"spec": ["The spec must be a JSON object."]})
     spec = copy.deepcopy(raw)
+    # NaN and Infinity parse from JSON text (Python's json does) but no JSON column stores
+    # them, and a key the spec keeps unchecked would carry them to the database.
+    for path in _non_finite_paths(spec):
+        errors.add(path, "Numbers must be finite (not NaN or Infinity).")
 
     name = spec.get("name", "")
     if not isinstance(name, str) or not name.strip():
@@ -119,7 +135,7 @@ def validate_spec(raw, *, team=None) -> dict:
             integer=False, label="accuracy budget")
 
     description = _validate_dataset(errors, spec, team)
-    _validate_model(errors, spec, description)
+    _validate_model(errors, spec, description, team)
     _validate_recipes(errors, spec)
     _validate_benchmark(errors, spec)
 
@@ -177,15 +193,25 @@ def _validate_dataset(errors, spec, team):
         return None
     if any(key.startswith("dataset.") for key in errors.messages):
         return None
-    return engine_data.describe(dataset)
+    try:
+        # The engine's own checks (unknown keys, more than 5 samples per class, a size
+        # limit) go beyond the bounds above: refuse with its message, not an exception.
+        return engine_data.describe(dataset)
+    except ValueError as exc:
+        errors.add("dataset", f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
+        return None
 
 
-def _validate_model(errors, spec, description):
+def _validate_model(errors, spec, description, team):
     model = _section(errors, spec, "model")
     spec["model"] = model
     arch = model.get("arch")
-    if arch not in zoo.ARCHS:
+    if not isinstance(arch, str) or arch not in zoo.ARCHS:
         errors.add("model.arch", f"Model must be one of {', '.join(zoo.ARCHS)}.")
+        return
+    if arch == "uploaded":
+        # Not the zoo's: nothing to build or count here; the upload check measured it.
+        _validate_uploaded_model(errors, model, description, team)
         return
     params = model.get("params") or {}
     if not isinstance(params, dict):
@@ -218,6 +244,45 @@ def _validate_model(errors, spec, description):
             "model.params",
             f"This model has {count:,} parameters; the limit is {limit:,}. "
             "Make it narrower or shallower.",
+        )
+
+
+def _validate_uploaded_model(errors, model, description, team):
+    from .models import UploadedModel
+
+    model_id = model.get("model_id")
+    found = None
+    if isinstance(model_id, int) and not isinstance(model_id, bool) and team is not None:
+        found = UploadedModel.objects.filter(pk=model_id, team=team).first()
+    if found is None:
+        errors.add("model.model_id", "Choose one of your team's uploaded models.")
+        return
+    if model.get("params"):
+        errors.add("model.params", "An uploaded model takes no parameters.")
+        return
+    unknown = sorted(set(model) - {"arch", "model_id", "params", "label"})
+    if unknown:
+        errors.add("model", f"Unknown model setting(s): {', '.join(unknown)}.")
+        return
+    model["params"] = {}
+    model["label"] = found.name
+    if found.params > settings.ACCELWEB_MAX_PARAMS:
+        errors.add("model.model_id", f"“{found.name}” has {found.params:,} parameters; the "
+                                     f"limit is {settings.ACCELWEB_MAX_PARAMS:,}.")
+    if description is None:
+        return
+    data_shape = list(description["input_shape"])
+    if list(found.input_shape) != data_shape:
+        errors.add(
+            "model.model_id",
+            f"“{found.name}” takes samples of shape {found.shape_label}, but this dataset's "
+            f"samples have shape {'x'.join(str(d) for d in data_shape)}.",
+        )
+    if found.num_classes != description["num_classes"]:
+        errors.add(
+            "model.model_id",
+            f"“{found.name}” has {found.num_classes} output units, but this dataset has "
+            f"{description['num_classes']} classes.",
         )
 
 
@@ -266,10 +331,14 @@ def _validate_benchmark(errors, spec):
         spec.pop("benchmark", None)
 
 
-def engine_spec(spec: dict, steps: list, *, dataset_path: str | None = None) -> dict:
-    """The engine's input: the spec with one recipe's steps in place of the recipes."""
+def engine_spec(spec: dict, steps: list, *, dataset_path: str | None = None,
+                model_path: str | None = None) -> dict:
+    """The engine's input: the spec with one recipe's steps in place of the recipes, and
+    uploaded files (a .npz, a .keras) named by their paths instead of their ids."""
     out = {key: copy.deepcopy(value) for key, value in spec.items() if key != "recipes"}
     out["steps"] = copy.deepcopy(steps)
     if dataset_path is not None:
         out["dataset"] = {"name": "npz", "path": dataset_path}
+    if model_path is not None:
+        out["model"] = {"arch": "uploaded", "path": model_path}
     return out

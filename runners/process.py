@@ -143,3 +143,39 @@ def _signal(proc, sig):
         os.killpg(proc.pid, sig)
     except ProcessLookupError:
         pass
+
+
+INSPECT_SECONDS = 120
+
+
+def inspect_model(path, *, name=None, timeout=INSPECT_SECONDS) -> dict:
+    """Check and describe an uploaded .keras model in a child process
+    (`python -m runners inspect-model`), so Keras never loads in the caller.
+
+    ValueError with a message for the user when the model is refused or unreadable."""
+    command = [sys.executable, "-m", "runners", "inspect-model", str(path)]
+    if name:
+        command += ["--name", name]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "JAX_PLATFORMS": "cpu",
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, env=env,
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"Checking the model took longer than {timeout} s.") from None
+    found = None
+    for line in done.stdout.splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict) and event.get("event") in ("model", "error"):
+            found = event
+    if found is None:
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise ValueError(f"The model check failed: {tail[0][:300]}")
+    if found["event"] == "error":
+        raise ValueError(str(found.get("message", "")))
+    return {key: value for key, value in found.items() if key != "event"}

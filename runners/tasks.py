@@ -39,6 +39,17 @@ def execute_run(self, run_id: int) -> str:
             return run.status
         dataset_path = dataset.file.path
 
+    model_path = None
+    if run.experiment.spec["model"]["arch"] == "uploaded":
+        from experiments.models import UploadedModel
+
+        uploaded = UploadedModel.objects.filter(pk=run.experiment.spec["model"]["model_id"]).first()
+        if uploaded is None:
+            run.mark_finished(Run.Status.FAILED, error="The uploaded model has been deleted.")
+            run_status_changed(run)
+            return run.status
+        model_path = uploaded.file.path
+
     artifacts = run.artifacts_dir
     shutil.rmtree(artifacts, ignore_errors=True)
     last_beat = [time.monotonic()]
@@ -58,7 +69,8 @@ def execute_run(self, run_id: int) -> str:
     gpu = device_env.get("CUDA_VISIBLE_DEVICES")
     try:
         outcome = run_engine(
-            engine_spec(run.experiment.spec, run.steps, dataset_path=dataset_path),
+            engine_spec(run.experiment.spec, run.steps, dataset_path=dataset_path,
+                        model_path=model_path),
             artifacts_dir=artifacts,
             on_event=lambda event: run_record_event(run, event),
             should_stop=should_stop,

@@ -81,7 +81,7 @@ def test_it_accepts_a_keras_datasets_npz(tmp_path):
 
 def test_it_accepts_flat_features(tmp_path):
     path = save_npz(tmp_path, x_train=np.ones((60, 5), np.float32),
-                    x_test=np.ones((12, 5), np.float32), y_train=(np.arange(60) % 2)[:, None])
+                    x_test=np.ones((12, 5), np.float32), y_train=(np.arange(60) % 3)[:, None])
     assert data.inspect_npz(path)["input_shape"] == [5]
 
 
@@ -97,10 +97,55 @@ def test_it_accepts_flat_features(tmp_path):
     ({"x_test": np.zeros((3, 6, 6), np.uint8), "y_test": np.arange(3)},
      "the test set has 3 samples; at least 10 are needed"),
     ({"x_train": np.array(["a"] * 60)}, "x_train has dtype <U1; only numeric arrays"),
+    ({"y_test": np.array([{"label": 1}] * 12, dtype=object)},
+     "upload.npz contains Python objects; only plain numeric arrays are accepted"),
+    ({"x_train": np.full((60, 6, 6), np.nan, np.float32)},
+     "x_train holds 2,160 NaN or infinite values; inputs must be finite numbers"),
+    ({"x_test": np.where(np.eye(6, dtype=bool), np.inf, 0.5)[None].repeat(12, axis=0)},
+     "x_test holds 72 NaN or infinite values"),
+    ({"y_test": np.arange(12) % 4}, r"y_test holds label 3, out of the range of y_train's "
+                                    r"classes \(0..2\)"),
+    ({"y_train": np.arange(60) % 3 * 5000}, "y_train holds label 10000; at most 10,000 classes"),
+    ({"y_train": np.full((60, 3), 0.5)}, r"y_train has shape \(60, 3\) but is not one-hot"),
+    ({"y_test": np.eye(2)[np.arange(12) % 2]}, None),
+    ({"y_train": np.stack([np.arange(60) % 3] * 2)}, r"y_train has shape \(2, 60\) but is not"),
+    ({"y_train": np.zeros((60, 2, 2))}, r"y_train has shape \(60, 2, 2\); expected one integer"),
+    ({"x_test": np.zeros((11, 6, 6), np.uint8)}, "x_test has 11 samples but y_test has 12"),
+    ({"x_train": np.zeros((60, 0)), "x_test": np.zeros((12, 0))},
+     r"x_train samples have shape \(0,\); a sample cannot have an empty dimension"),
 ])
 def test_it_refuses_unusable_npz_files_with_a_reason(tmp_path, arrays, message):
+    if message is None:  # a control: the same kind of file, usable
+        data.inspect_npz(save_npz(tmp_path, **arrays))
+        return
     with pytest.raises(ValueError, match=message):
         data.inspect_npz(save_npz(tmp_path, **arrays))
+
+
+def test_it_takes_one_hot_labels_as_class_indices(tmp_path):
+    labels = np.arange(60) % 3
+    path = save_npz(tmp_path, y_train=np.eye(4, dtype=np.float32)[labels],
+                    y_test=(np.arange(12) % 3)[:, None])
+
+    # The one-hot width declares the classes, even one the data never uses.
+    assert data.inspect_npz(path)["num_classes"] == 4
+    loaded = data.load({"name": "npz", "path": path}, seed=0)
+    assert loaded.y_train.ndim == 1 and loaded.y_train.dtype == np.int32
+    assert sorted(np.unique(np.concatenate([loaded.y_train, loaded.y_val]))) == [0, 1, 2]
+    assert loaded.num_classes == 4
+
+
+def test_it_refuses_an_npz_that_unpacks_beyond_the_limit(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.npz"
+    rng = np.random.default_rng(0)
+    np.savez_compressed(path, x_train=np.zeros((60, 64, 64), np.float32),
+                        y_train=np.arange(60) % 3, x_test=rng.random((12, 64, 64)),
+                        y_test=np.arange(12) % 3)
+    monkeypatch.setattr(data, "MAX_NPZ_BYTES", 1_000_000)
+
+    with pytest.raises(ValueError, match=r"bomb.npz unpacks to 1,376,832 bytes of arrays; "
+                                         r"the limit is 1,000,000"):
+        data.inspect_npz(str(path))
 
 
 def test_it_refuses_files_that_are_not_npz_archives(tmp_path):

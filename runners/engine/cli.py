@@ -1,7 +1,8 @@
-"""``python -m runners run SPEC.json [--artifacts DIR]``.
+"""``python -m runners run SPEC.json [--artifacts DIR]`` and
+``python -m runners inspect-model MODEL.keras [--name NAME]``.
 
-Exit status: 0 for a result or a cancellation, 1 after an error event.  Tracebacks go to
-stderr; stdout carries nothing but events.
+Exit status: 0 for a result (a description) or a cancellation, 1 after an error event.
+Tracebacks go to stderr; stdout carries nothing but events.
 """
 
 import argparse
@@ -27,9 +28,15 @@ def main(argv=None):
     run_parser = commands.add_parser("run", help="train and benchmark one engine spec")
     run_parser.add_argument("spec", help="path of the engine spec (JSON)")
     run_parser.add_argument("--artifacts", help="directory to keep model files in")
+    inspect_parser = commands.add_parser(
+        "inspect-model", help="check an uploaded .keras model and describe it")
+    inspect_parser.add_argument("path", help="path of the .keras file")
+    inspect_parser.add_argument("--name", help="the file's name as the user knows it")
     args = parser.parse_args(argv)
 
     events.claim_stdout()
+    if args.command == "inspect-model":
+        return _inspect_model(args.path, args.name)
     try:
         run.execute(_read_spec(args.spec), args.artifacts, cancel)
     except run.Cancelled:
@@ -39,6 +46,25 @@ def main(argv=None):
         traceback.print_exc()
         events.emit("error", message=one_line(exc))
         return 1
+    return 0
+
+
+def _inspect_model(path, name):
+    from runners.engine import modelfile
+
+    # Nothing here needs a GPU, and a web request must not wait for one to initialise.
+    os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    try:
+        description = modelfile.inspect(path, name=name)
+    except modelfile.ModelFileError as exc:
+        events.emit("error", message=one_line(exc))
+        return 1
+    except Exception as exc:
+        traceback.print_exc()
+        events.emit("error", message=one_line(exc))
+        return 1
+    events.emit("model", **description)
     return 0
 
 

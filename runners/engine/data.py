@@ -21,6 +21,10 @@ NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 MIN_TRAIN_SAMPLES = 20
 MIN_TEST_SAMPLES = 10
 MAX_SYNTHETIC_VALUES = 50_000_000
+MAX_CLASSES = 10_000
+# What an uploaded .npz may unpack to: compressed archives (savez_compressed) can be far
+# larger in memory than on disk.
+MAX_NPZ_BYTES = 2 * 1024**3
 
 
 @dataclass
@@ -78,8 +82,16 @@ def describe(spec):
 
 def inspect_npz(path):
     """Check an uploaded .npz in keras.datasets layout and describe it; ValueError if unusable."""
-    arrays = _read_npz(path)
-    x_train, y_train, x_test, y_test = (arrays[k] for k in NPZ_KEYS)
+    x_train, x_test, y_train, y_test, classes = _check_npz(_read_npz(path))
+    fit, val = _split_sizes(len(x_train), VALIDATION_FRACTION)
+    return _description(_sample_shape(x_train), classes, fit, val, len(x_test))
+
+
+def _check_npz(arrays):
+    """The arrays as the engine uses them (labels as class indices) and the class count.
+
+    Labels may be class indices (N,) or (N, 1), or one-hot rows (N, classes)."""
+    x_train, x_test = arrays["x_train"], arrays["x_test"]
     for key in NPZ_KEYS:
         if arrays[key].dtype.kind not in "biuf":
             raise ValueError(
@@ -93,21 +105,25 @@ def inspect_npz(path):
         raise ValueError(
             f"x_test samples have shape {x_test.shape[1:]} but x_train samples {x_train.shape[1:]}"
         )
+    if 0 in x_train.shape[1:]:
+        raise ValueError(f"x_train samples have shape {x_train.shape[1:]}; a sample cannot "
+                         "have an empty dimension")
+    labels, widths = {}, []
     for x_key, y_key in (("x_train", "y_train"), ("x_test", "y_test")):
-        y = arrays[y_key]
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = arrays[y_key] = y[:, 0]
-        if y.ndim != 1:
-            raise ValueError(f"{y_key} has shape {y.shape}; expected one integer label per sample")
+        y, width = _labels(arrays[y_key], y_key)
         if len(y) != len(arrays[x_key]):
             raise ValueError(f"{x_key} has {len(arrays[x_key])} samples but {y_key} has {len(y)}")
-        if len(y) and not np.all(np.isfinite(y) & (np.asarray(y) == np.round(y))):
-            raise ValueError(f"{y_key} holds non-integer labels; labels must be class indices")
-        if len(y) and y.min() < 0:
-            raise ValueError(f"{y_key} holds negative labels; labels must be 0, 1, 2, ...")
-    y_train, y_test = arrays["y_train"], arrays["y_test"]
-    if len(np.unique(y_train)) < 2:
-        raise ValueError("y_train holds fewer than 2 classes; a classifier needs at least 2")
+        labels[y_key] = y
+        if width is not None:
+            widths.append(width)
+    for key in ("x_train", "x_test"):
+        x = arrays[key]
+        if x.dtype.kind == "f":
+            bad = x.size - int(np.count_nonzero(np.isfinite(x)))
+            if bad:
+                raise ValueError(f"{key} holds {bad:,} NaN or infinite values; inputs must be "
+                                 "finite numbers")
+    y_train, y_test = labels["y_train"], labels["y_test"]
     if len(x_train) < MIN_TRAIN_SAMPLES:
         raise ValueError(f"x_train has {len(x_train)} samples; at least {MIN_TRAIN_SAMPLES} needed")
     if len(x_test) < MIN_TEST_SAMPLES:
@@ -115,21 +131,50 @@ def inspect_npz(path):
             f"the test set has {len(x_test)} samples; at least {MIN_TEST_SAMPLES} are needed "
             "for a meaningful accuracy"
         )
-    classes = int(max(y_train.max(), y_test.max())) + 1
-    fit, val = _split_sizes(len(x_train), VALIDATION_FRACTION)
-    return _description(_sample_shape(x_train), classes, fit, val, len(x_test))
+    if len(np.unique(y_train)) < 2:
+        raise ValueError("y_train holds fewer than 2 classes; a classifier needs at least 2")
+    # One-hot rows declare the classes; class indices imply them through y_train.
+    classes = max([int(y_train.max()) + 1, *widths])
+    if y_test.max() >= classes:
+        raise ValueError(
+            f"y_test holds label {int(y_test.max())}, out of the range of y_train's classes "
+            f"(0..{classes - 1}); every test label must be a class the model trains on"
+        )
+    return x_train, x_test, y_train, y_test, classes
+
+
+def _labels(y, key):
+    """Class indices (int32) and, for one-hot rows, their width; ValueError otherwise."""
+    if y.dtype.kind == "b":
+        y = y.astype(np.int32)
+    if y.ndim == 2 and y.shape[1] >= 2:
+        if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+            raise ValueError(f"{key} has shape {y.shape} but is not one-hot; give one class "
+                             "index per sample, or rows with a single 1 and zeros elsewhere")
+        if y.shape[1] > MAX_CLASSES:
+            raise ValueError(f"{key} has {y.shape[1]:,} one-hot columns; at most "
+                             f"{MAX_CLASSES:,} classes are accepted")
+        return y.argmax(axis=1).astype(np.int32), int(y.shape[1])
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{key} has shape {y.shape}; expected one integer label per sample")
+    if len(y) and not np.all(np.isfinite(y) & (np.asarray(y) == np.round(y))):
+        raise ValueError(f"{key} holds non-integer labels; labels must be class indices")
+    if len(y) and y.min() < 0:
+        raise ValueError(f"{key} holds negative labels; labels must be 0, 1, 2, ...")
+    if len(y) and y.max() >= MAX_CLASSES:
+        raise ValueError(f"{key} holds label {y.max():.0f}; at most {MAX_CLASSES:,} classes "
+                         f"(labels 0..{MAX_CLASSES - 1}) are accepted")
+    return y.astype(np.int32), None
 
 
 def load(spec, seed):
     """Load a dataset: x float32 in [0, 1] with a channel axis for images, y int32."""
     spec = validate_dataset(spec)
     if spec["name"] == "npz":
-        inspect_npz(spec["path"])
-        arrays = _read_npz(spec["path"])
-        x_train, x_test = (_scale(arrays[k]) for k in ("x_train", "x_test"))
-        y_train, y_test = (arrays[k].reshape(len(arrays[k])).astype(np.int32)
-                           for k in ("y_train", "y_test"))
-        classes = int(max(y_train.max(), y_test.max())) + 1
+        x_train, x_test, y_train, y_test, classes = _check_npz(_read_npz(spec["path"]))
+        x_train, x_test = _scale(x_train), _scale(x_test)
     else:
         if spec["name"] == "digits":
             x, y, classes = _digits()
@@ -227,12 +272,37 @@ def _read_npz(path):
                 f"{name} lacks {', '.join(missing)}; expected arrays {', '.join(NPZ_KEYS)} "
                 "(the keras.datasets layout)"
             )
+        _check_headers(name, archive)
         try:
             return {k: archive[k] for k in NPZ_KEYS}
         except ValueError as exc:
             raise _pickle_error(name, exc) from None
         except (OSError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{name} is not a readable .npz archive ({exc})") from None
+
+
+def _check_headers(name, archive):
+    """Refuse object arrays and oversized ones from their .npy headers, before any data is
+    read (a compressed archive can unpack to far more memory than its size on disk)."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0,
+               (2, 0): np.lib.format.read_array_header_2_0}
+    total = 0
+    for key in NPZ_KEYS:
+        try:
+            with archive.zip.open(f"{key}.npy") as member:
+                version = np.lib.format.read_magic(member)
+                if version not in readers:
+                    raise ValueError(f".npy format version {version}")
+                shape, _, dtype = readers[version](member)
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{name} is not a readable .npz archive ({key}: {exc})") from None
+        if dtype.hasobject:
+            raise ValueError(f"{name} contains Python objects; only plain numeric arrays are "
+                             "accepted")
+        total += math.prod(shape) * dtype.itemsize
+    if total > MAX_NPZ_BYTES:
+        raise ValueError(f"{name} unpacks to {total:,} bytes of arrays; the limit is "
+                         f"{MAX_NPZ_BYTES:,}")
 
 
 def _pickle_error(name, exc):

@@ -111,7 +111,11 @@ def build_model(model_spec, input_shape, num_classes):
 
     arch = model_spec["arch"]
     if arch == "uploaded":
-        return keras.saving.load_model(model_spec["path"], safe_mode=True, compile=False)
+        from runners.engine import modelfile
+
+        # Checked again here (safe_mode, no Lambda, no custom objects): the file on disk is
+        # only as trustworthy as the last check of it.
+        return modelfile.load_for_training(model_spec["path"], input_shape, num_classes)
     p = resolve_params(arch, model_spec.get("params"))
     check_input_shape(arch, p, input_shape)
     inputs = keras.Input(tuple(input_shape))

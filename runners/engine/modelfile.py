@@ -1,0 +1,294 @@
+"""Uploaded .keras models: checked as data before Keras sees them, then loaded in safe mode.
+
+What Keras 3.15's ``safe_mode=True`` blocks on its own: a Lambda holding Python bytecode,
+TFSMLayer, TorchModuleWrapper, lookup vocabularies read from files, and non-modeling Keras
+APIs; an unregistered custom class fails to resolve. What it lets through: a Lambda that
+wraps a Keras function, and any custom class that happens to be registered in the loading
+process. So ``check_archive`` reads the archive as zip and JSON first (no Keras, cheap
+enough for the web process) and refuses every Lambda and every object that is not a
+built-in Keras one; ``load`` repeats that check and also refuses HDF5 weights that point
+outside the archive (external links, virtual or external datasets) before calling
+``keras.saving.load_model(path, safe_mode=True, compile=False)``.
+
+``python -m runners inspect-model PATH`` runs ``inspect`` in a process of its own, so the
+web never imports TensorFlow.
+"""
+
+import io
+import json
+import os
+import zipfile
+
+CONFIG = "config.json"
+METADATA = "metadata.json"
+WEIGHTS_H5 = "model.weights.h5"
+WEIGHTS_NPZ = "model.weights.npz"
+MEMBERS = {CONFIG, METADATA, WEIGHTS_H5, WEIGHTS_NPZ}
+MAX_CONFIG_BYTES = 5 * 1024 * 1024
+# Keras stores members uncompressed; anything far larger unpacked than packed is a bomb.
+MAX_EXPANSION = 20
+MIN_BOMB_BYTES = 64 * 1024 * 1024
+MAX_NESTING = 200
+
+LAMBDA_CLASSES = {"Lambda", "__lambda__"}
+# Built into Keras, but each wraps code or files from outside the archive.
+FOREIGN_WRAPPERS = {"TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer"}
+# The config markers Keras itself writes for values that are not objects.
+SPECIAL_CLASSES = {"__keras_tensor__", "__tensor__", "__numpy__", "__bytes__",
+                   "__ellipsis__", "__slice__"}
+
+
+class ModelFileError(ValueError):
+    """The upload is not a model AccelWeb will load; the message is for the user."""
+
+
+def check_archive(path, *, name=None):
+    """Check a .keras file without Keras and return its parsed config.json."""
+    name = name or os.path.basename(path)
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(
+            f"{name} is not a .keras model: it is not a zip archive. Save the model with "
+            "model.save('model.keras') (the native Keras format).")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            names = {info.filename for info in infos}
+            if CONFIG not in names:
+                raise ModelFileError(
+                    f"{name} is not a native .keras model: the archive has no config.json.")
+            for info in infos:
+                _check_member(name, info)
+            raw = archive.read(CONFIG)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+        raise ModelFileError(f"{name} is not a readable .keras archive ({exc}).") from None
+    try:
+        config = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ModelFileError(f"{name} is not a .keras model: its config.json is not JSON.") \
+            from None
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ModelFileError(f"{name} is not a .keras model: config.json describes no model.")
+    check_config(config)
+    return config
+
+
+def _check_member(name, info):
+    member = info.filename
+    allowed = member in MEMBERS or (member.startswith("assets/") and ".." not in member
+                                    and not member.startswith("/"))
+    if not allowed:
+        raise ModelFileError(
+            f"{name} is not a native .keras model: it holds {member!r}, which model.save() "
+            "never writes.")
+    if info.flag_bits & 0x1:
+        raise ModelFileError(f"{name} holds an encrypted member ({member}).")
+    if member == CONFIG and info.file_size > MAX_CONFIG_BYTES:
+        raise ModelFileError(f"{name}: config.json is {info.file_size:,} bytes; "
+                             f"the limit is {MAX_CONFIG_BYTES:,}.")
+    if info.file_size > MIN_BOMB_BYTES and info.file_size > MAX_EXPANSION * info.compress_size:
+        raise ModelFileError(
+            f"{name}: {member} unpacks to {info.file_size:,} bytes from "
+            f"{info.compress_size:,}; AccelWeb refuses archives that expand that much.")
+
+
+def check_config(node, depth=0):
+    """Refuse a Lambda, a wrapper of foreign code, and any object Keras does not define."""
+    if depth > MAX_NESTING:
+        raise ModelFileError("The model's config.json is nested too deeply to be a Keras model.")
+    if isinstance(node, list):
+        for item in node:
+            check_config(item, depth + 1)
+        return
+    if not isinstance(node, dict):
+        return
+    class_name = node.get("class_name")
+    if class_name is not None:
+        _check_object(node, class_name)
+    for value in node.values():
+        check_config(value, depth + 1)
+
+
+def _check_object(node, class_name):
+    config = node.get("config")
+    layer = config.get("name") if isinstance(config, dict) else None
+    named = f" (layer {layer!r})" if isinstance(layer, str) else ""
+    if class_name in LAMBDA_CLASSES:
+        raise ModelFileError(
+            f"This model contains a Lambda layer, which AccelWeb refuses to load: a Lambda "
+            f"layer can run arbitrary Python code{named}. Rebuild the model from built-in "
+            "Keras layers.")
+    if class_name in FOREIGN_WRAPPERS:
+        raise ModelFileError(
+            f"This model contains a {class_name}{named}, which AccelWeb refuses to load: it "
+            "wraps code or files from outside the .keras archive.")
+    if not isinstance(class_name, str):
+        raise ModelFileError("The model's config.json holds an object with no class name.")
+    if class_name.startswith("__"):
+        if class_name not in SPECIAL_CLASSES:
+            raise ModelFileError(f"The model's config.json holds an unknown marker {class_name!r}.")
+        return
+    if isinstance(config, dict) and isinstance(config.get("vocabulary"), str):
+        raise ModelFileError(
+            f"This model's {class_name}{named} reads its vocabulary from a file, which "
+            "AccelWeb refuses: the vocabulary must be stored in the model.")
+    module = node.get("module", "keras")
+    registered = node.get("registered_name")
+    builtin_function = class_name == "function" and module == "builtins"
+    keras_module = isinstance(module, str) and (module == "keras" or module.startswith("keras."))
+    custom_name = isinstance(registered, str) and ">" in registered
+    if custom_name or not (keras_module or builtin_function):
+        where = registered if isinstance(registered, str) else (module or "no module")
+        raise ModelFileError(
+            f"This model uses {class_name!r} ({where}), which is not a built-in Keras object; "
+            "AccelWeb refuses to load custom code. Rebuild the model from built-in Keras "
+            "layers, activations and initializers.")
+
+
+def check_weights(path, *, name=None):
+    """Refuse HDF5 weights that reach outside the archive. Needs h5py (a Keras dependency)."""
+    import h5py
+
+    name = name or os.path.basename(path)
+    with zipfile.ZipFile(path) as archive:
+        if WEIGHTS_H5 not in archive.namelist():
+            return
+        content = io.BytesIO(archive.read(WEIGHTS_H5))
+    problems = []
+
+    def link(key, found):
+        if isinstance(found, (h5py.ExternalLink, h5py.SoftLink)):
+            problems.append(f"{key} is a link")
+
+    def dataset(key, found):
+        if isinstance(found, h5py.Dataset) and (found.is_virtual or found.external):
+            problems.append(f"{key} stores its data outside the file")
+
+    try:
+        with h5py.File(content, "r") as weights:
+            weights.visititems_links(link)
+            if not problems:
+                weights.visititems(dataset)
+    except OSError as exc:
+        raise ModelFileError(f"{name}: the weights file is not readable HDF5 ({exc}).") \
+            from None
+    if problems:
+        raise ModelFileError(
+            f"{name}: the weights point outside the archive ({problems[0]}); AccelWeb "
+            "refuses to load them.")
+
+
+def load(path, *, name=None):
+    """The checked model, loaded with safe_mode and not compiled."""
+    check_archive(path, name=name)
+    check_weights(path, name=name)
+    import keras
+
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except (ValueError, TypeError, KeyError, OSError) as exc:
+        text = " ".join(str(exc).split())[:500]
+        raise ModelFileError(f"Keras could not load {name or os.path.basename(path)} "
+                             f"in safe mode: {text}") from None
+
+
+def describe(model):
+    """Input shape (no batch axis), classes, parameters and layers of a classifier."""
+    import keras
+
+    if len(model.inputs or []) != 1 or len(model.outputs or []) != 1:
+        raise ModelFileError("The model must have exactly one input and one output.")
+    input_shape = list(model.inputs[0].shape[1:])
+    if not input_shape or any(d is None for d in input_shape):
+        raise ModelFileError(
+            f"The model's input shape {_shape(input_shape)} is not fixed; save it with a "
+            "fully specified keras.Input(shape=...).")
+    output_shape = list(model.outputs[0].shape)
+    if len(output_shape) != 2 or output_shape[1] is None or output_shape[1] < 2:
+        raise ModelFileError(
+            f"The model's output has shape {_shape(output_shape[1:])}; AccelWeb trains "
+            "classifiers, whose output is one score per class (at least 2 units).")
+    kind = output_kind(keras, output_layer(model))
+    if kind not in ("softmax", "logits"):
+        raise ModelFileError(
+            f"The model's output layer uses the {kind} activation; AccelWeb trains "
+            "classifiers whose output is softmax probabilities or logits (no activation).")
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    return {
+        "input_shape": [int(d) for d in input_shape],
+        "num_classes": int(output_shape[1]),
+        "params": int(model.count_params()),
+        "layers": len(layers),
+        "output": kind,
+    }
+
+
+def inspect(path, *, name=None):
+    return describe(load(path, name=name))
+
+
+def load_for_training(path, input_shape, num_classes):
+    """The uploaded model for a run: checked against the data, with probabilities out.
+
+    A logits model gets a float32 softmax on top, so every model meets the engine's one
+    loss (sparse categorical cross-entropy on probabilities)."""
+    import keras
+
+    model = load(path)
+    found = describe(model)
+    if found["input_shape"] != [int(d) for d in input_shape]:
+        raise ModelFileError(
+            f"the uploaded model takes samples of shape {_shape(found['input_shape'])}, but "
+            f"the data has samples of shape {_shape(input_shape)}")
+    if found["num_classes"] != int(num_classes):
+        raise ModelFileError(
+            f"the uploaded model has {found['num_classes']} output units, but the data has "
+            f"{num_classes} classes")
+    policy = keras.config.dtype_policy().name
+    if policy != "float32":
+        # Saved layers keep the dtype policy they were saved with; the global one that a
+        # mixed_precision step set would not reach them without a rebuild.
+        model = _with_policy(model, policy)
+    if found["output"] == "softmax" and model.outputs[0].dtype == "float32":
+        return model
+    # Probabilities in float32 (as the zoo's models emit them), from a softmax on logits or
+    # a cast of 16-bit probabilities.
+    activation = "softmax" if found["output"] == "logits" else "linear"
+    probabilities = keras.layers.Activation(activation, dtype="float32",
+                                            name="accelweb_probabilities")(model.outputs[0])
+    return keras.Model(model.inputs, probabilities, name=model.name)
+
+
+def _with_policy(model, policy):
+    def swap(node):
+        if isinstance(node, list):
+            return [swap(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if node.get("class_name") == "DTypePolicy" and isinstance(node.get("config"), dict):
+            return {**node, "config": {**node["config"], "name": policy}}
+        return {key: swap(value) for key, value in node.items()}
+
+    rebuilt = model.__class__.from_config(swap(model.get_config()))
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def output_layer(model):
+    history = getattr(model.outputs[0], "_keras_history", None)
+    operation = getattr(history, "operation", None)
+    return operation if operation is not None else model.layers[-1]
+
+
+def output_kind(keras, layer):
+    """"softmax", "logits" (no activation), or the name of another activation."""
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return "logits"
+    name = getattr(activation, "__name__", str(activation))
+    return {"softmax": "softmax", "linear": "logits"}.get(name, name)
+
+
+def _shape(dims):
+    return "x".join("?" if d is None else str(d) for d in dims) or "()"

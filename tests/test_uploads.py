@@ -1,0 +1,332 @@
+""".keras uploads: what is refused and why, who may upload and see, and a run that trains one.
+
+The .keras files are built once per session in a child process (Keras stays out of the test
+process, as it stays out of the web); the good upload is then checked by the form's own
+`python -m runners inspect-model` child, the refusals by the archive check before any Keras
+is involved.
+"""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from engine_runs import BENCHMARK, ROOT, EngineRun
+
+from experiments.forms import ExperimentForm, ModelUploadForm
+from experiments.models import Run, UploadedModel
+from experiments.spec import engine_spec, validate_spec
+from runners.engine import modelfile
+from runners.tasks import execute_run
+
+pytestmark = pytest.mark.timeout(300)
+MAX_UPLOAD = 10 * 1024 * 1024
+LAMBDA_MESSAGE = "This model contains a Lambda layer, which AccelWeb refuses to load: "
+
+BUILD = textwrap.dedent("""
+    import sys
+    import keras
+
+    out = sys.argv[1]
+    layers = keras.layers
+
+    def save(name, inputs, outputs):
+        keras.Model(inputs, outputs).save(f"{out}/{name}.keras")
+
+    keras.Sequential([keras.Input((8, 8, 1)), layers.Flatten(), layers.Dense(16, "relu"),
+                      layers.Dense(10, "softmax")]).save(f"{out}/digits.keras")
+    inputs = keras.Input((8, 8, 1))
+    save("logits", inputs, layers.Dense(10)(layers.Dense(16, "relu")(layers.Flatten()(inputs))))
+    inputs = keras.Input((4,))
+    save("sigmoid", inputs, layers.Dense(1, "sigmoid")(inputs))
+    # The classic exploit: Python bytecode in a Lambda, run when the model loads.
+    save("lambda", inputs, layers.Dense(3)(layers.Lambda(
+        lambda x: __import__("os").system("touch " + out + "/pwned") or x)(inputs)))
+    # Keras's safe_mode lets a Lambda around a Keras function through; AccelWeb does not.
+    save("lambda_fn", inputs, layers.Dense(3)(layers.Lambda(keras.activations.relu)(inputs)))
+
+    @keras.saving.register_keras_serializable(package="evil")
+    class Evil(layers.Layer):
+        def call(self, x):
+            return x
+
+    save("custom", inputs, layers.Dense(3)(Evil()(inputs)))
+
+    # Building the Lambda model ran its function once; only a load may leave this mark now.
+    import os
+    os.remove(f"{out}/pwned")
+""")
+
+
+@pytest.fixture(scope="session")
+def keras_files(tmp_path_factory):
+    out = tmp_path_factory.mktemp("keras")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "-1"}
+    subprocess.run([sys.executable, "-c", BUILD, str(out)], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=180)
+    return out
+
+
+def upload_of(keras_files, name, filename=None):
+    content = (keras_files / f"{name}.keras").read_bytes()
+    return SimpleUploadedFile(filename or f"{name}.keras", content)
+
+
+def upload_form(user, team, upload, name="Digits MLP", max_bytes=MAX_UPLOAD):
+    return ModelUploadForm({"name": name, "team": team.pk}, {"file": upload}, user=user,
+                           max_bytes=max_bytes)
+
+
+@pytest.fixture
+def make_uploaded_model():
+    """An UploadedModel row as an upload leaves it; planning a run needs no file."""
+
+    def make(*, team, name="digits mlp", input_shape=(8, 8, 1), num_classes=10, params=1210):
+        return UploadedModel.objects.create(
+            team=team, name=name, file=f"models/{name}.keras", input_shape=list(input_shape),
+            num_classes=num_classes, params=params, layers=3, size_bytes=1234,
+        )
+
+    return make
+
+
+def test_it_uploads_and_lists_a_keras_model(client, alice, alice_team, keras_files):
+    client.force_login(alice)
+
+    response = client.post(reverse("model_list"), {
+        "name": "Digits MLP", "team": alice_team.pk,
+        "file": upload_of(keras_files, "digits", "my model.keras"),
+    })
+
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    uploaded = UploadedModel.objects.get()
+    assert (uploaded.team, uploaded.uploaded_by, uploaded.name) == (alice_team, alice,
+                                                                    "Digits MLP")
+    assert uploaded.input_shape == [8, 8, 1]
+    assert uploaded.num_classes == 10
+    assert uploaded.params == 64 * 16 + 16 + 16 * 10 + 10
+    assert uploaded.layers == 3
+    assert uploaded.size_bytes == (keras_files / "digits.keras").stat().st_size
+    # Stored as uploaded: the engine loads this very file.
+    with uploaded.file.open("rb") as stored:
+        assert stored.read() == (keras_files / "digits.keras").read_bytes()
+    page = client.get(reverse("model_list")).content.decode()
+    assert "Digits MLP" in page and "8x8x1" in page
+
+
+def test_it_refuses_a_lambda_layer(alice, alice_team, keras_files):
+    form = upload_form(alice, alice_team, upload_of(keras_files, "lambda"))
+
+    assert not form.is_valid()
+    [message] = form.errors["file"]
+    assert message.startswith(LAMBDA_MESSAGE)
+    assert "(layer 'lambda')" in message
+    assert not (keras_files / "pwned").exists()
+    assert not UploadedModel.objects.exists()
+
+
+def test_it_refuses_a_lambda_that_keras_safe_mode_would_load(alice, alice_team, keras_files):
+    form = upload_form(alice, alice_team, upload_of(keras_files, "lambda_fn"))
+
+    assert not form.is_valid()
+    assert form.errors["file"][0].startswith(LAMBDA_MESSAGE)
+
+
+def test_it_refuses_an_unknown_custom_layer(alice, alice_team, keras_files):
+    form = upload_form(alice, alice_team, upload_of(keras_files, "custom"))
+
+    assert not form.is_valid()
+    assert form.errors["file"] == [
+        "This model uses 'Evil' (evil>Evil), which is not a built-in Keras object; AccelWeb "
+        "refuses to load custom code. Rebuild the model from built-in Keras layers, "
+        "activations and initializers."
+    ]
+
+
+def test_it_refuses_a_custom_module_even_without_a_registered_name(tmp_path):
+    # A hand-edited config naming a module of its own (a path Keras would import from).
+    config = {"module": "os", "class_name": "system", "config": {"command": "true"}}
+    path = tmp_path / "edited.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", json.dumps(config))
+
+    with pytest.raises(modelfile.ModelFileError, match=r"uses 'system' \(os\), which is not"):
+        modelfile.check_archive(str(path))
+
+
+def test_it_refuses_a_model_that_is_not_a_classifier(alice, alice_team, keras_files):
+    form = upload_form(alice, alice_team, upload_of(keras_files, "sigmoid"))
+
+    assert not form.is_valid()
+    assert form.errors["file"] == [
+        "The model's output has shape 1; AccelWeb trains classifiers, whose output is one "
+        "score per class (at least 2 units)."
+    ]
+
+
+def renamed_zip():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("notes.txt", "not a model")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("filename", "content", "message"), [
+    ("weights.keras", b"\x89HDF\r\n\x1a\n garbage", "weights.keras is not a .keras model: "
+                                                   "it is not a zip archive."),
+    ("archive.keras", renamed_zip(), "archive.keras is not a native .keras model: the "
+                                     "archive has no config.json."),
+    ("model.h5", b"\x89HDF\r\n\x1a\n", "Upload a model in the native .keras format"),
+])
+def test_it_refuses_files_that_are_not_keras_models(alice, alice_team, filename, content,
+                                                    message):
+    form = upload_form(alice, alice_team, SimpleUploadedFile(filename, content))
+
+    assert not form.is_valid()
+    assert form.errors["file"][0].startswith(message)
+
+
+def test_it_refuses_a_file_over_the_limit(client, alice, alice_team, keras_files, settings):
+    settings.ACCELWEB_MAX_UPLOAD_BYTES = 1000
+    client.force_login(alice)
+    upload = upload_of(keras_files, "digits")
+
+    response = client.post(reverse("model_list"),
+                           {"name": "Big", "team": alice_team.pk, "file": upload})
+
+    assert response.status_code == 400
+    assert (f"The file is {upload.size:,} bytes; the limit is 1,000."
+            in response.content.decode())
+    assert not UploadedModel.objects.exists()
+
+
+def test_it_refuses_an_upload_by_a_viewer(client, bob, alice_team, keras_files):
+    client.force_login(bob)
+
+    response = client.post(reverse("model_list"), {
+        "name": "Digits MLP", "team": alice_team.pk,
+        "file": upload_of(keras_files, "digits"),
+    })
+
+    assert response.status_code == 400
+    assert "Viewers cannot upload models to this team." in response.content.decode()
+    assert not UploadedModel.objects.exists()
+
+
+def test_it_shows_a_model_only_to_its_team(client, alice, alice_team, charlie,
+                                          make_uploaded_model):
+    make_uploaded_model(team=alice_team, name="alices secret model")
+
+    client.force_login(charlie)
+    page = client.get(reverse("model_list"))
+    assert page.status_code == 200
+    assert "alices secret model" not in page.content.decode()
+    assert list(page.context["form"].fields["team"].queryset) == list(charlie.teams.all())
+
+    client.force_login(alice)
+    assert "alices secret model" in client.get(reverse("model_list")).content.decode()
+
+
+def uploaded_spec(tiny_spec, uploaded, **overrides):
+    return tiny_spec(model={"arch": "uploaded", "model_id": uploaded.pk}, **overrides)
+
+
+def test_it_validates_an_experiment_on_an_uploaded_model(alice_team, make_uploaded_model,
+                                                         tiny_spec):
+    uploaded = make_uploaded_model(team=alice_team)
+
+    spec = validate_spec(uploaded_spec(tiny_spec, uploaded), team=alice_team)
+
+    assert spec["model"] == {"arch": "uploaded", "model_id": uploaded.pk, "params": {},
+                             "label": "digits mlp"}
+    out = engine_spec(spec, [], model_path="/data/models/digits.keras")
+    assert out["model"] == {"arch": "uploaded", "path": "/data/models/digits.keras"}
+
+
+def test_it_refuses_a_model_whose_shapes_do_not_match_the_dataset(alice_team,
+                                                                  make_uploaded_model,
+                                                                  tiny_spec):
+    flat = make_uploaded_model(team=alice_team, name="flat", input_shape=(64,), num_classes=3)
+
+    with pytest.raises(ValidationError) as caught:
+        validate_spec(uploaded_spec(tiny_spec, flat), team=alice_team)
+
+    assert caught.value.message_dict["model.model_id"] == [
+        "“flat” takes samples of shape 64, but this dataset's samples have shape 8x8x1.",
+        "“flat” has 3 output units, but this dataset has 10 classes.",
+    ]
+
+
+def test_it_refuses_another_teams_model(alice_team, charlie_team, make_uploaded_model,
+                                        tiny_spec):
+    charlies = make_uploaded_model(team=charlie_team)
+
+    with pytest.raises(ValidationError) as caught:
+        validate_spec(uploaded_spec(tiny_spec, charlies), team=alice_team)
+
+    assert caught.value.message_dict["model.model_id"] == [
+        "Choose one of your team's uploaded models."]
+
+
+def test_the_experiment_form_offers_the_teams_models(alice, alice_team, charlie_team,
+                                                     make_uploaded_model):
+    ours = make_uploaded_model(team=alice_team)
+    make_uploaded_model(team=charlie_team, name="theirs")
+    data = {
+        "name": "uploaded on digits", "team": alice_team.pk, "hardware": "cpu",
+        "arch": "uploaded", "uploaded_model": ours.pk, "dataset": "digits",
+        "epochs": 1, "batch_size": 64, "optimizer": "sgd", "learning_rate": 0.01, "seed": 0,
+    }
+
+    form = ExperimentForm(data, user=alice)
+
+    assert list(form.fields["uploaded_model"].queryset) == [ours]
+    assert form.is_valid(), form.errors
+    assert form.spec["model"]["model_id"] == ours.pk
+    missing = ExperimentForm({**data, "uploaded_model": ""}, user=alice)
+    assert not missing.is_valid()
+    assert missing.errors["uploaded_model"] == ["Choose one of your team's uploaded models."]
+
+
+def test_it_fails_a_run_whose_model_was_deleted(alice, alice_team, make_uploaded_model,
+                                                make_experiment):
+    uploaded = make_uploaded_model(team=alice_team)
+    experiment = make_experiment(team=alice_team, user=alice,
+                                 model={"arch": "uploaded", "model_id": uploaded.pk})
+    uploaded.delete()
+    run = experiment.runs.get()
+
+    assert execute_run.run(run.pk) == Run.Status.FAILED
+
+    run.refresh_from_db()
+    assert run.error == "The uploaded model has been deleted."
+
+
+def test_the_engine_trains_an_uploaded_logits_model(keras_files, tmp_path):
+    spec = {
+        "name": "uploaded",
+        "model": {"arch": "uploaded", "path": str(keras_files / "logits.keras")},
+        "dataset": {"name": "digits"},
+        "training": {"epochs": 1, "batch_size": 32, "optimizer": "adam", "learning_rate": 0.01,
+                     "seed": 0},
+        "hardware": "cpu",
+        "steps": [],
+        "benchmark": BENCHMARK,
+    }
+
+    events, result = EngineRun(spec, tmp_path / "run").succeeded()
+
+    start = next(e for e in events if e["event"] == "start")
+    # The logits model got a softmax on top; its own weights are all that was trained.
+    assert start["params"] == 64 * 16 + 16 + 16 * 10 + 10
+    assert start["input_shape"] == [8, 8, 1] and start["num_classes"] == 10
+    [epoch] = [e for e in events if e["event"] == "epoch"]
+    assert epoch["loss"] > 0
+    assert result["test_accuracy"] > 0.5  # 10 classes: chance is 0.1
