@@ -1,12 +1,15 @@
 """Reads that build pages and websocket snapshots from the database."""
 
-from .comparison import compare_runs
+from .comparison import accuracy_latency_points, compare_runs
 from .models import Run, RunEvent
 
 EPOCH_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 TELEMETRY_KEYS = ("t", "cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb")
 # A long run samples once a second; the page needs a few hundred points to draw its shape.
 TELEMETRY_POINTS = 300
+# The most points a curve (or the list of epoch records) carries to a browser: enough to
+# draw its shape, few enough that a 10,000-epoch run costs the same as a 300-epoch one.
+CURVE_POINTS = 300
 
 
 def _thin(points, limit):
@@ -62,9 +65,58 @@ def series_from_epochs(epochs, *, max_points: int | None = None) -> dict:
         if data.get("val_accuracy") is not None:
             series["val_accuracy_by_time"].append([round(elapsed, 4), data["val_accuracy"]])
     if max_points:
-        buckets = max(1, max_points // 2)
-        series = {key: minmax_downsample(points, buckets) for key, points in series.items()}
+        series = downsample_series(series, max_points)
     return series
+
+
+def downsample_series(series: dict, max_points: int) -> dict:
+    """Each series min/max downsampled to at most max_points, keeping its first and last
+    points: a curve must still start and end where the run did."""
+    buckets = max(1, (max_points - 2) // 2)
+    out = {}
+    for key, points in series.items():
+        thinned = minmax_downsample(points, buckets)
+        if len(thinned) < len(points):
+            if thinned[0] is not points[0]:
+                thinned.insert(0, points[0])
+            if thinned[-1] is not points[-1]:
+                thinned.append(points[-1])
+        out[key] = thinned
+    return out
+
+
+# Lower is better for losses, higher for accuracies.
+BEST_IS_LOWEST = {"loss": True, "val_loss": True, "accuracy": False, "val_accuracy": False}
+
+
+def curve_summary(series: dict) -> dict:
+    """Last, best, lowest and highest value of each epoch curve, from every point (not the
+    downsampled ones): {"val_accuracy": {"last": .., "best": .., "min": .., "max": ..}}."""
+    summary = {}
+    for key, lowest_is_best in BEST_IS_LOWEST.items():
+        values = [y for _, y in series.get(key) or []]
+        if not values:
+            summary[key] = {"last": None, "best": None, "min": None, "max": None}
+            continue
+        low, high = min(values), max(values)
+        summary[key] = {"last": values[-1], "best": low if lowest_is_best else high,
+                        "min": low, "max": high}
+    return summary
+
+
+def curves_of(epochs, *, max_points: int = CURVE_POINTS) -> dict:
+    """What a browser needs of a run's epochs: the downsampled series, each curve's summary
+    (from all points), the cumulative seconds and the last epoch (so live epoch events can
+    extend the series), and a thinned list of the epoch records themselves."""
+    series = series_from_epochs(epochs)
+    return {
+        "epochs": _thin([{key: data.get(key) for key in EPOCH_KEYS} for data in epochs],
+                        max_points),
+        "series": downsample_series(series, max_points),
+        "summary": curve_summary(series),
+        "elapsed": round(sum(data.get("seconds") or 0.0 for data in epochs), 4),
+        "last_epoch": max((data.get("epoch") or 0 for data in epochs), default=0),
+    }
 
 
 def run_state(run: Run) -> dict:
@@ -94,15 +146,17 @@ def experiment_snapshot(experiment, runs=None) -> dict:
     )
     for run_id, kind, data in rows:
         if kind == "epoch":
-            curves[run_id].append({key: data.get(key) for key in EPOCH_KEYS})
+            curves[run_id].append(data)
         else:
             telemetry[run_id].append({key: data.get(key) for key in TELEMETRY_KEYS})
     return {
         "experiment": {"id": experiment.pk, "name": experiment.name},
         "epochs": experiment.spec.get("training", {}).get("epochs"),
-        "runs": [{**run_state(run), "epochs": curves[run.pk],
+        "curve_points": CURVE_POINTS,
+        "runs": [{**run_state(run), **curves_of(curves[run.pk]),
                   "telemetry": _thin(telemetry[run.pk], TELEMETRY_POINTS)} for run in runs],
         "comparison": compare_runs(runs),
+        "tradeoff": accuracy_latency_points(runs),
     }
 
 

@@ -252,6 +252,7 @@ def _execute(spec, steps, workdir, keep_artifacts, cancel):
         notes=ctx.notes,
         backend=backend,
         epochs_run=len(epochs),
+        test_samples=len(data.x_test),
         benchmark=bench,
         artifacts=ctx.artifacts if keep_artifacts else None,
         training=ctx.training,

@@ -47,9 +47,50 @@
       plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
     },
   });
+  // Chart.js draws no error bars: this draws each bar's 95% interval (data point .ci,
+  // [low, high] on the value axis) as a whisker, and a dashed line at 1× (no change).
+  const errorBars = {
+    id: "errorBars",
+    afterDatasetsDraw(chart) {
+      const { ctx, chartArea } = chart;
+      const scale = chart.scales.x;
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(chartArea.left, chartArea.top, chartArea.right - chartArea.left,
+        chartArea.bottom - chartArea.top);
+      ctx.clip();
+      const one = scale.getPixelForValue(1);
+      ctx.strokeStyle = "#6b7280";
+      ctx.setLineDash([4, 4]);
+      ctx.beginPath();
+      ctx.moveTo(one, chartArea.top);
+      ctx.lineTo(one, chartArea.bottom);
+      ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.strokeStyle = "#111827";
+      ctx.lineWidth = 1.5;
+      chart.data.datasets.forEach((dataset, i) => {
+        if (!chart.isDatasetVisible(i)) return;
+        chart.getDatasetMeta(i).data.forEach((bar, j) => {
+          const ci = dataset.data[j] && dataset.data[j].ci;
+          if (!ci) return;
+          const low = scale.getPixelForValue(ci[0]);
+          const high = scale.getPixelForValue(ci[1]);
+          const cap = Math.max(3, Math.min(6, (bar.height || 12) / 3));
+          ctx.beginPath();
+          ctx.moveTo(low, bar.y); ctx.lineTo(high, bar.y);
+          ctx.moveTo(low, bar.y - cap); ctx.lineTo(low, bar.y + cap);
+          ctx.moveTo(high, bar.y - cap); ctx.lineTo(high, bar.y + cap);
+          ctx.stroke();
+        });
+      });
+      ctx.restore();
+    },
+  };
   const speedupChart = new Chart(document.getElementById("speedup-chart"), {
     type: "bar",
     data: { labels: [], datasets: [] },
+    plugins: [errorBars],
     options: {
       animation: false,
       indexAxis: "y",
@@ -68,20 +109,52 @@
       },
     },
   });
+  const timeChart = lineChart("time-chart", "validation accuracy");
+  timeChart.options.scales.x.title.text = "training seconds (cumulative)";
+  timeChart.options.scales.x.ticks = {};
+  const tradeoffChart = new Chart(document.getElementById("tradeoff-chart"), {
+    type: "scatter",
+    data: { datasets: [] },
+    options: {
+      animation: false,
+      scales: {
+        x: { type: "linear", title: { display: true, text: "latency p50, batch 1 (ms)" } },
+        y: { title: { display: true, text: "test accuracy" } },
+      },
+      plugins: {
+        legend: { position: "bottom", labels: { boxWidth: 12 } },
+        tooltip: {
+          callbacks: {
+            label: (ctx) => `${ctx.raw.name}: ${ctx.raw.y.toFixed(4)} at ${ctx.raw.x.toFixed(4)} ms`,
+          },
+        },
+      },
+    },
+  });
   // Exposed for tests and for the curious: the live charts of this page.
-  window.accelweb = { charts, speedupChart, telemetryChart, get state() { return state; } };
+  window.accelweb = {
+    charts, speedupChart, telemetryChart, timeChart, tradeoffChart,
+    get state() { return state; },
+  };
 
+  const SERIES_KEYS = ["loss", "accuracy", "val_loss", "val_accuracy"];
+  const LOWEST_IS_BEST = { loss: true, val_loss: true, accuracy: false, val_accuracy: false };
+  const curvePoints = () => state.curve_points || 300;
+  const toXY = (points) => (points || []).map((p) => ({ x: p[0], y: p[1] }));
+
+  // Curves come from the server already thinned (min/max per bucket) to a few hundred
+  // points per series; live epochs are appended here until a series doubles, then a
+  // resync has the server thin it again.
   function curveDatasets(metric) {
     const datasets = [];
     state.runs.forEach((run, index) => {
       const color = COLORS[index % COLORS.length];
-      const points = (key) => run.epochs
-        .filter((e) => e[key] !== null && e[key] !== undefined)
-        .map((e) => ({ x: e.epoch, y: e[key] }));
-      datasets.push({ label: `${run.name} (train)`, data: points(metric), borderColor: color,
-        backgroundColor: color, pointRadius: 2, runId: run.id });
-      datasets.push({ label: `${run.name} (validation)`, data: points(`val_${metric}`),
-        borderColor: color, backgroundColor: color, borderDash: [6, 4], pointRadius: 2,
+      const series = run.series || {};
+      const radius = (series[metric] || []).length > 60 ? 0 : 2;
+      datasets.push({ label: `${run.name} (train)`, data: toXY(series[metric]), borderColor: color,
+        backgroundColor: color, pointRadius: radius, runId: run.id });
+      datasets.push({ label: `${run.name} (validation)`, data: toXY(series[`val_${metric}`]),
+        borderColor: color, backgroundColor: color, borderDash: [6, 4], pointRadius: radius,
         runId: run.id });
     });
     return datasets;
@@ -91,6 +164,81 @@
     for (const [metric, chart] of Object.entries(charts)) {
       chart.data.datasets = curveDatasets(metric);
       chart.update("none");
+    }
+    timeChart.data.datasets = state.runs.map((run, index) => {
+      const color = COLORS[index % COLORS.length];
+      const points = toXY((run.series || {}).val_accuracy_by_time);
+      return { label: run.name, data: points, borderColor: color, backgroundColor: color,
+        pointRadius: points.length > 60 ? 0 : 2, runId: run.id };
+    });
+    timeChart.update("none");
+  }
+
+  function drawTradeoff() {
+    const points = (state.tradeoff || []).map((p) => ({ x: p.latency_ms, y: p.accuracy, name: p.name, point: p }));
+    document.getElementById("tradeoff-empty").hidden = points.length > 0;
+    tradeoffChart.canvas.hidden = points.length === 0;
+    const front = points.filter((p) => p.point.pareto).sort((a, b) => a.x - b.x);
+    tradeoffChart.data.datasets = [
+      { label: "Pareto front", data: front, showLine: true, borderColor: "#16a34a",
+        backgroundColor: "#16a34a", pointRadius: 6, pointHoverRadius: 8 },
+      { label: "dominated", data: points.filter((p) => p.point.comparable && !p.point.pareto),
+        borderColor: "#6b7280", backgroundColor: "#9ca3af", pointRadius: 5 },
+      { label: "other hardware", data: points.filter((p) => !p.point.comparable),
+        borderColor: "#b45309", backgroundColor: "rgba(0,0,0,0)", pointRadius: 5, borderWidth: 2 },
+    ].filter((d) => d.data.length);
+    tradeoffChart.update("none");
+  }
+
+  let curveStat = "last";
+  function drawSummaries() {
+    const select = document.getElementById("curve-stat");
+    if (select) select.value = curveStat;
+    document.querySelectorAll("#curve-table .curve-value").forEach((cell) => {
+      const run = state.runs.find((r) => String(r.id) === cell.dataset.runId);
+      const summary = run && run.summary && run.summary[cell.dataset.key];
+      if (summary) {
+        for (const stat of ["last", "best", "min", "max"]) {
+          cell.dataset[stat] = summary[stat] === null || summary[stat] === undefined ? "" : String(summary[stat]);
+        }
+      }
+      const value = cell.dataset[curveStat];
+      cell.textContent = value === "" || value === undefined ? "" : Number(value).toFixed(4);
+    });
+  }
+  root.addEventListener("change", (e) => {
+    if (e.target && e.target.id === "curve-stat") { curveStat = e.target.value; drawSummaries(); }
+  });
+
+  let resyncPending = false;
+  function appendEpoch(run, event) {
+    // A snapshot already holds every epoch up to last_epoch; an event for one of those
+    // (it raced the snapshot) changes nothing.
+    if (typeof event.epoch !== "number" || event.epoch <= (run.last_epoch || 0)) return;
+    run.last_epoch = event.epoch;
+    const series = run.series || (run.series = {});
+    for (const key of [...SERIES_KEYS, "val_accuracy_by_time"]) series[key] = series[key] || [];
+    run.elapsed = (run.elapsed || 0) + (event.seconds || 0);
+    const summary = run.summary || (run.summary = {});
+    for (const key of SERIES_KEYS) {
+      const value = event[key];
+      if (value === null || value === undefined) continue;
+      series[key].push([event.epoch, value]);
+      const s = summary[key] && summary[key].last !== null ? summary[key] : { min: value, max: value };
+      s.last = value;
+      s.min = Math.min(s.min, value);
+      s.max = Math.max(s.max, value);
+      s.best = LOWEST_IS_BEST[key] ? s.min : s.max;
+      summary[key] = s;
+    }
+    if (event.val_accuracy !== null && event.val_accuracy !== undefined) {
+      series.val_accuracy_by_time.push([Number(run.elapsed.toFixed(4)), event.val_accuracy]);
+    }
+    run.epochs.push(event);
+    if (run.epochs.length > curvePoints()) run.epochs.splice(0, run.epochs.length - curvePoints());
+    if (!resyncPending && Object.values(series).some((points) => points.length > 2 * curvePoints())) {
+      resyncPending = true;
+      resync();
     }
   }
 
@@ -127,8 +275,13 @@
       { label: "inference (batch-1 latency)", backgroundColor: "#2563eb",
         data: rows.map((r) => ({ x: r.inference_speedup, y: r.name, ci: r.inference_ci })) },
       { label: "training throughput", backgroundColor: "#16a34a",
-        data: rows.map((r) => ({ x: r.train_speedup, y: r.name, ci: null })) },
+        data: rows.map((r) => ({ x: r.train_speedup, y: r.name, ci: r.train_ci })) },
     ];
+    // The axis must reach the whiskers' ends, and 1× (no change).
+    const values = rows.flatMap((r) => [r.inference_speedup, r.train_speedup,
+      ...(r.inference_ci || []), ...(r.train_ci || [])]).filter((v) => v > 0);
+    speedupChart.options.scales.x.min = values.length ? Math.min(1, ...values) / 1.15 : undefined;
+    speedupChart.options.scales.x.max = values.length ? Math.max(1, ...values) * 1.15 : undefined;
     speedupChart.update("none");
   }
 
@@ -152,6 +305,8 @@
     drawCurves();
     drawTelemetry();
     drawSpeedups();
+    drawTradeoff();
+    drawSummaries();
     state.runs.forEach(drawRun);
   }
 
@@ -161,7 +316,8 @@
     if (refreshing) return refreshing;
     refreshing = fetch(root.dataset.resultsUrl, { credentials: "same-origin" })
       .then((response) => (response.ok ? response.text() : Promise.reject(response.status)))
-      .then((html) => { document.getElementById("results").innerHTML = html; state.runs.forEach(drawRun); })
+      // Server-rendered, escaped template output (not data): safe to put in place.
+      .then((html) => { document.getElementById("results").innerHTML = html; state.runs.forEach(drawRun); drawSummaries(); })
       .catch(() => {})
       .finally(() => { refreshing = null; });
     return refreshing;
@@ -180,6 +336,7 @@
       const ended = (s) => s.runs.filter((r) => ENDED.includes(r.status)).length;
       const changed = ended(message.snapshot) !== ended(state);
       state = message.snapshot;
+      resyncPending = false;
       drawAll();
       if (changed) refreshResults();
       return;
@@ -187,15 +344,14 @@
     if (!message.run) return;
     const merged = mergeRun(message.run);
     if (!merged) { resync(); return; }
-    if (merged.restarted) { merged.run.epochs = []; merged.run.telemetry = []; }
+    if (merged.restarted) {
+      Object.assign(merged.run, { epochs: [], telemetry: [], series: {}, summary: {}, elapsed: 0, last_epoch: 0 });
+    }
     const event = message.event;
     if (event && event.event === "epoch") {
-      const epochs = merged.run.epochs;
-      if (!epochs.some((e) => e.epoch === event.epoch)) {
-        epochs.push(event);
-        epochs.sort((a, b) => a.epoch - b.epoch);
-      }
+      appendEpoch(merged.run, event);
       drawCurves();
+      drawSummaries();
     }
     if (event && event.event === "telemetry") {
       const samples = merged.run.telemetry || (merged.run.telemetry = []);
@@ -206,6 +362,8 @@
     if (message.comparison) { state.comparison = message.comparison; drawSpeedups(); }
     drawRun(merged.run);
     if (message.type === "status") refreshResults();
+    // The accuracy/latency front is computed by the server: a fresh snapshot brings it.
+    if (merged.justEnded || merged.restarted) resync();
   }
 
   let socket = null;
