@@ -249,6 +249,8 @@ class Run(models.Model):
         )
         if updated:
             self.events.all().delete()
+            # A sign-off rests on the result it saw; the new result must earn its own.
+            self.signoffs.all().delete()
             self.refresh_from_db()
         return bool(updated)
 
