@@ -147,6 +147,10 @@ AXES_COOLOFF_TIME = timedelta(minutes=envint("ACCELWEB_LOGIN_COOLOFF_MINUTES", 1
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
+# A locked-out login (the site's or the admin's) gets a page that says how long to wait,
+# with 429 Too Many Requests rather than a bare 403.
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

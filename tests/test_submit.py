@@ -1,10 +1,11 @@
 import json
+import re
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from experiments.models import Experiment, Membership, Team
+from experiments.models import Experiment, Membership, Run, Team
 
 
 @pytest.fixture
@@ -100,3 +101,120 @@ def test_it_refuses_an_unknown_user(alice, spec_file):
 
     assert not Experiment.objects.exists()
     assert not Team.objects.exclude(name="Alice's team").exists()
+
+
+def measured(*, accuracy, samples_per_s, latency_ms, model_bytes):
+    """A result as the engine reports it, with the per-trial samples intervals come from."""
+    return {
+        "test_accuracy": accuracy, "train_samples_per_s": samples_per_s,
+        "train_samples_per_s_epochs": [samples_per_s * f for f in (0.97, 1.0, 1.03, 0.99)],
+        "latency_ms_p50": latency_ms,
+        "latency_samples": [latency_ms * f for f in (0.98, 1.0, 1.02, 0.99)],
+        "model_bytes": model_bytes, "fingerprint": {"cpu_model": "Test CPU"},
+    }
+
+
+@pytest.fixture
+def worker_finishes(monkeypatch):
+    """Stand in for the runners: the first time --follow waits, each run moves one step
+    (queued -> running at epoch 1 -> ended as given), as the database would show it."""
+    from experiments.management.commands import submit as command
+
+    def finish(outcomes):
+        waits = []
+
+        def sleep(seconds):
+            waits.append(seconds)
+            for run in Run.objects.filter(experiment=Experiment.objects.get()):
+                if run.status == Run.Status.QUEUED:
+                    Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING,
+                                                         epochs_done=1)
+                else:
+                    Run.objects.filter(pk=run.pk).update(epochs_done=2, **outcomes[run.name])
+
+        monkeypatch.setattr(command.time, "sleep", sleep)
+        return waits
+
+    return finish
+
+
+class TTY(StringIO):
+    def isatty(self):
+        return True
+
+
+def test_it_follows_the_runs_and_prints_the_speedups(alice, spec_file, worker_finishes):
+    waits = worker_finishes({
+        "baseline": {"status": Run.Status.SUCCEEDED, "result": measured(
+            accuracy=0.95, samples_per_s=1000.0, latency_ms=0.4, model_bytes=160_000)},
+        "XLA": {"status": Run.Status.SUCCEEDED, "result": measured(
+            accuracy=0.9375, samples_per_s=1500.0, latency_ms=0.1, model_bytes=40_000)},
+    })
+    path = spec_file(recipes=[{"name": "XLA", "steps": [{"technique": "xla"}]}],
+                     training={"epochs": 2, "batch_size": 64})
+
+    out = submit(path, "--user", "alice", "--follow", "--poll", "0.25")
+
+    assert waits == [0.25, 0.25]
+    lines = out.splitlines()
+    # Not a terminal: plain lines, one per change, and no redrawn bars.
+    assert "\r" not in out
+    assert "  baseline                     queued     epoch 0/2" in lines
+    assert "  XLA                          running    epoch 1/2" in lines
+    assert "  XLA                          succeeded  epoch 2/2" in lines
+    table = lines[lines.index("Speedups against the baseline (95% confidence interval in "
+                              "brackets):") + 1:]
+    assert re.split(r"\s{2,}", table[0].strip()) == [
+        "run", "kind", "train speedup", "inference speedup", "size reduction",
+        "accuracy delta", "comparable"]
+    row = table[1]
+    assert row.startswith("  XLA  vs baseline  1.50x [")
+    train_ci, inference_ci = re.findall(r"\[(\d+\.\d\d), (\d+\.\d\d)\]", row)
+    assert float(train_ci[0]) <= 1.5 <= float(train_ci[1])
+    assert float(inference_ci[0]) <= 4.0 <= float(inference_ci[1])
+    assert "4.00x [" in row
+    assert row.endswith("4.00x           -0.0125         yes")
+    assert lines[-1] == "All 2 runs succeeded."
+
+
+def test_it_draws_a_bar_per_run_on_a_terminal(alice, spec_file, worker_finishes):
+    worker_finishes({
+        "baseline": {"status": Run.Status.SUCCEEDED, "result": measured(
+            accuracy=0.95, samples_per_s=1000.0, latency_ms=0.4, model_bytes=160_000)},
+        "XLA": {"status": Run.Status.SUCCEEDED, "result": measured(
+            accuracy=0.95, samples_per_s=2000.0, latency_ms=0.4, model_bytes=160_000)},
+    })
+    path = spec_file(recipes=[{"name": "XLA", "steps": [{"technique": "xla"}]}],
+                     training={"epochs": 2, "batch_size": 64})
+    out = TTY()
+
+    call_command("submit", path, "--user", "alice", "--follow", "--poll", "0",
+                 stdout=out)
+
+    text = out.getvalue()
+    assert "\r" in text
+    assert re.search(r"baseline \|[^|]*\| 0/2 epochs, queued", text)
+    assert re.search(r"XLA      \|[^|]*\| 1/2 epochs, running", text)
+    assert re.search(r"XLA      \|[#█]{10}\| 2/2 epochs, succeeded", text)
+    assert "  epoch " not in text
+    assert re.search(r"  XLA  vs baseline  2\.00x \[\d\.\d\d, \d\.\d\d\]", text)
+    assert text.rstrip().endswith("All 2 runs succeeded.")
+
+
+def test_it_fails_when_a_run_fails_and_says_why(alice, spec_file, worker_finishes):
+    worker_finishes({
+        "baseline": {"status": Run.Status.SUCCEEDED, "result": measured(
+            accuracy=0.95, samples_per_s=1000.0, latency_ms=0.4, model_bytes=160_000)},
+        "XLA": {"status": Run.Status.FAILED, "error": "XLA is not available here"},
+    })
+    path = spec_file(recipes=[{"name": "XLA", "steps": [{"technique": "xla"}]}],
+                     training={"epochs": 2, "batch_size": 64})
+    out = StringIO()
+
+    with pytest.raises(CommandError, match="1 of 2 runs did not succeed."):
+        call_command("submit", path, "--user", "alice", "--follow", "--poll", "0",
+                     stdout=out)
+
+    text = out.getvalue()
+    assert "  XLA                          failed     epoch 2/2  XLA is not available here" in text
+    assert "No speedups: they need a succeeded baseline and a succeeded recipe." in text

@@ -240,3 +240,13 @@ def test_it_advises_against_techniques_this_hardware_lacks():
     assert advisor.advise(recipe, modern, params=5_000_000) == []
     assert advisor.advise(recipe, {**plain_cpu, "hardware": "gpu"}) == []
     assert isinstance(advisor.advise(["xla"], "cpu", params=10), list)
+
+
+@pytest.mark.parametrize("step", [
+    {"technique": "pruning", "begin_step": float("inf")},
+    {"technique": "clustering", "fine_tune_epochs": float("nan")},
+    {"technique": "qat", "fine_tune_epochs": 1e999},
+])
+def test_it_refuses_numbers_that_are_not_finite(step):
+    with pytest.raises(ValueError, match="must be a finite number"):
+        steps.validate_step(step)

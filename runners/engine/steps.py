@@ -22,6 +22,7 @@ Parameters are plain JSON values checked by ``validate_step`` without importing 
 so the web process validates recipes with the same rules the engine applies.
 """
 
+import math
 import time
 
 import numpy as np
@@ -112,7 +113,14 @@ def validate_step(step):
     if name not in TECHNIQUES:
         available = ", ".join(sorted(TECHNIQUES))
         raise ValueError(f"unknown technique {name!r}; available: {available}")
-    return {"technique": name, **TECHNIQUES[name].validate(params)}
+    for key, value in params.items():
+        # json.loads accepts Infinity and NaN; no parameter means anything by them.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name} {key} must be a finite number, not {value!r}")
+    try:
+        return {"technique": name, **TECHNIQUES[name].validate(params)}
+    except (TypeError, OverflowError) as exc:
+        raise ValueError(f"{name}: a parameter has a value of the wrong type ({exc})") from None
 
 
 def build_steps(step_specs):

@@ -6,7 +6,9 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
 
+from experiments.comparison import compare_runs
 from experiments.models import Run, Team
 from experiments.services import experiment_create, team_for_user
 
@@ -54,21 +56,20 @@ class Command(BaseCommand):
             self._follow(experiment, poll)
 
     def _follow(self, experiment, poll):
-        seen = {}
-        while True:
-            runs = list(Run.objects.filter(experiment=experiment))
-            for run in runs:
-                key = (run.status, run.epochs_done)
-                if seen.get(run.pk) != key:
-                    seen[run.pk] = key
-                    epochs = experiment.spec["training"]["epochs"]
-                    self.stdout.write(
-                        f"  {run.name:<28} {run.status:<10} epoch {run.epochs_done}/{epochs}"
-                        + (f"  {run.error}" if run.error else "")
-                    )
-            if all(run.has_ended for run in runs):
-                break
-            time.sleep(poll)
+        epochs = experiment.spec["training"]["epochs"]
+        # A terminal gets a bar per run, redrawn in place; a pipe or a CI log gets one
+        # plain line per change, since redrawn bars would fill it with carriage returns.
+        progress = (_Bars(self.stdout, epochs) if self.stdout.isatty()
+                    else _Lines(self.stdout, epochs))
+        try:
+            while True:
+                runs = list(Run.objects.filter(experiment=experiment).order_by("position", "pk"))
+                progress.update(runs)
+                if all(run.has_ended for run in runs):
+                    break
+                time.sleep(poll)
+        finally:
+            progress.close()
         failed = [run for run in runs if run.status != Run.Status.SUCCEEDED]
         for run in runs:
             result = run.result or {}
@@ -76,7 +77,96 @@ class Command(BaseCommand):
                 f"  {run.name:<28} {run.status:<10} accuracy {result.get('test_accuracy')}"
                 f"  latency p50 {result.get('latency_ms_p50')} ms  size {result.get('model_bytes')}"
             )
+        self._speedups(runs)
         if failed:
             raise CommandError(f"{len(failed)} of {len(runs)} runs did not succeed.")
         self.stdout.write(self.style.SUCCESS(f"All {len(runs)} runs succeeded."))
 
+    def _speedups(self, runs):
+        rows = compare_runs(runs)
+        if not rows:
+            self.stdout.write("No speedups: they need a succeeded baseline and a succeeded "
+                              "recipe.")
+            return
+        self.stdout.write("Speedups against the baseline (95% confidence interval in "
+                          "brackets):")
+        for line in speedup_table(rows):
+            self.stdout.write("  " + line)
+
+
+def _times(value, ci=None):
+    if value is None:
+        return "-"
+    return f"{value:.2f}x" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+SPEEDUP_COLUMNS = ["run", "kind", "train speedup", "inference speedup", "size reduction",
+                   "accuracy delta", "comparable"]
+
+
+def speedup_table(rows) -> list[str]:
+    """compare_runs' rows as aligned text lines, the header first."""
+    cells = [SPEEDUP_COLUMNS] + [[
+        row["name"], row["kind"],
+        _times(row.get("train_speedup"), row.get("train_ci")),
+        _times(row.get("inference_speedup"), row.get("inference_ci")),
+        _times(row.get("size_reduction")),
+        "-" if row.get("accuracy_delta") is None else f"{row['accuracy_delta']:+.4f}",
+        "yes" if row.get("comparable") else "no (different hardware or versions)",
+    ] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(SPEEDUP_COLUMNS))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+            .rstrip() for line in cells]
+
+
+def _state(run):
+    return run.status + (f": {run.error.strip().splitlines()[0]}" if run.error.strip() else "")
+
+
+class _Lines:
+    """One line per run each time its status or epoch count changes."""
+
+    def __init__(self, stdout, epochs):
+        self.stdout, self.epochs, self.seen = stdout, epochs, {}
+
+    def update(self, runs):
+        for run in runs:
+            key = (run.status, run.epochs_done)
+            if self.seen.get(run.pk) != key:
+                self.seen[run.pk] = key
+                self.stdout.write(
+                    f"  {run.name:<28} {run.status:<10} epoch {run.epochs_done}/{self.epochs}"
+                    + (f"  {run.error}" if run.error else "")
+                )
+
+    def close(self):
+        pass
+
+
+class _Bars:
+    """A tqdm bar per run (position i), its epochs done out of the spec's, and its status."""
+
+    def __init__(self, stdout, epochs):
+        # tqdm writes carriage returns and cursor moves itself: give it the raw stream, not
+        # the command's wrapper, which would end each write with a newline.
+        self.file = getattr(stdout, "_out", stdout)
+        self.epochs, self.bars = epochs, {}
+
+    def update(self, runs):
+        width = max(len(run.name) for run in runs)
+        for run in runs:
+            bar = self.bars.get(run.pk)
+            if bar is None:
+                bar = self.bars[run.pk] = tqdm(
+                    total=self.epochs, position=len(self.bars), desc=run.name.ljust(width),
+                    file=self.file, leave=True, dynamic_ncols=True, unit="epoch",
+                    bar_format="{desc} |{bar}| {n_fmt}/{total_fmt} epochs{postfix}",
+                )
+            bar.n = min(run.epochs_done, self.epochs)
+            bar.set_postfix_str(_state(run), refresh=False)
+            bar.refresh()
+
+    def close(self):
+        for bar in self.bars.values():
+            bar.close()
+        self.file.flush()
