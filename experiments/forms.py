@@ -6,18 +6,23 @@ import tempfile
 import zipfile
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from runners import process as engine_process
 from runners.engine import data as engine_data
+from runners.engine import modelfile
 from runners.engine.steps import validate_step
 
 from . import spec as specs
-from .models import Dataset, Recipe, Team
+from .access import can_change
+from .models import Dataset, Membership, Recipe, Team, UploadedModel
 
 ARCH_CHOICES = [
     ("seed_mlp", "Seed MLP (Dense-Dropout-Dense-Dropout-Dense)"),
     ("seed_cnn", "Seed CNN (Conv-Pool-Conv-Pool-Dense)"),
     ("resnet", "ResNet (residual bottleneck blocks)"),
+    ("uploaded", "Uploaded .keras model"),
 ]
 DATASET_CHOICES = [
     ("digits", "Digits (scikit-learn, 8x8 grayscale, 10 classes)"),
@@ -41,6 +46,7 @@ FIELD_FOR_PATH = {
     "dataset.seed": "seed",
     "dataset.dataset_id": "npz_dataset",
     "model.arch": "arch",
+    "model.model_id": "uploaded_model",
     "model.params.units": "mlp_units",
     "model.params.filters": "cnn_filters",
     "model.params.dense": "cnn_dense",
@@ -85,6 +91,9 @@ class ExperimentForm(forms.Form):
     resnet_width = _int("Base width (filters)", specs.MODEL_PARAM_LIMITS["width"], 16,
                         required=False)
     resnet_batch_norm = forms.BooleanField(label="BatchNorm", initial=True, required=False)
+    uploaded_model = forms.ModelChoiceField(
+        label="Uploaded model", queryset=UploadedModel.objects.none(), required=False
+    )
 
     dataset = forms.ChoiceField(choices=DATASET_CHOICES, initial="digits")
     synthetic_samples = _int("Samples", specs.SYNTHETIC_SAMPLES, 2000, required=False)
@@ -120,12 +129,16 @@ class ExperimentForm(forms.Form):
         teams = Team.objects.filter(memberships__user=user)
         self.fields["team"].queryset = teams
         self.fields["npz_dataset"].queryset = Dataset.objects.for_user(user)
+        self.fields["uploaded_model"].queryset = UploadedModel.objects.for_user(user)
         self.fields["library"].queryset = Recipe.objects.for_user(user).select_related("team")
         self.fields["hardware"].choices = hardware_choices()
         self.spec = None
 
     def _model(self, data):
         arch = data.get("arch")
+        if arch == "uploaded":
+            chosen = data.get("uploaded_model")
+            return {"arch": "uploaded", "model_id": chosen.pk if chosen else None}
         pick = {
             "seed_mlp": {"units": "mlp_units", "dropout": "mlp_dropout"},
             "seed_cnn": {"filters": "cnn_filters", "dense": "cnn_dense",
@@ -256,6 +269,61 @@ class DatasetUploadForm(forms.Form):
         return upload
 
 
+class ModelUploadForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), empty_label=None)
+    file = forms.FileField(help_text="A classifier saved with model.save('model.keras'): "
+                                     "built-in Keras layers only (no Lambda, no custom "
+                                     "classes), one input of fixed shape, a softmax or "
+                                     "logits output.")
+
+    def __init__(self, *args, user, max_bytes, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].queryset = Team.objects.filter(memberships__user=user)
+        self.user = user
+        self.max_bytes = max_bytes
+        self.description = None
+
+    def clean_team(self):
+        team = self.cleaned_data["team"]
+        if not can_change(self.user, team.pk):
+            raise ValidationError("Viewers cannot upload models to this team.")
+        return team
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        name = os.path.basename(upload.name)
+        if not name.lower().endswith(".keras"):
+            raise ValidationError("Upload a model in the native .keras format "
+                                  "(model.save('model.keras')); .h5 files and SavedModel "
+                                  "folders are not accepted.")
+        if upload.size > self.max_bytes:
+            raise ValidationError(
+                f"The file is {upload.size:,} bytes; the limit is {self.max_bytes:,}."
+            )
+        if "team" in self.errors:
+            return upload  # refused anyway: spare the check its Keras process
+        try:
+            with tempfile.TemporaryDirectory(prefix="accelweb-model-") as tmp:
+                path = os.path.join(tmp, "upload.keras")
+                with open(path, "wb") as copy:
+                    for chunk in upload.chunks():
+                        copy.write(chunk)
+                # Zip and JSON first, in this process and without Keras: a Lambda or a
+                # custom class is refused before anything can deserialize it.
+                modelfile.check_archive(path, name=name)
+                self.description = engine_process.inspect_model(path, name=name)
+        except ValueError as exc:
+            raise ValidationError(str(exc).replace(path, name)) from None
+        finally:
+            upload.seek(0)
+        limit = settings.ACCELWEB_MAX_PARAMS
+        if self.description["params"] > limit:
+            raise ValidationError(f"This model has {self.description['params']:,} "
+                                  f"parameters; the limit is {limit:,}.")
+        return upload
+
+
 class RecipeForm(forms.Form):
     """A recipe for the library: from a run (steps given) or written as JSON."""
 
@@ -293,3 +361,35 @@ class RecipeForm(forms.Form):
             except ValueError as exc:
                 raise ValidationError(f"Step {index}: {exc}") from None
         return cleaned
+
+
+class MemberAddForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+
+
+class CommentForm(forms.Form):
+    """A comment's Markdown body, and optionally the run (of this experiment) it is about."""
+
+    body = forms.CharField(label="Comment", widget=forms.Textarea(attrs={"rows": 3}),
+                           help_text="Markdown; HTML is not rendered.",
+                           error_messages={"required": "The comment is empty."})
+    run = forms.ModelChoiceField(label="About", queryset=None, required=False,
+                                 empty_label="the whole experiment")
+
+    def __init__(self, *args, experiment, **kwargs):
+        from django.core.validators import MaxLengthValidator
+
+        from .models import Comment
+
+        super().__init__(*args, **kwargs)
+        self.fields["run"].queryset = experiment.runs.all()
+        limit = Comment._meta.get_field("body").max_length
+        self.fields["body"].validators.append(MaxLengthValidator(
+            limit, message=f"The comment is too long: the limit is {limit:,} characters."))
+        self.fields["body"].widget.attrs["maxlength"] = limit
+
+
+class SignOffForm(forms.Form):
+    note = forms.CharField(required=False, max_length=2000,
+                           widget=forms.TextInput(attrs={"placeholder": "Note (optional)"}))

@@ -4,11 +4,29 @@ import logging
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.utils.formats import date_format
 
+from runners.engine.steps import validate_step
+
+from .access import CHANGE_ROLES, require_member, role_in
 from .comparison import compare_runs
-from .models import Experiment, Membership, Run, RunEvent, Team, experiment_group
+from .models import (
+    Comment,
+    Dataset,
+    Experiment,
+    Membership,
+    Recipe,
+    Run,
+    RunEvent,
+    SignOff,
+    Team,
+    UploadedModel,
+    experiment_group,
+)
 from .selectors import run_state
 from .spec import validate_spec
 
@@ -119,7 +137,6 @@ def run_rerun(run: Run) -> bool:
 
 
 def dataset_create(*, team: Team, user, name: str, upload, description: dict):
-    from .models import Dataset
 
     return Dataset.objects.create(
         team=team, name=name, file=upload, uploaded_by=user,
@@ -131,10 +148,20 @@ def dataset_create(*, team: Team, user, name: str, upload, description: dict):
     )
 
 
+def uploaded_model_create(*, team: Team, user, name: str, upload, description: dict):
+    """Store a .keras file the upload form has checked (ModelUploadForm.description)."""
+    return UploadedModel.objects.create(
+        team=team, name=name, file=upload, uploaded_by=user,
+        input_shape=list(description["input_shape"]),
+        num_classes=description["num_classes"],
+        params=description["params"],
+        layers=description["layers"],
+        size_bytes=upload.size,
+    )
+
+
 def demo_setup(*, password: str):
     """The demo user (a superuser, so the admin can be tried) in the demo team."""
-    from django.contrib.auth import get_user_model
-
     User = get_user_model()
     user, _ = User.objects.get_or_create(username="demo", defaults={"email": "demo@example.com"})
     user.is_staff = user.is_superuser = True
@@ -148,12 +175,196 @@ def demo_setup(*, password: str):
 
 def recipe_save(*, team: Team, user, name: str, steps: list, description: str = ""):
     """Save (or replace) a named recipe in the team's library."""
-    from runners.engine.steps import validate_step
-
-    from .models import Recipe
-
     steps = [validate_step(step) for step in steps]
     return Recipe.objects.update_or_create(
         team=team, name=name,
         defaults={"steps": steps, "description": description, "created_by": user},
     )
+
+
+def team_member_add(*, team: Team, username: str, role: str) -> Membership:
+    """Add an existing user to the team, or change the role of one already in it."""
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise ValueError(f"There is no user named “{username}”.")
+    membership = Membership.objects.filter(team=team, user=user).first()
+    if membership is not None:
+        team_member_set_role(membership=membership, role=role)
+        return membership
+    return Membership.objects.create(team=team, user=user, role=role)
+
+
+def _other_admins(membership: Membership) -> bool:
+    return Membership.objects.filter(
+        team=membership.team_id, role=Membership.Role.ADMIN
+    ).exclude(pk=membership.pk).exists()
+
+
+def team_member_set_role(*, membership: Membership, role: str) -> None:
+    if role not in Membership.Role.values:
+        raise ValueError(f"“{role}” is not a role: choose viewer, member or admin.")
+    demoted = membership.role == Membership.Role.ADMIN and role != Membership.Role.ADMIN
+    if demoted and not _other_admins(membership):
+        raise ValueError("A team needs at least one admin: make someone else admin first.")
+    membership.role = role
+    membership.save(update_fields=["role"])
+
+
+def team_member_remove(*, membership: Membership) -> None:
+    if membership.role == Membership.Role.ADMIN and not _other_admins(membership):
+        raise ValueError("A team needs at least one admin: make someone else admin first.")
+    membership.delete()
+
+
+# Discussion: comments and sign-offs.
+
+
+class SignOffRefused(Exception):
+    """A run that may not be signed off; the message says which condition failed."""
+def comment_add(*, experiment: Experiment, run: Run | None = None, user, body: str):
+    """A team member's comment (viewers included) on the experiment or one of its runs."""
+
+
+    if role_in(user, experiment.team_id) is None:
+        raise PermissionDenied("Only the team's members can comment.")
+    if run is not None and run.experiment_id != experiment.pk:
+        raise ValidationError("That run belongs to another experiment.")
+    body = (body or "").strip()
+    limit = Comment._meta.get_field("body").max_length
+    if not body:
+        raise ValidationError("The comment is empty.")
+    if len(body) > limit:
+        raise ValidationError(f"The comment is {len(body):,} characters; the limit is {limit:,}.")
+    comment = Comment.objects.create(experiment=experiment, run=run, author=user, body=body)
+    _discussion_changed(experiment.pk, {"type": "comment", "action": "added",
+                                        "comment": comment.pk, "run": comment.run_id})
+    return comment
+
+
+def comment_delete(*, comment, user) -> None:
+    """Its author or a team admin may delete a comment."""
+    if comment.author_id != user.pk and (
+        role_in(user, comment.experiment.team_id) != Membership.Role.ADMIN
+    ):
+        raise PermissionDenied("Only its author or a team admin can delete this comment.")
+    payload = {"type": "comment", "action": "deleted", "comment": comment.pk,
+               "run": comment.run_id}
+    comment.delete()
+    _discussion_changed(comment.experiment_id, payload)
+
+
+def _discussion_changed(experiment_id: int, payload: dict) -> None:
+    transaction.on_commit(lambda: broadcast(experiment_group(experiment_id), payload))
+
+
+def _interval(ci) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def _not_faster(what: str, ci) -> str:
+    if ci is None:
+        return (f"The {what} speedup has no confidence interval (too few timed repeats): "
+                "no evidence it is faster.")
+    if ci[1] < 1.0:
+        return f"The {what} speedup interval {_interval(ci)} is below 1.0: it is slower."
+    return f"The {what} speedup interval {_interval(ci)} includes 1.0: no evidence it is faster."
+
+
+def signoff_blockers(*, run: Run, runs: list[Run], rows: list[dict] | None = None):
+    """Why `run` cannot be signed off, and the evidence when it can: (reasons, evidence),
+    exactly one of them empty. `runs` are all the experiment's runs, `rows` their
+    compare_runs() when the caller has it; no queries beyond run.experiment.
+
+    The rule: a succeeded run other than the baseline, measured on the same hardware and
+    software as the baseline, whose training or inference speedup interval lies above 1.0
+    (for a quantized run, inference against float32 TFLite counts too), and whose test
+    accuracy fell by no more than the experiment's accuracy budget."""
+    name = run.name
+    if run.is_baseline:
+        return [f"“{name}” is the baseline the other runs are measured against."], None
+    if run.status != Run.Status.SUCCEEDED:
+        return [f"“{name}” has not succeeded (it is {run.get_status_display().lower()})."], None
+    rows = compare_runs(runs) if rows is None else rows
+    mine = {row["kind"]: row for row in rows if row["run_id"] == run.pk}
+    row = mine.get("vs baseline")
+    if row is None:
+        return ["The baseline has not succeeded, so there is nothing to compare with."], None
+    if not row["comparable"]:
+        why = row.get("not_comparable_reason") or "their fingerprints differ"
+        return [f"“{name}” ran on other hardware or software than the baseline: {why}. "
+                "Its speedup is not comparable."], None
+
+    measured = [("training", row.get("train_speedup"), row.get("train_ci")),
+                ("inference", row.get("inference_speedup"), row.get("inference_ci"))]
+    reference = mine.get("vs float32 TFLite")
+    if reference:
+        measured.append(("inference (against float32 TFLite)",
+                         reference.get("inference_speedup"), reference.get("inference_ci")))
+    measured = [(what, speedup, ci) for what, speedup, ci in measured if speedup is not None]
+    faster = [what for what, _, ci in measured if ci and ci[0] > 1.0]
+    reasons = []
+    if not measured:
+        reasons.append("No speedup was measured against the baseline.")
+    elif not faster:
+        reasons += [_not_faster(what, ci) for what, _, ci in measured]
+
+    budget = run.experiment.accuracy_budget
+    delta = row.get("accuracy_delta")
+    if delta is None:
+        reasons.append("The test accuracy of this run or of the baseline is missing, so its "
+                       "cost in accuracy is unknown.")
+    elif delta < -budget:
+        reasons.append(f"Test accuracy fell by {-delta * 100:.2f} points, more than the "
+                       f"budget of {budget * 100:.2f} points.")
+    if reasons:
+        return reasons, None
+    return [], {"row": row, "reference_row": reference, "faster": faster,
+                "accuracy_budget": budget}
+
+
+def model_label(spec: dict) -> str:
+    """What a sign-off approves a recipe for: the model and the dataset."""
+    dataset = spec.get("dataset") or {}
+    name = dataset.get("label") or dataset.get("name") or "?"
+    model = spec.get("model") or {}
+    return f"{model.get('label') or model.get('arch', '?')} on {name}"[:300]
+
+
+def signoff_create(*, run: Run, user, note: str = ""):
+    """A member's approval of a run, refused (SignOffRefused) unless signoff_blockers
+    finds nothing; viewers get PermissionDenied."""
+    require_member(user, run.experiment.team_id)
+    with transaction.atomic():
+        # Lock the run: a re-run must not reset it between the check and the approval.
+        run = Run.objects.select_for_update(of=("self",)).select_related("experiment").get(
+            pk=run.pk
+        )
+        existing = SignOff.objects.filter(run=run).select_related("approved_by").first()
+        if existing:
+            raise SignOffRefused(
+                f"“{run.name}” was already signed off by {existing.approved_by or 'someone'} "
+                f"on {date_format(existing.created_at, 'Y-m-d')}."
+            )
+        reasons, evidence = signoff_blockers(run=run, runs=list(run.experiment.runs.all()))
+        if reasons:
+            raise SignOffRefused(" ".join(reasons))
+        signoff = SignOff.objects.create(
+            experiment=run.experiment, run=run, approved_by=user,
+            model_label=model_label(run.experiment.spec), evidence=evidence,
+            note=(note or "").strip()[:2000],
+        )
+        _discussion_changed(run.experiment_id, {"type": "signoff", "action": "added",
+                                                "run": run.pk, "signoff": signoff.pk})
+    return signoff
+
+
+def signoff_revoke(*, signoff, user) -> None:
+    """The approver or a team admin may take a sign-off back."""
+    role = role_in(user, signoff.experiment.team_id)
+    approver = signoff.approved_by_id == user.pk and role in CHANGE_ROLES
+    if not (approver or role == Membership.Role.ADMIN):
+        raise PermissionDenied("Only the approver or a team admin can revoke this sign-off.")
+    payload = {"type": "signoff", "action": "revoked", "run": signoff.run_id,
+               "signoff": signoff.pk}
+    signoff.delete()
+    _discussion_changed(signoff.experiment_id, payload)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import pages
+from .views import discussion, pages, review, teams, uploads
 
 urlpatterns = [
     path("", pages.home, name="home"),
@@ -24,7 +24,28 @@ urlpatterns = [
 ]
 
 # Review: charts, cross-experiment compare, print report (experiments.views.review).
+urlpatterns += [
+    path("compare/", review.compare, name="compare"),
+    path("experiments/<int:pk>/report/", review.experiment_report, name="experiment_report"),
+]
 
 # Discussion: comments and sign-offs (experiments.views.discussion).
+urlpatterns += [
+    path("experiments/<int:pk>/comments/", discussion.comment_add, name="comment_add"),
+    path("comments/<int:pk>/delete/", discussion.comment_delete, name="comment_delete"),
+    path("runs/<int:pk>/signoff/", discussion.run_signoff, name="run_signoff"),
+    path("signoffs/<int:pk>/revoke/", discussion.signoff_revoke, name="signoff_revoke"),
+]
 
 # Uploads: .keras models (experiments.views.uploads).
+urlpatterns += [
+    path("models/", uploads.model_list, name="model_list"),
+]
+
+# Teams: members and roles (experiments.views.teams).
+urlpatterns += [
+    path("teams/", teams.team_list, name="team_list"),
+    path("teams/<int:pk>/members/", teams.team_member_add, name="team_member_add"),
+    path("teams/<int:pk>/members/<int:membership_id>/", teams.team_member_update,
+         name="team_member_update"),
+]

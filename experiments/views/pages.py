@@ -16,10 +16,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from .. import services
 from ..access import can_change, experiment_for_user, require_member, run_for_user, run_to_change
-from ..comparison import advice_checks
+from ..comparison import advice_checks, compare_runs
 from ..forms import DatasetUploadForm, ExperimentForm, RecipeForm
-from ..models import Dataset, Experiment, Recipe, Run, Worker
-from ..selectors import advice_before_run, experiment_snapshot
+from ..models import Dataset, Experiment, Recipe, Run, RunEvent, Worker
+from ..selectors import EPOCH_KEYS, advice_before_run, experiment_snapshot, run_state
 from ..techniques import catalog, presets
 
 
@@ -34,7 +34,32 @@ def home(request):
             failed=Count("runs", filter=Q(runs__status="failed")),
         )[:100]
     )
-    return render(request, "experiments/home.html", {"experiments": experiments})
+    from django.core.cache import cache
+
+    from runners.fleet import queue_depths
+
+    from ..models import SignOff
+
+    running = (
+        Run.objects.filter(status=Run.Status.RUNNING,
+                           experiment__team__memberships__user=request.user)
+        .select_related("experiment").order_by("started_at", "pk")[:50]
+    )
+    signoffs = (
+        SignOff.objects.filter(experiment__team__memberships__user=request.user)
+        .select_related("run", "experiment", "approved_by")[:10]
+    )
+    # An unreachable broker costs its connect timeout (about 2 s); remember that it did
+    # not answer for a while instead of paying it on every view of the home page.
+    depths = cache.get("home.queue_depths")
+    if depths is None:
+        depths = queue_depths(["cpu", "gpu"])
+        if all(depth is None for depth in depths.values()):
+            cache.set("home.queue_depths", depths, 15)
+    return render(request, "experiments/home.html", {
+        "experiments": experiments, "running": running, "signoffs": signoffs,
+        "depths": depths,
+    })
 
 
 @login_required
@@ -61,9 +86,17 @@ def experiment_new(request):
     return render(request, "experiments/new.html", context, status=status)
 
 
+CURVE_COLUMNS = (("loss", "Loss"), ("accuracy", "Accuracy"), ("val_loss", "Val. loss"),
+                 ("val_accuracy", "Val. accuracy"))
+
+
 def _results_context(experiment):
     runs = list(experiment.runs.all())
     snapshot = experiment_snapshot(experiment, runs)
+    curve_rows = [
+        {"run": run, "cells": [{"key": key, **state["summary"][key]} for key, _ in CURVE_COLUMNS]}
+        for run, state in zip(runs, snapshot["runs"], strict=True)
+    ]
     return {
         "experiment": experiment,
         "runs": runs,
@@ -71,6 +104,8 @@ def _results_context(experiment):
         "snapshot": snapshot,
         "comparison": snapshot["comparison"],
         "advice": advice_checks(runs),
+        "curve_columns": CURVE_COLUMNS,
+        "curve_rows": curve_rows,
     }
 
 
@@ -116,16 +151,19 @@ def experiment_export(request, pk, fmt):
     experiment = experiment_for_user(request.user, pk)
     runs = list(experiment.runs.all())
     if fmt == "json":
-        snapshot = experiment_snapshot(experiment, runs)
-        results = {run.pk: run.result for run in runs}
+        # Every epoch, not the downsampled curves the page draws.
+        epochs = {run.pk: [] for run in runs}
+        for run_id, data in RunEvent.objects.filter(
+            run__experiment=experiment, kind="epoch"
+        ).order_by("run_id", "seq").values_list("run_id", "data"):
+            epochs[run_id].append({key: data.get(key) for key in EPOCH_KEYS})
         data = {
             "experiment": {"id": experiment.pk, "name": experiment.name,
                            "team": experiment.team.name, "spec": experiment.spec,
                            "created_at": experiment.created_at.isoformat()},
-            "runs": [{**state, "steps": run.steps, "result": results[run.pk],
-                      "stderr_tail": run.stderr_tail}
-                     for state, run in zip(snapshot["runs"], runs, strict=True)],
-            "comparison": snapshot["comparison"],
+            "runs": [{**run_state(run), "steps": run.steps, "epochs": epochs[run.pk],
+                      "result": run.result, "stderr_tail": run.stderr_tail} for run in runs],
+            "comparison": compare_runs(runs),
         }
         response = JsonResponse(data, json_dumps_params={"indent": 2})
     else:

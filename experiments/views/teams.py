@@ -1,0 +1,75 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from .. import services
+from ..access import role_in
+from ..forms import MemberAddForm
+from ..models import Membership, Team
+
+
+def _team_to_manage(user, pk) -> Team:
+    team = get_object_or_404(Team.objects.filter(memberships__user=user), pk=pk)
+    if role_in(user, team.pk) != Membership.Role.ADMIN:
+        raise PermissionDenied("Only the team's admins manage its members.")
+    return team
+
+
+@login_required
+def team_list(request):
+    if not request.user.teams.exists():
+        services.team_for_user(request.user)
+    memberships = (
+        Membership.objects.filter(user=request.user).select_related("team").order_by("team__name")
+    )
+    managed = [m.team_id for m in memberships if m.role == Membership.Role.ADMIN]
+    members = (
+        Membership.objects.filter(team__in=managed).select_related("user").order_by("user__username")
+    )
+    by_team = {}
+    for membership in members:
+        by_team.setdefault(membership.team_id, []).append(membership)
+    teams = [{"membership": m, "members": by_team.get(m.team_id),
+              "form": MemberAddForm(prefix=f"team{m.team_id}")} for m in memberships]
+    return render(request, "experiments/teams.html",
+                  {"teams": teams, "roles": Membership.Role.choices})
+
+
+@login_required
+@require_POST
+def team_member_add(request, pk):
+    team = _team_to_manage(request.user, pk)
+    form = MemberAddForm(request.POST, prefix=f"team{team.pk}")
+    if form.is_valid():
+        try:
+            membership = services.team_member_add(
+                team=team, username=form.cleaned_data["username"], role=form.cleaned_data["role"]
+            )
+        except ValueError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"{membership.user} is now a {membership.role} of {team}.")
+    else:
+        messages.error(request, " ".join(e for errs in form.errors.values() for e in errs))
+    return redirect("team_list")
+
+
+@login_required
+@require_POST
+def team_member_update(request, pk, membership_id):
+    team = _team_to_manage(request.user, pk)
+    membership = get_object_or_404(Membership.objects.select_related("user"), pk=membership_id,
+                                   team=team)
+    role = request.POST.get("role", "")
+    try:
+        if role == "remove":
+            services.team_member_remove(membership=membership)
+            messages.info(request, f"Removed {membership.user} from {team}.")
+        else:
+            services.team_member_set_role(membership=membership, role=role)
+            messages.success(request, f"{membership.user} is now a {role} of {team}.")
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    return redirect("team_list")
