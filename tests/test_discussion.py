@@ -374,7 +374,7 @@ def test_it_refuses_a_viewer(client, bob, experiment):
 def refusal(client, user, run):
     response = sign_off(client, user, run)
     assert response.status_code == 302
-    assert response.url == reverse("experiment_detail", args=[run.experiment_id]) + "#discussion"
+    assert response.url == reverse("experiment_detail", args=[run.experiment_id]) + "#signoffs"
     assert not SignOff.objects.filter(run=run).exists()
     [message] = flashed(response)
     return message

@@ -180,3 +180,95 @@ def test_it_follows_a_cli_submission_on_the_embedded_default(tmp_path):
         assert "All 3 runs succeeded." in done.stdout
     finally:
         stack.stop()
+
+
+def _review_spec(name, batch_size):
+    return {
+        "name": name,
+        "model": {"arch": "seed_mlp", "params": {}},
+        "dataset": {"name": "digits"},
+        "training": {"epochs": 2, "batch_size": batch_size, "seed": 0},
+        "hardware": "cpu",
+        "accuracy_budget": 0.05,
+        "recipes": [{"name": "int8", "steps": [{"technique": "ptq", "mode": "dynamic_int8"}]}],
+        "benchmark": {"trials": 3, "latency_samples": 30, "warmup": 5},
+    }
+
+
+def test_it_reviews_compares_comments_and_signs_off(production_stack, alice, tmp_path):
+    """The review flow on real runs: two experiments submitted from the CLI, then in the
+    browser a sign-off of the int8 recipe (dynamic-range PTQ of a Dense model answers
+    many times faster than Keras at batch 1), a Markdown comment with hostile HTML, and
+    the two int8 runs compared side by side."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from experiments.models import Run
+
+    stack = production_stack
+    names = ["digits MLP, batch 64: int8", "digits MLP, batch 32: int8"]
+    for index, (name, batch) in enumerate(zip(names, (64, 32), strict=True)):
+        spec = tmp_path / f"review{index}.json"
+        spec.write_text(json.dumps(_review_spec(name, batch)))
+        stack.manage("submit", str(spec), "--user", "e2e-alice")
+    int8_runs = list(Run.objects.filter(name="int8").order_by("experiment_id"))
+    experiment_id = int8_runs[0].experiment_id
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = _browser(playwright)
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        dialogs = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        try:
+            page.goto(stack.url + "login/")
+            page.fill("#id_username", "e2e-alice")
+            page.fill("#id_password", PASSWORD)
+            page.click("main button[type=submit]")
+            page.wait_for_url(stack.url)
+            for experiment in {run.experiment_id for run in int8_runs}:
+                page.goto(f"{stack.url}experiments/{experiment}/")
+                page.wait_for_function(
+                    """() => window.accelweb && window.accelweb.state.runs.every((run) =>
+                         ["succeeded", "failed", "cancelled"].includes(run.status))""",
+                    timeout=420_000,
+                )
+                statuses = page.locator("tr[data-run-id] .run-status").all_inner_texts()
+                assert statuses == ["Succeeded"] * 2, (statuses, stack.log_tails())
+
+            # Sign off the int8 recipe of the first experiment.
+            page.goto(f"{stack.url}experiments/{experiment_id}/")
+            row = page.locator(f"#signoff-run-{int8_runs[0].pk}")
+            expect(row).to_contain_text("Eligible.")
+            row.locator("input[name=note], textarea[name=note]").fill("Ship the int8 model.")
+            row.locator("button", has_text="Sign off").click()
+            row = page.locator(f"#signoff-run-{int8_runs[0].pk}")
+            expect(row).to_contain_text("Signed off by e2e-alice")
+            expect(row).to_contain_text("Ship the int8 model.")
+
+            # A Markdown comment on the run; its raw HTML is dropped, never run.
+            page.fill("#id_body", "**Ship int8**: same accuracy, far lower latency. "
+                                  "<img src=x onerror=alert(1)>")
+            page.select_option("#comment-run", str(int8_runs[0].pk))
+            page.click(".comment-form button[type=submit]")
+            comment = page.locator(".comment").last
+            expect(comment.locator("strong", has_text="Ship int8")).to_be_visible()
+            assert comment.locator("img").count() == 0
+            page.locator("#discussion").scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "review.png"), full_page=True)
+
+            # Compare the two int8 runs across the experiments.
+            page.goto(stack.url + "compare/")
+            for run in int8_runs:
+                page.check(f"#compare-picker input[value='{run.pk}']")
+            page.click("#compare-picker button[type=submit]")
+            expect(page.locator("#compare-table tbody tr")).to_have_count(2)
+            expect(page.locator("#hardware-warning")).to_have_count(0)  # one worker ran both
+            page.wait_for_function(
+                "() => window.accelweb.compareChart.data.datasets.length >= 2")
+            page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+            assert dialogs == []
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "review-failure.png"), full_page=True)
+            (ARTIFACTS / "review-failure.html").write_text(page.content())
+            raise
+        finally:
+            browser.close()

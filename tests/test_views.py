@@ -326,9 +326,9 @@ def _detail_queries(client, experiment, django_assert_max_num_queries, bound):
     return len(captured)
 
 
-# Session, user, experiment with its team, runs, epoch events; the discussion: the user's
-# role, sign-offs, comments.
-DETAIL_QUERIES = 8
+# Session, user, experiment with its team, runs, epoch events; the sign-offs (the user's
+# role, sign-offs) and the comments (the user's role, comments).
+DETAIL_QUERIES = 9
 
 
 def test_it_draws_the_page_in_a_fixed_number_of_queries(

@@ -1,8 +1,8 @@
-"""The discussion under an experiment (sign-offs and comments) and under a run (its
-comments), in a fixed number of queries: the user's role, the sign-offs, the comments.
+"""Sign-offs and comments, each in a fixed number of queries.
 
     {% load discussion %}
-    {% discussion experiment %}          on the experiment page (reuses its runs/comparison)
+    {% signoffs experiment %}            in the results (reuses their runs and comparison)
+    {% discussion experiment %}          the experiment's comment thread
     {% discussion experiment run=run %}  on a run's page: that run's comments only
 """
 
@@ -31,34 +31,42 @@ def _user(context):
 
 @register.inclusion_tag("experiments/_discussion.html", takes_context=True)
 def discussion(context, experiment, run=None):
+    """The comment thread of an experiment, or of one of its runs, with its form."""
     user = _user(context)
-    role = role_in(user, experiment.team_id)
-    is_admin = role == Membership.Role.ADMIN
+    is_admin = role_in(user, experiment.team_id) == Membership.Role.ADMIN
     comments = Comment.objects.filter(experiment=experiment).select_related("author", "run")
     if run is not None:
         comments = comments.filter(run=run)
     comments = list(comments)
     form = context.get("comment_form") or CommentForm(experiment=experiment)
     selected = form["run"].value() if run is None else run.pk
-    data = {
+    runs = context.get("runs")
+    if run is None and runs is None:  # the "about" choices of the experiment's thread
+        runs = list(experiment.runs.all())
+    return {
         "experiment": experiment,
         "run": run,
-        "can_sign": role in CHANGE_ROLES,
+        "runs": runs,
         "comments": comments,
         "deletable": {c.pk for c in comments if is_admin or c.author_id == user.pk},
         "form": form,
         "selected_run": "" if selected in (None, "") else str(selected),
     }
-    if run is not None:
-        return data
 
-    # The experiment page has already read its runs and compared them; reuse both.
+
+@register.inclusion_tag("experiments/_signoffs.html", takes_context=True)
+def signoffs(context, experiment):
+    """Each recipe run's sign-off, or why it cannot be signed off yet. Part of the results,
+    so it is drawn again whenever a run ends."""
+    user = _user(context)
+    role = role_in(user, experiment.team_id)
+    # The results have already read the runs and compared them; reuse both.
     if "runs" in context and "comparison" in context:
         runs, rows = context["runs"], context["comparison"]
     else:
         runs = list(experiment.runs.all())
         rows = compare_runs(runs)
-    signoffs = {
+    approved = {
         s.run_id: s for s in SignOff.objects.filter(experiment=experiment)
         .select_related("approved_by")
     }
@@ -66,16 +74,19 @@ def discussion(context, experiment, run=None):
     for candidate in runs:
         if candidate.is_baseline:
             continue
-        signoff = signoffs.get(candidate.pk)
+        signoff = approved.get(candidate.pk)
         reasons = [] if signoff else signoff_blockers(run=candidate, runs=runs, rows=rows)[0]
         can_revoke = signoff is not None and (
-            is_admin or (signoff.approved_by_id == user.pk and role in CHANGE_ROLES)
+            role == Membership.Role.ADMIN
+            or (signoff.approved_by_id == user.pk and role in CHANGE_ROLES)
         )
         candidates.append({"run": candidate, "signoff": signoff, "reasons": reasons,
                            "can_revoke": can_revoke})
-    data.update(
-        runs=runs, candidates=candidates, signoff_form=SignOffForm(),
-        model_label=model_label(experiment.spec),
-        budget_points=experiment.accuracy_budget * 100,
-    )
-    return data
+    return {
+        "experiment": experiment,
+        "can_sign": role in CHANGE_ROLES,
+        "candidates": candidates,
+        "signoff_form": SignOffForm(),
+        "model_label": model_label(experiment.spec),
+        "budget_points": experiment.accuracy_budget * 100,
+    }

@@ -15,8 +15,8 @@ from ..models import Comment, SignOff
 from .pages import _results_context
 
 
-def _discussion_url(experiment_id):
-    return reverse("experiment_detail", args=[experiment_id]) + "#discussion"
+def _discussion_url(experiment_id, anchor="discussion"):
+    return reverse("experiment_detail", args=[experiment_id]) + f"#{anchor}"
 
 
 @login_required
@@ -62,14 +62,14 @@ def run_signoff(request, pk):
     form = SignOffForm(request.POST)
     if not form.is_valid():
         messages.error(request, " ".join(e for errs in form.errors.values() for e in errs))
-        return redirect(_discussion_url(run.experiment_id))
+        return redirect(_discussion_url(run.experiment_id, "signoffs"))
     try:
         services.signoff_create(run=run, user=request.user, note=form.cleaned_data["note"])
     except services.SignOffRefused as exc:
         messages.error(request, f"“{run.name}” cannot be signed off. {exc}")
     else:
         messages.success(request, f"Signed off “{run.name}”.")
-    return redirect(_discussion_url(run.experiment_id))
+    return redirect(_discussion_url(run.experiment_id, "signoffs"))
 
 
 @login_required
@@ -82,4 +82,4 @@ def signoff_revoke(request, pk):
     )
     services.signoff_revoke(signoff=signoff, user=request.user)
     messages.info(request, f"Revoked the sign-off of “{signoff.run.name}”.")
-    return redirect(_discussion_url(signoff.experiment_id))
+    return redirect(_discussion_url(signoff.experiment_id, "signoffs"))

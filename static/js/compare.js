@@ -31,6 +31,7 @@
     const byTime = axis && axis.value === "seconds";
     const key = byTime ? "val_accuracy_by_time" : "val_accuracy";
     chart.options.scales.x.title.text = byTime ? "training seconds (cumulative)" : "epoch";
+    chart.options.scales.x.ticks = byTime ? {} : { precision: 0 };  // whole epochs only
     chart.data.datasets = data.runs.map((run, index) => {
       const color = COLORS[index % COLORS.length];
       const points = (run[key] || []).map((p) => ({ x: p[0], y: p[1] }));

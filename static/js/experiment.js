@@ -341,6 +341,8 @@
       if (changed) refreshResults();
       return;
     }
+    // A sign-off given or revoked elsewhere: the server draws the sign-offs with the results.
+    if (message.type === "signoff") { refreshResults(); return; }
     if (!message.run) return;
     const merged = mergeRun(message.run);
     if (!merged) { resync(); return; }
