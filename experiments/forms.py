@@ -39,6 +39,7 @@ FIELD_FOR_PATH = {
     "training.optimizer": "optimizer",
     "training.learning_rate": "learning_rate",
     "training.seed": "seed",
+    "accuracy_budget": "accuracy_budget",
     "dataset.name": "dataset",
     "dataset.samples": "synthetic_samples",
     "dataset.classes": "synthetic_classes",
@@ -113,6 +114,12 @@ class ExperimentForm(forms.Form):
     )
     seed = _int("Seed", specs.SEED, 0)
     hardware = forms.ChoiceField(initial="cpu", help_text="Where the runs execute.")
+    accuracy_budget = forms.FloatField(
+        label="Accuracy budget (points)", min_value=0, max_value=100, initial=1.0,
+        required=False,
+        help_text="The largest drop in test accuracy, in percentage points, that a recipe "
+                  "may cost and still be signed off.",
+    )
 
     recipes_json = forms.CharField(
         label="Recipes (JSON)", required=False, widget=forms.Textarea(attrs={"rows": 6}),
@@ -196,6 +203,9 @@ class ExperimentForm(forms.Form):
             "training": {key: data[key] for key in
                          ("epochs", "batch_size", "optimizer", "learning_rate", "seed")},
             "recipes": self._recipes(data),
+            "accuracy_budget": round(
+                (1.0 if data.get("accuracy_budget") is None else data["accuracy_budget"]) / 100, 6
+            ),
         }
         hardware, _, gpu_model = data["hardware"].partition(":")
         spec["hardware"] = hardware

@@ -65,6 +65,17 @@ def test_it_builds_a_spec_without_recipes(alice, valid_data):
     assert form.spec["recipes"] == []
 
 
+def test_it_takes_the_accuracy_budget_in_points(alice, valid_data):
+    assert experiment_form(alice, valid_data).spec is None  # nothing built before validation
+    form = experiment_form(alice, valid_data, accuracy_budget=2.5)
+
+    assert form.is_valid(), form.errors
+    assert form.spec["accuracy_budget"] == 0.025
+    default = experiment_form(alice, valid_data)
+    assert default.is_valid() and default.spec["accuracy_budget"] == 0.01
+    assert "accuracy_budget" in experiment_form(alice, valid_data, accuracy_budget=101).errors
+
+
 @pytest.mark.parametrize("epochs, message", [
     (0, "Ensure this value is greater than or equal to 1."),
     (501, "Ensure this value is less than or equal to 500."),

@@ -330,3 +330,19 @@ def test_the_engine_trains_an_uploaded_logits_model(keras_files, tmp_path):
     [epoch] = [e for e in events if e["event"] == "epoch"]
     assert epoch["loss"] > 0
     assert result["test_accuracy"] > 0.5  # 10 classes: chance is 0.1
+
+
+def test_it_preselects_an_uploaded_model_for_a_new_experiment(client, alice, alice_team):
+    from experiments.models import UploadedModel
+
+    model = UploadedModel.objects.create(
+        team=alice_team, name="flat", file="models/flat.keras", input_shape=[64],
+        num_classes=10, params=650, layers=1, size_bytes=2000)
+    client.force_login(alice)
+
+    listing = client.get(reverse("model_list")).content.decode()
+    assert f'{reverse("experiment_new")}?model={model.pk}' in listing
+    page = client.get(reverse("experiment_new"), {"model": model.pk}).content.decode()
+    assert '<option value="uploaded" selected>' in page
+    assert f'<option value="{model.pk}" selected>flat</option>' in page
+    assert client.get(reverse("experiment_new"), {"model": "junk"}).status_code == 200

@@ -68,7 +68,9 @@ def experiment_new(request):
         services.team_for_user(request.user)
     initial = {}
     if "dataset" in request.GET:
-        initial = {"dataset": "npz", "npz_dataset": request.GET.get("dataset")}
+        initial.update(dataset="npz", npz_dataset=request.GET.get("dataset"))
+    if "model" in request.GET:
+        initial.update(arch="uploaded", uploaded_model=request.GET.get("model"))
     form = ExperimentForm(request.POST or None, user=request.user, initial=initial)
     if request.method == "POST" and form.is_valid():
         team = form.cleaned_data["team"]
