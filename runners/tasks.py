@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from experiments.models import Run
+from experiments.models import Dataset, Run, UploadedModel
 from experiments.services import run_record_event, run_status_changed
 from experiments.spec import engine_spec
 
@@ -17,6 +17,14 @@ from .hardware import device_for_slot
 from .process import run_engine
 
 log = logging.getLogger(__name__)
+
+
+def _upload_path(model, what, pk):
+    """The file of an uploaded dataset or model the spec names."""
+    upload = model.objects.filter(pk=pk).first()
+    if upload is None:
+        raise FileNotFoundError(f"The uploaded {what} has been deleted.")
+    return upload.file.path
 
 
 @shared_task(bind=True, name="runners.execute_run", acks_late=True)
@@ -28,27 +36,16 @@ def execute_run(self, run_id: int) -> str:
         return "skipped"
     run_status_changed(run)
 
-    dataset_path = None
-    if run.experiment.spec["dataset"]["name"] == "npz":
-        from experiments.models import Dataset
-
-        dataset = Dataset.objects.filter(pk=run.experiment.spec["dataset"]["dataset_id"]).first()
-        if dataset is None:
-            run.mark_finished(Run.Status.FAILED, error="The uploaded dataset has been deleted.")
-            run_status_changed(run)
-            return run.status
-        dataset_path = dataset.file.path
-
-    model_path = None
-    if run.experiment.spec["model"]["arch"] == "uploaded":
-        from experiments.models import UploadedModel
-
-        uploaded = UploadedModel.objects.filter(pk=run.experiment.spec["model"]["model_id"]).first()
-        if uploaded is None:
-            run.mark_finished(Run.Status.FAILED, error="The uploaded model has been deleted.")
-            run_status_changed(run)
-            return run.status
-        model_path = uploaded.file.path
+    spec = run.experiment.spec
+    try:
+        dataset_path = _upload_path(Dataset, "dataset", spec["dataset"].get("dataset_id")) \
+            if spec["dataset"]["name"] == "npz" else None
+        model_path = _upload_path(UploadedModel, "model", spec["model"].get("model_id")) \
+            if spec["model"]["arch"] == "uploaded" else None
+    except FileNotFoundError as exc:
+        run.mark_finished(Run.Status.FAILED, error=str(exc))
+        run_status_changed(run)
+        return run.status
 
     artifacts = run.artifacts_dir
     shutil.rmtree(artifacts, ignore_errors=True)
