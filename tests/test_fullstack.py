@@ -205,7 +205,8 @@ def test_it_reviews_compares_comments_and_signs_off(production_stack, alice, tmp
     from experiments.models import Run
 
     stack = production_stack
-    names = ["digits MLP, batch 64: int8", "digits MLP, batch 32: int8"]
+    # The second name is hostile: every page and chart label must show it as text.
+    names = ["digits MLP, batch 64: int8", "batch 32 <img src=x onerror=alert(1)>"]
     for index, (name, batch) in enumerate(zip(names, (64, 32), strict=True)):
         spec = tmp_path / f"review{index}.json"
         spec.write_text(json.dumps(_review_spec(name, batch)))
@@ -264,8 +265,9 @@ def test_it_reviews_compares_comments_and_signs_off(production_stack, alice, tmp
             expect(page.locator("#hardware-warning")).to_have_count(0)  # one worker ran both
             page.wait_for_function(
                 "() => window.accelweb.compareChart.data.datasets.length >= 2")
+            expect(page.locator("#compare-table")).to_contain_text(names[1])
             page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
-            assert dialogs == []
+            assert dialogs == []  # no alert(1) ran anywhere
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "review-failure.png"), full_page=True)
             (ARTIFACTS / "review-failure.html").write_text(page.content())
