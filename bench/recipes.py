@@ -128,6 +128,21 @@ def table(rows):
     return "\n".join(lines)
 
 
+# The sections this script writes; other benchmarks (bench/curves.py) add their own.
+OWN_SECTIONS = ("## Fingerprint", "## Results")
+
+
+def other_sections(text: str, *, own) -> str:
+    """The level-2 sections of a benchmarks file that another script wrote."""
+    kept, keep = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("## "):
+            keep = not line.startswith(own)
+        if keep:
+            kept.append(line)
+    return "".join(kept)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=3)
@@ -188,7 +203,9 @@ This machine's timings are noisy (other processes share its two cores); read the
 ## Results
 
 {chr(10).join(sections)}"""
-    Path(args.output).write_text(text)
+    output = Path(args.output)
+    kept = other_sections(output.read_text() if output.exists() else "", own=OWN_SECTIONS)
+    output.write_text(text.rstrip("\n") + "\n" + ("\n" + kept if kept else ""))
     print(f"wrote {args.output} in {minutes:.1f} min", file=sys.stderr)
 
 
