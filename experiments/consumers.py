@@ -1,3 +1,5 @@
+import time
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -7,6 +9,9 @@ from .selectors import experiment_snapshot
 # Close codes in the application range (4000-4999), so the browser can tell why.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
+# How stale the membership check of an open socket may get before an event re-checks it:
+# a user removed from the team stops receiving within this many seconds.
+ACCESS_RECHECK_SECONDS = 5
 
 
 class ExperimentConsumer(AsyncJsonWebsocketConsumer):
@@ -22,7 +27,8 @@ class ExperimentConsumer(AsyncJsonWebsocketConsumer):
         if experiment is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        self.experiment = experiment
+        self.user, self.experiment = user, experiment
+        self.checked_at = time.monotonic()
         self.group_name = experiment.group_name
         # Join before reading the snapshot: an event in between arrives twice, never
         # zero times, and the browser's update is idempotent.
@@ -36,10 +42,23 @@ class ExperimentConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content, **kwargs):
         if isinstance(content, dict) and content.get("type") == "resync":
-            await self.send_json({"type": "snapshot", "snapshot": await self._snapshot()})
+            if await self._still_allowed(force=True):
+                await self.send_json({"type": "snapshot", "snapshot": await self._snapshot()})
 
     async def group_event(self, message):
-        await self.send_json(message["payload"])
+        if await self._still_allowed():
+            await self.send_json(message["payload"])
+
+    async def _still_allowed(self, force=False):
+        """Membership is checked again on a resync and, at most every few seconds, on
+        events: removing someone from the team cuts off their open sockets too."""
+        if not force and time.monotonic() - self.checked_at < ACCESS_RECHECK_SECONDS:
+            return True
+        allowed = await self._experiment(self.user, self.experiment.pk) is not None
+        self.checked_at = time.monotonic()
+        if not allowed:
+            await self.close(code=CLOSE_NOT_FOUND)
+        return allowed
 
     @database_sync_to_async
     def _experiment(self, user, pk):

@@ -179,3 +179,40 @@ def test_it_sends_a_fresh_snapshot_on_resync(experiment, alice):
         await ws.disconnect()
 
     async_to_sync(scenario)()
+
+
+def test_it_cuts_off_a_member_removed_from_the_team(experiment, bob, monkeypatch):
+    from experiments import consumers
+    from experiments.models import Membership
+
+    headers = [session_cookie(bob), ORIGIN]
+
+    async def scenario():
+        ws = communicator(experiment.pk, headers)
+        assert await ws.connect(timeout=TIMEOUT) == (True, None)
+        assert (await ws.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+        await database_sync_to_async(
+            Membership.objects.filter(user=bob, team=experiment.team).delete)()
+
+        # A resync re-checks at once: no snapshot, the socket is closed as "not found".
+        await ws.send_json_to({"type": "resync"})
+        assert await ws.receive_output(timeout=TIMEOUT) == {
+            "type": "websocket.close", "code": CLOSE_NOT_FOUND}
+        await ws.disconnect()
+
+        # Events re-check too, once the last check is older than the allowed staleness.
+        await database_sync_to_async(Membership.objects.create)(
+            user=bob, team=experiment.team, role=Membership.Role.VIEWER)
+        ws = communicator(experiment.pk, headers)
+        assert await ws.connect(timeout=TIMEOUT) == (True, None)
+        await ws.receive_json_from(timeout=TIMEOUT)
+        await database_sync_to_async(
+            Membership.objects.filter(user=bob, team=experiment.team).delete)()
+        monkeypatch.setattr(consumers, "ACCESS_RECHECK_SECONDS", 0)
+        await database_sync_to_async(services.broadcast)(experiment.group_name,
+                                                         {"type": "ping"})
+        assert await ws.receive_output(timeout=TIMEOUT) == {
+            "type": "websocket.close", "code": CLOSE_NOT_FOUND}
+        await ws.disconnect()
+
+    async_to_sync(scenario)()
