@@ -53,11 +53,24 @@ def team_for_user(user, team_name: str | None = None) -> Team:
         return Team.objects.get(name=team_name, memberships__user=user)
     team = Team.objects.filter(memberships__user=user).order_by("pk").first()
     if team is None:
-        team, _ = Team.objects.get_or_create(name=f"{user.get_username()}'s team")
-        Membership.objects.get_or_create(
-            team=team, user=user, defaults={"role": Membership.Role.ADMIN}
-        )
+        team = _personal_team_create(user)
     return team
+
+
+def _personal_team_create(user) -> Team:
+    """A new team for a user who has none. Always a new one: joining a team that happens
+    to have the name would let anyone named like it (or removed from it) become its admin."""
+    base = f"{user.get_username()}'s team"
+    for attempt in range(1, 100):
+        name = base if attempt == 1 else f"{base} ({attempt})"
+        try:
+            with transaction.atomic():
+                team = Team.objects.create(name=name)
+        except IntegrityError:
+            continue
+        Membership.objects.create(team=team, user=user, role=Membership.Role.ADMIN)
+        return team
+    raise RuntimeError(f"could not find a free team name for {user.get_username()}")
 
 
 def experiment_create(*, team: Team, user, spec: dict) -> Experiment:

@@ -1,5 +1,6 @@
 import pytest
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 
 from experiments import services
 from experiments.comparison import compare_runs, ratio_ci
@@ -75,6 +76,31 @@ def test_it_finds_or_makes_the_users_team(alice, alice_team, django_user_model):
 
     assert team.name == "dave's team"
     assert Membership.objects.get(team=team, user=dave).role == Membership.Role.ADMIN
+
+
+def test_it_never_makes_a_user_admin_of_a_team_that_has_their_name(
+        charlie, charlie_team, django_user_model):
+    # Charlie's team is named like a user who signs up later, or like one removed from it.
+    charlie_team.name = "eve's team"
+    charlie_team.save()
+    eve = django_user_model.objects.create_user("eve")
+
+    team = services.team_for_user(eve)
+
+    assert team != charlie_team and team.name == "eve's team (2)"
+    assert not Membership.objects.filter(team=charlie_team, user=eve).exists()
+
+
+def test_it_keeps_a_removed_member_out(client, alice, alice_team, django_user_model):
+    dave = django_user_model.objects.create_user("dave")
+    own = services.team_for_user(dave)
+    Membership.objects.create(team=own, user=alice, role=Membership.Role.ADMIN)
+    Membership.objects.filter(team=own, user=dave).delete()  # alice removes dave
+    client.force_login(dave)
+
+    client.get(reverse("team_list"))
+
+    assert not Membership.objects.filter(team=own, user=dave).exists()
 
 
 # Run.claim and mark_finished
