@@ -249,8 +249,11 @@ class Run(models.Model):
         )
         if updated:
             self.events.all().delete()
-            # A sign-off rests on the result it saw; the new result must earn its own.
-            self.signoffs.all().delete()
+            # A sign-off rests on the results it saw; the new ones must earn their own. Every
+            # recipe was compared with the baseline, so a baseline re-run takes them all.
+            signoffs = (SignOff.objects.filter(experiment=self.experiment_id)
+                        if self.is_baseline else self.signoffs.all())
+            signoffs.delete()
             self.refresh_from_db()
         return bool(updated)
 

@@ -348,17 +348,20 @@ def signoff_create(*, run: Run, user, note: str = ""):
     finds nothing; viewers get PermissionDenied."""
     require_member(user, run.experiment.team_id)
     with transaction.atomic():
-        # Lock the run: a re-run must not reset it between the check and the approval.
-        run = Run.objects.select_for_update(of=("self",)).select_related("experiment").get(
-            pk=run.pk
-        )
+        # Lock the experiment's runs (in one order, so two sign-offs cannot deadlock): a
+        # re-run of this run or of the baseline must not reset it between the check and
+        # the approval.
+        runs = list(Run.objects.select_for_update(of=("self",)).select_related("experiment")
+                    .filter(experiment=run.experiment_id).order_by("pk"))
+        run = next(candidate for candidate in runs if candidate.pk == run.pk)
         existing = SignOff.objects.filter(run=run).select_related("approved_by").first()
         if existing:
             raise SignOffRefused(
                 f"“{run.name}” was already signed off by {existing.approved_by or 'someone'} "
                 f"on {date_format(existing.created_at, 'Y-m-d')}."
             )
-        reasons, evidence = signoff_blockers(run=run, runs=list(run.experiment.runs.all()))
+        runs.sort(key=lambda candidate: (candidate.position, candidate.pk))
+        reasons, evidence = signoff_blockers(run=run, runs=runs)
         if reasons:
             raise SignOffRefused(" ".join(reasons))
         signoff = SignOff.objects.create(

@@ -492,6 +492,14 @@ def test_it_drops_a_sign_off_when_its_run_is_run_again(dave, experiment):
     assert not SignOff.objects.exists()
 
 
+def test_it_drops_every_sign_off_when_the_baseline_is_run_again(dave, experiment):
+    services.signoff_create(run=finish(xla(experiment), train=1500.0), user=dave)
+
+    assert services.run_rerun(experiment.runs.get(name="baseline"))
+
+    assert not SignOff.objects.exists()
+
+
 def test_it_lets_an_admin_revoke(client, alice, dave, experiment):
     signoff = services.signoff_create(run=finish(xla(experiment), train=1500.0), user=dave)
     client.force_login(alice)
