@@ -357,6 +357,7 @@ def test_it_refuses_another_teams_runs(client, charlie, measured, other):
     assert client.get(compare_url(fast)).status_code == 404
     assert client.get(reverse("compare") + "?runs=999999").status_code == 404
     assert client.get(reverse("compare") + "?runs=abc").status_code == 404
+    assert client.get(reverse("compare") + "?runs=²").status_code == 404  # a digit to isdigit()
     assert client.get(reverse("compare")).status_code == 200
 
 

@@ -27,7 +27,7 @@ def _requested_run_ids(request) -> list[int]:
             part = part.strip()
             if not part:
                 continue
-            if not part.isdigit():
+            if not (part.isascii() and part.isdigit()):  # "²".isdigit() is true
                 raise Http404("No such run.")
             if int(part) not in ids:
                 ids.append(int(part))
