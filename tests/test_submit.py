@@ -57,6 +57,16 @@ def test_it_refuses_a_team_the_user_is_not_in(alice, charlie_team, spec_file):
     assert not Experiment.objects.exists()
 
 
+def test_it_refuses_a_viewer(bob, spec_file, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        with pytest.raises(CommandError, match="bob cannot submit to Alice's team: Viewers "
+                                               "cannot change this team's work."):
+            submit(spec_file(), "--user", "bob")
+
+    assert not Experiment.objects.exists()
+    assert not callbacks
+
+
 def test_it_gives_a_user_without_a_team_a_team(django_user_model, spec_file):
     dave = django_user_model.objects.create_user("dave")
 

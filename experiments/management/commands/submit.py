@@ -4,10 +4,11 @@ import time
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from experiments.access import require_member
 from experiments.comparison import compare_runs
 from experiments.models import Run, Team
 from experiments.services import experiment_create, team_for_user
@@ -40,6 +41,10 @@ class Command(BaseCommand):
             chosen = team_for_user(account, team)
         except Team.DoesNotExist:
             raise CommandError(f"{user} is not a member of a team named {team!r}.") from None
+        try:
+            require_member(account, chosen.pk)
+        except PermissionDenied as exc:
+            raise CommandError(f"{user} cannot submit to {chosen.name}: {exc}") from None
         try:
             experiment = experiment_create(team=chosen, user=account, spec=raw)
         except ValidationError as exc:
