@@ -126,6 +126,20 @@ def test_it_shows_the_runners_page(client, alice, db):
     assert set(response.context["depths"]) >= {"cpu", "gpu"}
 
 
+def test_it_shows_nothing_of_another_teams_run(client, running, charlie, alice):
+    Worker.objects.create(name="w1@host", host="host", queues=["gpu"],
+                          devices={"cpu_model": "Xeon", "cpu_cores": 2, "gpus": []},
+                          versions={"keras": "3.15.1", "python": "3.11"})
+    Run.objects.filter(pk=running.pk).update(device="GPU 3: NVIDIA Secret 80GB")
+
+    for user, sees in ((alice, True), (charlie, False)):
+        client.force_login(user)
+        for name in ("runner_list", "runner_table"):
+            body = client.get(reverse(name)).content.decode()
+            assert ("GPU 3: NVIDIA Secret 80GB" in body) is sees, (user, name)
+            assert ("a run of another team" in body) is not sees, (user, name)
+
+
 def test_it_requires_login_for_the_runners_page(client, db):
     response = client.get(reverse("runner_list"))
 
