@@ -318,6 +318,23 @@ def test_it_shows_the_experiment(client, alice, experiment):
     assert f'data-ws-path="/ws/experiments/{experiment.pk}/"' in response.content.decode()
 
 
+@pytest.mark.parametrize("user, shown", [("alice", True), ("bob", False)])
+def test_it_shows_run_buttons_only_to_those_who_may_use_them(client, request, experiment,
+                                                              user, shown):
+    baseline, xla = experiment.runs.order_by("position")
+    Run.objects.filter(pk=xla.pk).update(status=Run.Status.SUCCEEDED)
+    client.force_login(request.getfixturevalue(user))
+    buttons = [reverse("run_cancel", args=[baseline.pk]), reverse("run_rerun", args=[xla.pk])]
+
+    for url in (reverse("experiment_detail", args=[experiment.pk]),
+                reverse("experiment_results", args=[experiment.pk])):
+        body = client.get(url).content.decode()
+        assert all((f'action="{button}"' in body) is shown for button in buttons), url
+    body = client.get(reverse("run_detail", args=[xla.pk])).content.decode()
+    assert (f'action="{reverse("run_save_recipe", args=[xla.pk])}"' in body) is shown
+    assert ("Save to the recipe library" in body) is shown
+
+
 def _detail_queries(client, experiment, django_assert_max_num_queries, bound):
     url = reverse("experiment_detail", args=[experiment.pk])
     with django_assert_max_num_queries(bound) as captured:
@@ -326,9 +343,10 @@ def _detail_queries(client, experiment, django_assert_max_num_queries, bound):
     return len(captured)
 
 
-# Session, user, experiment with its team, runs, epoch events; the sign-offs (the user's
-# role, sign-offs) and the comments (the user's role, comments).
-DETAIL_QUERIES = 9
+# Session, user, experiment with its team, runs, epoch events, whether the user may change
+# the runs (their role); the sign-offs (the user's role, sign-offs) and the comments (the
+# user's role, comments).
+DETAIL_QUERIES = 10
 
 
 def test_it_draws_the_page_in_a_fixed_number_of_queries(

@@ -38,7 +38,7 @@ def comment_add(request, pk):
                 return redirect(reverse("run_detail", args=[run.pk]) + "#comments")
             return redirect(_discussion_url(experiment.pk))
     # The experiment page again, with the text kept and the error next to it.
-    context = {**_results_context(experiment), "comment_form": form}
+    context = {**_results_context(experiment, request.user), "comment_form": form}
     return render(request, "experiments/detail.html", context, status=400)
 
 

@@ -92,7 +92,7 @@ CURVE_COLUMNS = (("loss", "Loss"), ("accuracy", "Accuracy"), ("val_loss", "Val. 
                  ("val_accuracy", "Val. accuracy"))
 
 
-def _results_context(experiment):
+def _results_context(experiment, user):
     runs = list(experiment.runs.all())
     snapshot = experiment_snapshot(experiment, runs)
     curve_rows = [
@@ -108,19 +108,23 @@ def _results_context(experiment):
         "advice": advice_checks(runs),
         "curve_columns": CURVE_COLUMNS,
         "curve_rows": curve_rows,
+        # Viewers get no buttons the server would refuse them.
+        "can_change": can_change(user, experiment.team_id),
     }
 
 
 @login_required
 def experiment_detail(request, pk):
     experiment = experiment_for_user(request.user, pk)
-    return render(request, "experiments/detail.html", _results_context(experiment))
+    return render(request, "experiments/detail.html",
+                  _results_context(experiment, request.user))
 
 
 @login_required
 def experiment_results(request, pk):
     experiment = experiment_for_user(request.user, pk)
-    return render(request, "experiments/_results.html", _results_context(experiment))
+    return render(request, "experiments/_results.html",
+                  _results_context(experiment, request.user))
 
 
 @login_required
@@ -216,6 +220,7 @@ def run_detail(request, pk):
         "run": run, "experiment": run.experiment, "result": result, "artifacts": artifacts,
         "result_json": json.dumps(result, indent=2, sort_keys=True),
         "recipe_form": RecipeForm(initial={"name": run.name}),
+        "can_change": can_change(request.user, run.experiment.team_id),
     })
 
 
