@@ -194,6 +194,12 @@ STORAGES = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 ACCELWEB_MAX_UPLOAD_BYTES = envint("ACCELWEB_MAX_UPLOAD_BYTES", 200 * 1024 * 1024)
+# The size limit first, so a file over ACCELWEB_MAX_UPLOAD_BYTES is not written to disk.
+FILE_UPLOAD_HANDLERS = [
+    "experiments.uploadhandlers.SizeLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # Redis (production) or nothing (embedded default).
 REDIS_URL = os.environ.get("REDIS_URL", "")

@@ -234,17 +234,27 @@ class ExperimentForm(forms.Form):
             self.add_error("recipes_json", prefix + message)
 
 
+def _explain_skipped_file(form, over_limit, max_bytes):
+    # SizeLimitUploadHandler leaves a file over the limit out of the request, so the field
+    # would only say that it is required.
+    if "file" in over_limit:
+        form.fields["file"].error_messages["required"] = (
+            f"The file is larger than the limit of {max_bytes:,} bytes."
+        )
+
+
 class DatasetUploadForm(forms.Form):
     name = forms.CharField(max_length=200)
     team = forms.ModelChoiceField(queryset=Team.objects.none(), empty_label=None)
     file = forms.FileField(help_text="A .npz with x_train, y_train, x_test, y_test "
                                      "(keras.datasets layout). Python objects are refused.")
 
-    def __init__(self, *args, user, max_bytes, **kwargs):
+    def __init__(self, *args, user, max_bytes, over_limit=frozenset(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["team"].queryset = Team.objects.filter(memberships__user=user)
         self.max_bytes = max_bytes
         self.description = None
+        _explain_skipped_file(self, over_limit, max_bytes)
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
@@ -287,12 +297,13 @@ class ModelUploadForm(forms.Form):
                                      "classes), one input of fixed shape, a softmax or "
                                      "logits output.")
 
-    def __init__(self, *args, user, max_bytes, **kwargs):
+    def __init__(self, *args, user, max_bytes, over_limit=frozenset(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["team"].queryset = Team.objects.filter(memberships__user=user)
         self.user = user
         self.max_bytes = max_bytes
         self.description = None
+        _explain_skipped_file(self, over_limit, max_bytes)
 
     def clean_team(self):
         team = self.cleaned_data["team"]

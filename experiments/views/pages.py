@@ -21,6 +21,7 @@ from ..forms import DatasetUploadForm, ExperimentForm, RecipeForm
 from ..models import Dataset, Experiment, Recipe, Run, RunEvent, Worker
 from ..selectors import EPOCH_KEYS, advice_before_run, experiment_snapshot, run_state
 from ..techniques import catalog, presets
+from ..uploadhandlers import files_over_limit
 
 
 @login_required
@@ -318,7 +319,7 @@ def runner_table(request):
 def dataset_list(request):
     form = DatasetUploadForm(
         request.POST or None, request.FILES or None, user=request.user,
-        max_bytes=settings.ACCELWEB_MAX_UPLOAD_BYTES,
+        max_bytes=settings.ACCELWEB_MAX_UPLOAD_BYTES, over_limit=files_over_limit(request),
     )
     if not request.user.teams.exists():
         services.team_for_user(request.user)

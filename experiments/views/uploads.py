@@ -8,6 +8,7 @@ from django.shortcuts import redirect, render
 from .. import services
 from ..forms import ModelUploadForm
 from ..models import UploadedModel
+from ..uploadhandlers import files_over_limit
 
 
 @login_required
@@ -17,7 +18,7 @@ def model_list(request):
     # Viewers are refused by the form (ModelUploadForm.clean_team), before the model check.
     form = ModelUploadForm(
         request.POST or None, request.FILES or None, user=request.user,
-        max_bytes=settings.ACCELWEB_MAX_UPLOAD_BYTES,
+        max_bytes=settings.ACCELWEB_MAX_UPLOAD_BYTES, over_limit=files_over_limit(request),
     )
     if request.method == "POST" and form.is_valid():
         uploaded = services.uploaded_model_create(
