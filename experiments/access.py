@@ -5,9 +5,10 @@ Roles: viewer (read, comment), member (create, run, cancel, sign off), admin (ma
 members). Views and the API both go through these helpers."""
 
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from .models import Experiment, Membership, Run
+from .models import Experiment, Membership, Run, Team
 
 CHANGE_ROLES = (Membership.Role.MEMBER, Membership.Role.ADMIN)
 
@@ -47,3 +48,46 @@ def run_to_change(user, pk) -> Run:
     run = run_for_user(user, pk)
     require_member(user, run.experiment.team_id)
     return run
+
+
+def team_to_manage(user, pk) -> Team:
+    """One of the user's teams, which only its admins may manage (members and roles)."""
+    team = get_object_or_404(Team.objects.filter(memberships__user=user), pk=pk)
+    if role_in(user, team.pk) != Membership.Role.ADMIN:
+        raise PermissionDenied("Only the team's admins manage its members.")
+    return team
+
+
+# Longer ids than this cannot be a primary key (a bigint has 19 digits), and int() of a
+# few thousand digits raises.
+MAX_ID_DIGITS = 18
+
+
+def run_ids_from(values) -> list[int]:
+    """Run ids from query values such as ["1,2", "3"], in order, without repeats. Anything
+    that is not an id is a run that does not exist: a 404."""
+    ids = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            # "²".isdigit() is true
+            if not (part.isascii() and part.isdigit()) or len(part) > MAX_ID_DIGITS:
+                raise Http404("No such run.")
+            if int(part) not in ids:
+                ids.append(int(part))
+    return ids
+
+
+def runs_for_user(user, ids) -> list[Run]:
+    """The runs, in the order asked; a single id the user may not see is a 404 for all, so
+    another team's ids look exactly like missing ones."""
+    found = {
+        run.pk: run
+        for run in Run.objects.filter(pk__in=ids, experiment__team__memberships__user=user)
+        .select_related("experiment", "experiment__team")
+    }
+    if len(found) != len(ids):
+        raise Http404("No such run.")
+    return [found[pk] for pk in ids]

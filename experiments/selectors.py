@@ -10,6 +10,8 @@ TELEMETRY_POINTS = 300
 # The most points a curve (or the list of epoch records) carries to a browser: enough to
 # draw its shape, few enough that a 10,000-epoch run costs the same as a 300-epoch one.
 CURVE_POINTS = 300
+# The most runs compared side by side (page and API).
+MAX_COMPARED = 12
 
 
 def _thin(points, limit):
@@ -117,6 +119,22 @@ def curves_of(epochs, *, max_points: int = CURVE_POINTS) -> dict:
         "elapsed": round(sum(data.get("seconds") or 0.0 for data in epochs), 4),
         "last_epoch": max((data.get("epoch") or 0 for data in epochs), default=0),
     }
+
+
+def compared_curves(runs, *, max_points: int = CURVE_POINTS) -> dict:
+    """Runs of any experiments, in one query: {run id: {"series": downsampled series,
+    "summary": each curve's last, best, min and max}}."""
+    epochs = {run.pk: [] for run in runs}
+    rows = (RunEvent.objects.filter(run__in=list(epochs), kind="epoch")
+            .order_by("run_id", "seq").values_list("run_id", "data"))
+    for run_id, data in rows:
+        epochs[run_id].append(data)
+    out = {}
+    for pk, items in epochs.items():
+        series = series_from_epochs(items)
+        out[pk] = {"series": downsample_series(series, max_points),
+                   "summary": curve_summary(series)}
+    return out
 
 
 def run_state(run: Run) -> dict:

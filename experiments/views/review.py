@@ -5,55 +5,15 @@ import json
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch
-from django.http import Http404
 from django.shortcuts import render
 
-from ..access import experiment_for_user
+from ..access import experiment_for_user, run_ids_from, runs_for_user
 from ..comparison import FINGERPRINT_KEYS, compare_runs, fingerprint_differences
 from ..markup import render_markdown
-from ..models import Experiment, Run, RunEvent
-from ..selectors import CURVE_POINTS, series_from_epochs
+from ..models import Experiment, Run
+from ..selectors import MAX_COMPARED, compared_curves
 
-MAX_COMPARED = 12
 PICKER_EXPERIMENTS = 20
-
-
-def _requested_run_ids(request) -> list[int]:
-    """Run ids from ?runs=1,2,3 or ?runs=1&runs=2 (what the picker's checkboxes send), in
-    order, without repeats. Anything that is not an id is a run that does not exist."""
-    ids = []
-    for value in request.GET.getlist("runs"):
-        for part in value.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            if not (part.isascii() and part.isdigit()):  # "²".isdigit() is true
-                raise Http404("No such run.")
-            if int(part) not in ids:
-                ids.append(int(part))
-    return ids
-
-
-def _runs_for_user(user, ids) -> list[Run]:
-    """The runs, in the order asked; a single id the user may not see is a 404 for all, so
-    another team's ids look exactly like missing ones."""
-    found = {
-        run.pk: run
-        for run in Run.objects.filter(pk__in=ids, experiment__team__memberships__user=user)
-        .select_related("experiment", "experiment__team")
-    }
-    if len(found) != len(ids):
-        raise Http404("No such run.")
-    return [found[pk] for pk in ids]
-
-
-def _curves(runs) -> dict:
-    epochs = {run.pk: [] for run in runs}
-    rows = (RunEvent.objects.filter(run__in=[run.pk for run in runs], kind="epoch")
-            .order_by("run_id", "seq").values_list("run_id", "data"))
-    for run_id, data in rows:
-        epochs[run_id].append(data)
-    return {pk: series_from_epochs(items, max_points=CURVE_POINTS) for pk, items in epochs.items()}
 
 
 def _picker(user, selected_runs):
@@ -72,15 +32,15 @@ def _picker(user, selected_runs):
 
 @login_required
 def compare(request):
-    ids = _requested_run_ids(request)
+    ids = run_ids_from(request.GET.getlist("runs"))
     if len(ids) > MAX_COMPARED:
         messages.warning(request, f"Compared the first {MAX_COMPARED} of {len(ids)} runs.")
         ids = ids[:MAX_COMPARED]
-    runs = _runs_for_user(request.user, ids) if ids else []
+    runs = runs_for_user(request.user, ids) if ids else []
     measured = [run.result for run in runs if run.result]
     differences = fingerprint_differences(measured)
     differing = {difference["key"] for difference in differences}
-    curves = _curves(runs) if runs else {}
+    curves = compared_curves(runs) if runs else {}
     rows = []
     for run in runs:
         result = run.result or {}
@@ -97,8 +57,8 @@ def compare(request):
     chart_data = {"runs": [{
         "id": run.pk,
         "label": f"{run.experiment.name} / {run.name}",
-        "val_accuracy": curves[run.pk]["val_accuracy"],
-        "val_accuracy_by_time": curves[run.pk]["val_accuracy_by_time"],
+        "val_accuracy": curves[run.pk]["series"]["val_accuracy"],
+        "val_accuracy_by_time": curves[run.pk]["series"]["val_accuracy_by_time"],
     } for run in runs]}
     return render(request, "experiments/compare.html", {
         "rows": rows,

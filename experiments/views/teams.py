@@ -1,20 +1,12 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from .. import services
-from ..access import role_in
+from ..access import team_to_manage
 from ..forms import MemberAddForm
-from ..models import Membership, Team
-
-
-def _team_to_manage(user, pk) -> Team:
-    team = get_object_or_404(Team.objects.filter(memberships__user=user), pk=pk)
-    if role_in(user, team.pk) != Membership.Role.ADMIN:
-        raise PermissionDenied("Only the team's admins manage its members.")
-    return team
+from ..models import Membership
 
 
 @login_required
@@ -40,7 +32,7 @@ def team_list(request):
 @login_required
 @require_POST
 def team_member_add(request, pk):
-    team = _team_to_manage(request.user, pk)
+    team = team_to_manage(request.user, pk)
     form = MemberAddForm(request.POST, prefix=f"team{team.pk}")
     if form.is_valid():
         try:
@@ -59,7 +51,7 @@ def team_member_add(request, pk):
 @login_required
 @require_POST
 def team_member_update(request, pk, membership_id):
-    team = _team_to_manage(request.user, pk)
+    team = team_to_manage(request.user, pk)
     membership = get_object_or_404(Membership.objects.select_related("user"), pk=membership_id,
                                    team=team)
     role = request.POST.get("role", "")
