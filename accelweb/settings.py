@@ -158,13 +158,15 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "experiments.api.views.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "AccelWeb API",
-    "DESCRIPTION": "Experiments, runs, metrics, recipes and datasets of your teams.",
+    "DESCRIPTION": "Experiments, runs, metrics, recipes, datasets, models, comments, "
+                   "sign-offs, compare and team members of your teams.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
 }

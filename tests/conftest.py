@@ -79,6 +79,16 @@ def bob(django_user_model, alice_team):
 
 
 @pytest.fixture
+def dave(django_user_model, alice_team):
+    """A member of Alice's team: may create, run and sign off, may not manage."""
+    from experiments.models import Membership
+
+    user = _user(django_user_model, "dave")
+    Membership.objects.create(team=alice_team, user=user, role=Membership.Role.MEMBER)
+    return user
+
+
+@pytest.fixture
 def charlie_team(db):
     from experiments.models import Team
 
@@ -123,3 +133,19 @@ def make_dataset():
         )
 
     return make
+
+
+@pytest.fixture
+def api():
+    """An API client holding the user's token, as a script would: api(alice)."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    def client_for(user=None):
+        client = APIClient()
+        if user is not None:
+            token, _ = Token.objects.get_or_create(user=user)
+            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return client_for

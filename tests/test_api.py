@@ -28,20 +28,6 @@ SPEC = {
 
 
 @pytest.fixture
-def api():
-    """An API client holding the user's token, as a script would."""
-
-    def client_for(user=None):
-        client = APIClient()
-        if user is not None:
-            token, _ = Token.objects.get_or_create(user=user)
-            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-        return client
-
-    return client_for
-
-
-@pytest.fixture
 def experiment(alice, alice_team, make_experiment):
     return make_experiment(team=alice_team, user=alice, recipes=[
         {"name": "XLA", "steps": [{"technique": "xla"}]},

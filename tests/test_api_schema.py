@@ -23,9 +23,11 @@ KNOWN_IDS: dict[str, list[int]] = {}
 @schema.hook
 def flatmap_path_parameters(context, path_parameters):
     # Random ids find nothing (404); mix in ids that exist, so the views behind them run.
+    path = context.operation.path
     known = next((ids for prefix, ids in KNOWN_IDS.items()
-                  if context.operation.path.startswith(prefix)), [])
-    return st.sampled_from([path_parameters, *({"id": pk} for pk in known)])
+                  if path.startswith(prefix) and "{id}" in path), [])
+    return st.sampled_from([path_parameters,
+                            *({**(path_parameters or {}), "id": pk} for pk in known)])
 
 
 @pytest.fixture
@@ -49,7 +51,7 @@ def alice_token(alice):
 
 @pytest.fixture
 def alice_things(alice_team, alice, make_experiment, make_dataset):
-    from experiments.models import Recipe, RunEvent
+    from experiments.models import Comment, Recipe, RunEvent, SignOff, UploadedModel
 
     experiment = make_experiment(team=alice_team, user=alice,
                                  recipes=[{"name": "XLA", "steps": [{"technique": "xla"}]}])
@@ -61,6 +63,13 @@ def alice_things(alice_team, alice, make_experiment, make_dataset):
     )
     runs[1].status = "failed"
     runs[1].save()
+    comment = Comment.objects.create(experiment=experiment, run=runs[0], author=alice,
+                                     body="**Looks** real.")
+    signoff = SignOff.objects.create(experiment=experiment, run=runs[0], approved_by=alice,
+                                     model_label="seed_mlp on digits", evidence={})
+    uploaded = UploadedModel.objects.create(
+        team=alice_team, name="digits mlp", file="models/digits.keras", input_shape=[8, 8, 1],
+        num_classes=10, params=1210, layers=3, size_bytes=1234)
     recipe = Recipe.objects.create(team=alice_team, name="xla", steps=[{"technique": "xla"}])
     KNOWN_IDS.clear()
     KNOWN_IDS.update({
@@ -68,6 +77,10 @@ def alice_things(alice_team, alice, make_experiment, make_dataset):
         "/api/runs/": [run.pk for run in runs],
         "/api/recipes/": [recipe.pk],
         "/api/datasets/": [make_dataset(team=alice_team).pk],
+        "/api/models/": [uploaded.pk],
+        "/api/comments/": [comment.pk],
+        "/api/signoffs/": [signoff.pk],
+        "/api/teams/": [alice_team.pk],
     })
     yield
     KNOWN_IDS.clear()

@@ -11,7 +11,7 @@ from django.utils.safestring import SafeString
 
 from experiments import services
 from experiments.markup import render_markdown
-from experiments.models import Comment, Membership, Run, SignOff
+from experiments.models import Comment, Run, SignOff
 
 FINGERPRINT = {"cpu_model": "Intel Xeon", "logical_cores": 2, "gpus": [],
                "backend": "tensorflow", "tensorflow": "2.21.0", "keras": "3.15.0"}
@@ -36,14 +36,6 @@ def finish(run, **kwargs):
                                          result=result(**kwargs))
     run.refresh_from_db()
     return run
-
-
-@pytest.fixture
-def dave(django_user_model, alice_team):
-    """A member of Alice's team: may sign off, may not manage."""
-    user = django_user_model.objects.create_user(username="dave", email="dave@example.org")
-    Membership.objects.create(team=alice_team, user=user, role=Membership.Role.MEMBER)
-    return user
 
 
 @pytest.fixture

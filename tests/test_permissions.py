@@ -26,6 +26,7 @@ from experiments.models import (
     Recipe,
     Run,
     SignOff,
+    UploadedModel,
 )
 from experiments.spec import validate_spec
 
@@ -43,6 +44,12 @@ API_READ = (401, 200, 200, 200, 404)
 API_CHANGE = (401, 403, 200, 200, 404)
 API_CREATE = (401, 403, 201, 201, 400)  # Charlie names a team that is not his
 API_DELETE = (401, 403, 204, 204, 404)
+API_COMMENT = (401, 201, 201, 201, 400)  # viewers may comment; Charlie names a stranger's
+API_ADMIN = (401, 403, 403, 200, 404)
+API_ADMIN_CREATE = (401, 403, 403, 201, 404)
+API_ADMIN_DELETE = (401, 403, 403, 204, 404)  # the team's admins (not the author or approver)
+# The run was signed off already: members get as far as the state check (409).
+API_SIGNOFF = (401, 403, 409, 409, 400)
 PUBLIC = (200, 200, 200, 200, 200)
 
 SPEC = {"name": "from the API", "model": {"arch": "seed_mlp"}, "dataset": {"name": "digits"},
@@ -97,6 +104,25 @@ MATRIX = [
     ("api-recipe-detail", "delete", {"pk": "recipe"}, {}, API_DELETE),
     ("api-dataset-list", "get", {}, {}, API_LIST),
     ("api-dataset-detail", "get", {"pk": "dataset"}, {}, API_READ),
+    ("api-model-list", "get", {}, {}, API_LIST),
+    ("api-model-detail", "get", {"pk": "model"}, {}, API_READ),
+    ("api-comment-list", "get", {}, {}, API_LIST),
+    ("api-comment-list", "post", {}, {"experiment": "{experiment}", "body": "Real."},
+     API_COMMENT),
+    ("api-comment-detail", "get", {"pk": "comment"}, {}, API_READ),
+    ("api-comment-detail", "delete", {"pk": "comment"}, {}, API_ADMIN_DELETE),
+    ("api-signoff-list", "get", {}, {}, API_LIST),
+    ("api-signoff-list", "post", {}, {"run": "{recipe_run}"}, API_SIGNOFF),
+    ("api-signoff-detail", "get", {"pk": "signoff"}, {}, API_READ),
+    ("api-signoff-detail", "delete", {"pk": "signoff"}, {}, API_ADMIN_DELETE),
+    ("api-compare", "get", {}, {"runs": "{recipe_run}"}, API_READ),
+    ("api-team-members", "get", {"pk": "team"}, {}, API_READ),
+    ("api-team-members", "post", {"pk": "team"}, {"username": "erin", "role": "viewer"},
+     API_ADMIN_CREATE),
+    ("api-team-member", "patch", {"pk": "team", "membership_id": "viewer_membership"},
+     {"role": "member"}, API_ADMIN),
+    ("api-team-member", "delete", {"pk": "team", "membership_id": "viewer_membership"}, {},
+     API_ADMIN_DELETE),
 ]
 # The health check answers load balancers without a login (it says only whether each part
 # is up); login and logout are django.contrib.auth's.
@@ -138,6 +164,9 @@ def world(alice, alice_team, bob, charlie, django_user_model):
         "dataset": Dataset.objects.create(
             team=alice_team, name="blobs", file="datasets/blobs.npz", input_shape=[8, 8, 1],
             num_classes=3, train_samples=90, test_samples=30, size_bytes=1234).pk,
+        "model": UploadedModel.objects.create(
+            team=alice_team, name="digits mlp", file="models/digits.keras",
+            input_shape=[8, 8, 1], num_classes=10, params=1210, layers=3, size_bytes=1234).pk,
         "comment": Comment.objects.create(experiment=experiment, author=alice,
                                           body="First.").pk,
         "signoff": SignOff.objects.create(experiment=experiment, run=recipe_run,
@@ -206,8 +235,11 @@ def test_it_enforces_roles(row, role, world):
     if response.status_code == 302:
         assert not response["Location"].startswith(reverse("login"))
     if name.endswith("-list") and method == "get" and role == "stranger":
-        # Nothing of Alice's team leaks into Charlie's lists.
+        # Nothing of Alice's team leaks into Charlie's lists; his API lists are empty, but
+        # for his own team.
         assert "Alice" not in response.content.decode()
+        if name.startswith("api-") and name != "api-team-list":
+            assert response.json()["results"] == []
 
 
 def _ws_connect(path, user):

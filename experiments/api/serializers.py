@@ -9,7 +9,18 @@ from runners.engine import zoo
 from runners.engine.steps import TECHNIQUES, validate_step
 
 from .. import spec as specs
-from ..models import Dataset, Experiment, Recipe, Run, Team
+from ..markup import render_markdown
+from ..models import (
+    Comment,
+    Dataset,
+    Experiment,
+    Membership,
+    Recipe,
+    Run,
+    SignOff,
+    Team,
+    UploadedModel,
+)
 from .validation import plain_json_errors
 
 MAX_POINTS = (2, 100_000)
@@ -223,6 +234,141 @@ class DatasetUploadDoc(serializers.Serializer):
     team = serializers.IntegerField(required=False,
                                     help_text="One of your teams; your first team when left out.")
     file = serializers.FileField(help_text="A .npz with x_train, y_train, x_test, y_test.")
+
+
+class UploadedModelSerializer(serializers.ModelSerializer):
+    team = TeamSerializer(read_only=True)
+    uploaded_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                               allow_null=True)
+    input_shape = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+
+    class Meta:
+        model = UploadedModel
+        fields = ["id", "name", "team", "input_shape", "num_classes", "params", "layers",
+                  "size_bytes", "uploaded_by", "created_at"]
+        read_only_fields = fields
+
+
+class ModelUploadDoc(serializers.Serializer):
+    """The upload form; forms.ModelUploadForm checks it (archive, config, safe_mode load)."""
+
+    name = serializers.CharField(max_length=200)
+    team = serializers.IntegerField(required=False,
+                                    help_text="One of your teams; your first team when left out.")
+    file = serializers.FileField(help_text="A classifier saved with model.save('model.keras'); "
+                                           "use it with {\"arch\": \"uploaded\", "
+                                           "\"model_id\": id}.")
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "username", "role", "created_at"]
+        read_only_fields = fields
+
+
+class MemberAddSerializer(serializers.Serializer):
+    """An existing user to add to the team; one already in it gets the role instead."""
+
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=Membership.Role.choices, default=Membership.Role.MEMBER)
+
+
+class MemberRoleSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+
+class CommentSerializer(serializers.ModelSerializer):
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    html = serializers.SerializerMethodField(
+        help_text="The Markdown body rendered and sanitized, as the pages show it.")
+
+    class Meta:
+        model = Comment
+        fields = ["id", "experiment", "run", "author", "body", "html", "created_at"]
+        read_only_fields = fields
+
+    def get_html(self, comment) -> str:
+        return str(render_markdown(comment.body))
+
+
+class CommentCreateSerializer(serializers.Serializer):
+    experiment = serializers.PrimaryKeyRelatedField(queryset=Experiment.objects.none())
+    run = serializers.PrimaryKeyRelatedField(
+        queryset=Run.objects.none(), required=False, allow_null=True,
+        help_text="A run of the experiment the comment is about; the whole experiment when "
+                  "left out.")
+    body = serializers.CharField(max_length=Comment._meta.get_field("body").max_length,
+                                 help_text="Markdown; raw HTML is dropped.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None and request.user.is_authenticated:
+            self.fields["experiment"].queryset = Experiment.objects.for_user(request.user)
+            self.fields["run"].queryset = Run.objects.filter(
+                experiment__team__memberships__user=request.user)
+
+
+class SignOffSerializer(serializers.ModelSerializer):
+    run_name = serializers.CharField(source="run.name", read_only=True)
+    approved_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                               allow_null=True)
+    evidence = serializers.JSONField(
+        read_only=True, help_text="The comparison row and the accuracy budget checked.")
+
+    class Meta:
+        model = SignOff
+        fields = ["id", "experiment", "run", "run_name", "model_label", "approved_by", "note",
+                  "evidence", "created_at"]
+        read_only_fields = fields
+
+
+class SignOffCreateSerializer(serializers.Serializer):
+    run = serializers.PrimaryKeyRelatedField(queryset=Run.objects.none())
+    note = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None and request.user.is_authenticated:
+            self.fields["run"].queryset = Run.objects.filter(
+                experiment__team__memberships__user=request.user)
+
+
+class DiscussionFilterSerializer(serializers.Serializer):
+    experiment = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    run = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+
+
+class CompareQuerySerializer(serializers.Serializer):
+    runs = serializers.CharField(help_text="Run ids of any of your experiments, "
+                                           "comma-separated: ?runs=4,9,17.")
+
+
+class ComparedRunSerializer(RunDetailSerializer):
+    experiment_name = serializers.CharField(source="experiment.name", read_only=True)
+    series = SeriesSerializer(read_only=True)
+    summary = serializers.DictField(
+        read_only=True, help_text="Each curve's last, best, min and max, from every epoch.")
+
+    class Meta(RunDetailSerializer.Meta):
+        fields = [*RunDetailSerializer.Meta.fields, "experiment_name", "series", "summary"]
+        read_only_fields = fields
+
+
+class FingerprintDifferenceSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    values = serializers.ListField(child=serializers.CharField())
+
+
+class CompareSerializer(serializers.Serializer):
+    runs = ComparedRunSerializer(many=True)
+    hardware_differences = FingerprintDifferenceSerializer(
+        many=True, help_text="Fingerprint keys on which the measured runs disagree: their "
+                             "timings are not comparable where this is not empty.")
 
 
 def _bounded(bounds, *, integer=True, **kwargs):

@@ -3,20 +3,28 @@ the access helpers, as the pages do: another team's object is a 404, a viewer's 
 403, a spec the gate refuses a 400 with its messages keyed by spec path."""
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, Q, prefetch_related_objects
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import mixins, parsers, status, viewsets
+from rest_framework import mixins, parsers, status, views, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.response import Response
 
 from .. import services
-from ..access import experiment_for_user, require_member, run_for_user, run_to_change
+from ..access import (
+    MAX_ID_DIGITS,
+    experiment_for_user,
+    require_member,
+    run_for_user,
+    run_to_change,
+    team_to_manage,
+)
 from ..comparison import compare_runs
-from ..forms import DatasetUploadForm
-from ..models import Dataset, Experiment, Membership, Recipe, Run, Team
+from ..forms import DatasetUploadForm, ModelUploadForm
+from ..models import Dataset, Experiment, Membership, Recipe, Run, Team, UploadedModel
 from ..selectors import run_series
 from . import serializers as s
 from .validation import plain_json_errors
@@ -26,6 +34,15 @@ ERRORS = OpenApiResponse(s.ErrorsDoc, description="Messages keyed by spec path o
 FORBIDDEN = OpenApiResponse(s.ErrorsDoc, description="Viewers cannot change the team's work.")
 NOT_FOUND = OpenApiResponse(s.ErrorsDoc, description="Not found, or another team's.")
 CONFLICT = OpenApiResponse(s.ErrorsDoc, description="The run is in the wrong state for this.")
+
+
+def exception_handler(exc, context):
+    """DRF's, but a body over DATA_UPLOAD_MAX_MEMORY_SIZE (which request.body refuses) is
+    a 400 with a message in JSON, like every other refusal, not Django's bare HTML 400."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        exc = ParseError(f"The request body is over the limit of {limit:,} bytes.")
+    return views.exception_handler(exc, context)
 
 
 class JSONParser(parsers.JSONParser):
@@ -54,29 +71,111 @@ def _team_to_change(request, team_id) -> Team:
     return team
 
 
-def _anonymous(view) -> bool:
+def _team_for_upload(request, team_id) -> None:
+    """A viewer's upload is a 403 before its file is inspected (a .keras check starts a
+    Keras process); a team that is not the user's is left to the form's message."""
+    team_id = str(team_id)
+    if team_id.isascii() and team_id.isdigit() and len(team_id) <= MAX_ID_DIGITS:
+        if Team.objects.filter(pk=team_id, memberships__user=request.user).exists():
+            require_member(request.user, int(team_id))
+
+
+def _upload_form(request, form_class):
+    """A multipart upload checked by the upload page's form (one place for the file
+    checks): the valid form, else a 400 with its messages by field."""
+    data = request.POST.copy()  # the fields; the file is in request.FILES
+    if not data.get("team"):
+        data["team"] = services.team_for_user(request.user).pk
+    _team_for_upload(request, data["team"])
+    form = form_class(data, request.FILES, user=request.user,
+                      max_bytes=settings.ACCELWEB_MAX_UPLOAD_BYTES)
+    if not form.is_valid():
+        raise ValidationError({field: [e["message"] for e in errors]
+                               for field, errors in form.errors.get_json_data().items()})
+    return form
+
+
+def anonymous(view) -> bool:
     # drf-spectacular builds the schema with an anonymous request.
     return getattr(view, "swagger_fake_view", False) or not view.request.user.is_authenticated
 
 
 @extend_schema(tags=["teams"])
 class TeamViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
-    """Your teams and your role in each (viewer, member, admin)."""
+    """Your teams and your role in each (viewer, member, admin); their members, which the
+    team's admins manage."""
 
+    lookup_value_regex = ID
+    parser_classes = [JSONParser]
     serializer_class = s.TeamRoleSerializer
     pagination_class = None
 
     def get_queryset(self):
-        if _anonymous(self):
+        if anonymous(self):
             return Team.objects.none()
         return Team.objects.filter(memberships__user=self.request.user)
 
     def get_serializer_context(self):
         context = super().get_serializer_context()
-        if not _anonymous(self):
+        if not anonymous(self):
             context["roles"] = dict(Membership.objects.filter(user=self.request.user)
                                     .values_list("team_id", "role"))
         return context
+
+    @extend_schema(
+        methods=["get"], summary="The team's members and their roles",
+        responses={200: s.MembershipSerializer(many=True), 404: NOT_FOUND},
+    )
+    @extend_schema(
+        methods=["post"], summary="Add a user to the team (admins only)",
+        description="A user already in the team gets the role instead (200).",
+        request=s.MemberAddSerializer,
+        responses={201: s.MembershipSerializer, 200: s.MembershipSerializer, 400: ERRORS,
+                   403: FORBIDDEN, 404: NOT_FOUND},
+    )
+    @action(detail=True, methods=["get", "post"], serializer_class=s.MembershipSerializer)
+    def members(self, request, pk):
+        if request.method == "GET":
+            team = get_object_or_404(self.get_queryset(), pk=pk)
+            members = team.memberships.select_related("user").order_by("user__username")
+            return Response(s.MembershipSerializer(members, many=True).data)
+        team = team_to_manage(request.user, pk)
+        data = s.MemberAddSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        existed = team.memberships.filter(
+            user__username=data.validated_data["username"]).exists()
+        try:
+            membership = services.team_member_add(team=team, **data.validated_data)
+        except ValueError as exc:
+            raise ValidationError({"username": [str(exc)]}) from None
+        return Response(s.MembershipSerializer(membership).data,
+                        status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
+
+    @extend_schema(
+        methods=["patch"], summary="Change a member's role (admins only)",
+        request=s.MemberRoleSerializer,
+        responses={200: s.MembershipSerializer, 400: ERRORS, 403: FORBIDDEN, 404: NOT_FOUND},
+    )
+    @extend_schema(
+        methods=["delete"], summary="Remove a member from the team (admins only)",
+        responses={204: None, 400: ERRORS, 403: FORBIDDEN, 404: NOT_FOUND},
+    )
+    @action(detail=True, methods=["patch", "delete"], url_path=rf"members/(?P<membership_id>{ID})",
+            url_name="member", serializer_class=s.MembershipSerializer)
+    def member(self, request, pk, membership_id):
+        team = team_to_manage(request.user, pk)
+        membership = get_object_or_404(team.memberships.select_related("user"),
+                                       pk=membership_id)
+        try:
+            if request.method == "DELETE":
+                services.team_member_remove(membership=membership)
+                return Response(status=status.HTTP_204_NO_CONTENT)
+            data = s.MemberRoleSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            services.team_member_set_role(membership=membership, **data.validated_data)
+        except ValueError as exc:  # the team's last admin
+            raise ValidationError({"role": [str(exc)]}) from None
+        return Response(s.MembershipSerializer(membership).data)
 
 
 @extend_schema(tags=["experiments"])
@@ -86,7 +185,7 @@ class ExperimentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = s.ExperimentSerializer
 
     def get_queryset(self):
-        if _anonymous(self):
+        if anonymous(self):
             return Experiment.objects.none()
         return (
             Experiment.objects.for_user(self.request.user)
@@ -138,7 +237,7 @@ class RunViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = s.RunSerializer
 
     def get_queryset(self):
-        if _anonymous(self):
+        if anonymous(self):
             return Run.objects.none()
         return Run.objects.filter(experiment__team__memberships__user=self.request.user)
 
@@ -210,7 +309,7 @@ class RecipeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     serializer_class = s.RecipeSerializer
 
     def get_queryset(self):
-        if _anonymous(self):
+        if anonymous(self):
             return Recipe.objects.none()
         return Recipe.objects.for_user(self.request.user).select_related("team", "created_by")
 
@@ -248,7 +347,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     serializer_class = s.DatasetSerializer
 
     def get_queryset(self):
-        if _anonymous(self):
+        if anonymous(self):
             return Dataset.objects.none()
         return Dataset.objects.for_user(self.request.user).select_related("team", "uploaded_by")
 
@@ -258,21 +357,40 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         responses={201: s.DatasetSerializer, 400: ERRORS, 403: FORBIDDEN},
     )
     def create(self, request):
-        data = request.POST.copy()  # the fields; the file is in request.FILES
-        if not data.get("team"):
-            data["team"] = services.team_for_user(request.user).pk
-        form = DatasetUploadForm(data, request.FILES, user=request.user,
-                                 max_bytes=settings.ACCELWEB_MAX_UPLOAD_BYTES)
-        valid = form.is_valid()
-        team = form.cleaned_data.get("team")
-        if team is not None:
-            require_member(request.user, team.pk)
-        if not valid:
-            raise ValidationError({field: [e["message"] for e in errors]
-                                   for field, errors in form.errors.get_json_data().items()})
+        form = _upload_form(request, DatasetUploadForm)
         dataset = services.dataset_create(
-            team=team, user=request.user, name=form.cleaned_data["name"],
+            team=form.cleaned_data["team"], user=request.user, name=form.cleaned_data["name"],
             upload=form.cleaned_data["file"], description=form.description,
         )
         return Response(s.DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
 
+
+@extend_schema(tags=["models"])
+class UploadedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                           viewsets.GenericViewSet):
+    """.keras models uploaded to your teams; a spec uses one with
+    {"arch": "uploaded", "model_id": id}."""
+
+    lookup_value_regex = ID
+    parser_classes = [parsers.MultiPartParser]
+    serializer_class = s.UploadedModelSerializer
+
+    def get_queryset(self):
+        if anonymous(self):
+            return UploadedModel.objects.none()
+        return UploadedModel.objects.for_user(self.request.user).select_related(
+            "team", "uploaded_by")
+
+    @extend_schema(
+        summary="Upload a .keras model (built-in layers only, loaded with safe_mode)",
+        request={"multipart/form-data": s.ModelUploadDoc},
+        responses={201: s.UploadedModelSerializer, 400: ERRORS, 403: FORBIDDEN},
+    )
+    def create(self, request):
+        form = _upload_form(request, ModelUploadForm)
+        uploaded = services.uploaded_model_create(
+            team=form.cleaned_data["team"], user=request.user, name=form.cleaned_data["name"],
+            upload=form.cleaned_data["file"], description=form.description,
+        )
+        return Response(s.UploadedModelSerializer(uploaded).data,
+                        status=status.HTTP_201_CREATED)
