@@ -13,7 +13,18 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from experiments.models import Dataset, Membership, Recipe, Run, RunEvent, Team, Worker
+from experiments.models import (
+    Comment,
+    Dataset,
+    Membership,
+    Recipe,
+    Run,
+    RunEvent,
+    SignOff,
+    Team,
+    UploadedModel,
+    Worker,
+)
 from experiments.services import experiment_create
 
 PAYLOADS = [
@@ -101,7 +112,7 @@ def world(db, django_user_model, payload, make_dataset):
             "epoch": 1, "loss": 0.5, "accuracy": 0.8, "val_loss": 0.4, "val_accuracy": 0.85,
         })
     return {"experiment": experiment, "runs": [baseline, quantized, running, failed],
-            "victor": victor}
+            "victor": victor, "mallory": mallory}
 
 
 @pytest.fixture
@@ -162,6 +173,10 @@ def test_it_escapes_the_run_pages(victor_client, world, payload, index):
     response = victor_client.get(reverse("run_detail", args=[run.pk]))
 
     assert_escaped(response, payload)
+    # A member is offered to save the recipe under the run's name: escaped in the attribute.
+    victor_client.force_login(world["mallory"])
+    response = victor_client.get(reverse("run_detail", args=[run.pk]))
+    assert_escaped(response, payload)
     assert f'value="{escape(run.name)}"' in response.content.decode() or run.is_baseline
 
 
@@ -195,6 +210,40 @@ def test_it_escapes_form_errors_that_repeat_the_input(victor_client, payload, al
     assert payload not in page
     assert "unknown technique" in page
     assert escape(repr(payload)) in page
+
+
+def test_it_escapes_the_compare_page_and_the_report(victor_client, world, payload):
+    baseline, quantized = world["runs"][:2]
+    compare = victor_client.get(reverse("compare") + f"?runs={baseline.pk},{quantized.pk}")
+    report = victor_client.get(reverse("experiment_report", args=[world["experiment"].pk]))
+
+    assert_escaped(compare, payload)
+    assert_escaped(report, payload)
+
+
+def test_it_escapes_the_teams_and_models_pages(victor_client, world, payload):
+    UploadedModel.objects.create(
+        team=world["experiment"].team, name=payload, file="models/m.keras",
+        input_shape=[8, 8, 1], num_classes=10, params=1210, layers=3, size_bytes=1234)
+
+    assert_escaped(victor_client.get(reverse("team_list")), payload)
+    assert_escaped(victor_client.get(reverse("model_list")), payload)
+
+
+def test_it_escapes_comments_and_sign_off_notes(victor_client, world, payload):
+    experiment, quantized = world["experiment"], world["runs"][1]
+    Comment.objects.create(experiment=experiment, run=quantized, body=f"{payload} **bold**")
+    SignOff.objects.create(experiment=experiment, run=quantized, model_label=payload,
+                           note=f"{payload} note", evidence={"note": payload})
+
+    for url in [reverse("home"), reverse("run_detail", args=[quantized.pk])]:
+        assert_escaped(victor_client.get(url), payload)
+    # The pages that show the sign-off's note.
+    for url in [reverse("experiment_detail", args=[experiment.pk]),
+                reverse("experiment_report", args=[experiment.pk])]:
+        response = victor_client.get(url)
+        assert_escaped(response, payload)
+        assert escape(f"{payload} note") in response.content.decode(), url
 
 
 def test_it_exports_json_as_json(victor_client, world, payload):
