@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -21,6 +22,7 @@ from hypothesis.extra import numpy as hnp
 
 from experiments import spec as specs
 from experiments.forms import DatasetUploadForm, ExperimentForm, RecipeForm
+from experiments.models import Membership
 from runners.engine.steps import TECHNIQUES
 from runners.engine.zoo import ARCHS
 
@@ -291,3 +293,44 @@ def test_validate_spec_refuses_numbers_no_json_column_stores():
 
     assert info.value.message_dict["note"] == ["Numbers must be finite (not NaN or Infinity)."]
     assert "training.extra.1" in info.value.message_dict
+
+
+discussion_data = st.fixed_dictionaries({}, optional={
+    "body": st.text(max_size=300) | form_text,
+    "run": form_text,
+    "return_to": st.sampled_from(["run", "experiment"]) | form_text,
+    "note": st.text(max_size=2100) | form_text,
+    # Never "remove": the member must still be there for the next example.
+    "role": st.sampled_from(["viewer", "member", "admin"]) | form_text.filter(
+        lambda text: text != "remove"),
+})
+
+
+@pytest.fixture
+def fuzzed_experiment(alice, alice_team, make_experiment):
+    experiment = make_experiment(team=alice_team, user=alice,
+                                 recipes=[{"name": "XLA", "steps": [{"technique": "xla"}]}])
+    member = Membership.objects.create(
+        team=alice_team, role=Membership.Role.VIEWER,
+        user=get_user_model().objects.create_user("fuzzy"))
+    return experiment, member
+
+
+@settings(FUZZ, max_examples=25)
+@given(data=discussion_data, username=form_text)
+def test_the_discussion_and_team_forms_never_fail(client, alice, alice_team, fuzzed_experiment,
+                                                  data, username):
+    experiment, member = fuzzed_experiment
+    run = experiment.runs.get(name="XLA")
+    client.force_login(alice)
+    team = f"team{alice_team.pk}"
+
+    answers = [
+        client.post(reverse("comment_add", args=[experiment.pk]), data),
+        client.post(reverse("run_signoff", args=[run.pk]), data),
+        client.post(reverse("team_member_add", args=[alice_team.pk]),
+                    {f"{team}-username": username, f"{team}-role": data.get("role", "")}),
+        client.post(reverse("team_member_update", args=[alice_team.pk, member.pk]), data),
+    ]
+
+    assert [response.status_code in (302, 400) for response in answers] == [True] * 4
