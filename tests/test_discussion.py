@@ -169,6 +169,23 @@ def test_it_comments_on_a_run_from_its_page(client, bob, experiment):
     assert "About the experiment" not in page
 
 
+def test_it_draws_the_comments_with_the_results_and_the_form_apart(client, alice, bob,
+                                                                   experiment):
+    # The page re-fetches the results when a comment event arrives; the form stays
+    # outside them, so a comment being typed survives the redraw.
+    client.force_login(alice)
+    services.comment_add(experiment=experiment, run=xla(experiment), user=bob,
+                         body="Seen **live**.")
+
+    results = client.get(reverse("experiment_results", args=[experiment.pk])).content.decode()
+    page = client.get(reverse("experiment_detail", args=[experiment.pk])).content.decode()
+
+    assert "Seen <strong>live</strong>." in results
+    assert 'class="comment-form"' not in results
+    assert 'name="body"' not in results
+    assert page.count('class="comment-form"') == 1
+
+
 def test_it_shows_a_hostile_comment_harmlessly(client, alice, experiment):
     Comment.objects.create(experiment=experiment, author=alice,
                            body="<img src=x onerror=alert(1)> [x](javascript:alert(2))")

@@ -274,3 +274,56 @@ def test_it_reviews_compares_comments_and_signs_off(production_stack, alice, tmp
             raise
         finally:
             browser.close()
+
+
+def test_it_shows_a_comment_from_another_session_live(production_stack, alice, monkeypatch):
+    """A comment posted on a run's page by someone else appears on an open experiment page
+    over the websocket, without a reload, and a comment being typed there is kept."""
+    from django.contrib.auth import get_user_model
+    from playwright.sync_api import expect, sync_playwright
+
+    from experiments import services
+    from experiments.models import Membership
+
+    stack = production_stack
+    team = alice.teams.get()
+    bob = get_user_model().objects.create_user("e2e-bob", password=PASSWORD)
+    Membership.objects.create(team=team, user=bob, role=Membership.Role.VIEWER)
+    # Queued and never run: no run's status change can redraw the results in the
+    # comment's place.
+    monkeypatch.setattr(services, "run_enqueue", lambda run: None)
+    experiment = services.experiment_create(team=team, user=alice, spec={
+        "name": "digits, seed MLP: live comments", "model": {"arch": "seed_mlp", "params": {}},
+        "dataset": {"name": "digits"}, "training": {"epochs": 1, "batch_size": 64},
+        "hardware": "cpu", "recipes": [],
+    })
+    run = experiment.runs.get()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = _browser(playwright)
+        watcher, poster = (browser.new_context().new_page() for _ in range(2))
+        try:
+            for page, username in ((watcher, "e2e-alice"), (poster, "e2e-bob")):
+                page.goto(stack.url + "login/")
+                page.fill("#id_username", username)
+                page.fill("#id_password", PASSWORD)
+                page.click("main button[type=submit]")
+                page.wait_for_url(stack.url)
+            watcher.goto(f"{stack.url}experiments/{experiment.pk}/")
+            expect(watcher.locator("#live-state")).to_have_text("live")
+            watcher.evaluate("() => { window.notReloaded = true; }")
+            watcher.fill("#id_body", "half a thought")
+
+            poster.goto(f"{stack.url}runs/{run.pk}/")
+            poster.fill("#id_body", "Seen **live**.")
+            poster.click(".comment-form button[type=submit]")
+            expect(poster.locator(".comment")).to_contain_text("Seen live.")
+
+            expect(watcher.locator("#discussion .comment")).to_contain_text("Seen live.")
+            assert watcher.evaluate("() => window.notReloaded") is True
+            expect(watcher.locator("#id_body")).to_have_value("half a thought")
+        except Exception:
+            watcher.screenshot(path=str(ARTIFACTS / "live-comment-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()

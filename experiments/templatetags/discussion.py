@@ -2,8 +2,9 @@
 
     {% load discussion %}
     {% signoffs experiment %}            in the results (reuses their runs and comparison)
-    {% discussion experiment %}          the experiment's comment thread
-    {% discussion experiment run=run %}  on a run's page: that run's comments only
+    {% comment_list experiment %}        in the results: the experiment's comments
+    {% comment_form experiment %}        below the results: the form to add one
+    {% discussion experiment run=run %}  on a run's page: that run's comments and the form
 """
 
 from django import template
@@ -29,15 +30,22 @@ def _user(context):
     return request.user if request is not None else context.get("user")
 
 
-@register.inclusion_tag("experiments/_discussion.html", takes_context=True)
-def discussion(context, experiment, run=None):
-    """The comment thread of an experiment, or of one of its runs, with its form."""
+def _comments(context, experiment, run=None) -> dict:
     user = _user(context)
     is_admin = role_in(user, experiment.team_id) == Membership.Role.ADMIN
     comments = Comment.objects.filter(experiment=experiment).select_related("author", "run")
     if run is not None:
         comments = comments.filter(run=run)
     comments = list(comments)
+    return {
+        "experiment": experiment,
+        "run": run,
+        "comments": comments,
+        "deletable": {c.pk for c in comments if is_admin or c.author_id == user.pk},
+    }
+
+
+def _form(context, experiment, run=None) -> dict:
     form = context.get("comment_form") or CommentForm(experiment=experiment)
     selected = form["run"].value() if run is None else run.pk
     runs = context.get("runs")
@@ -47,11 +55,29 @@ def discussion(context, experiment, run=None):
         "experiment": experiment,
         "run": run,
         "runs": runs,
-        "comments": comments,
-        "deletable": {c.pk for c in comments if is_admin or c.author_id == user.pk},
         "form": form,
         "selected_run": "" if selected in (None, "") else str(selected),
     }
+
+
+@register.inclusion_tag("experiments/_discussion.html", takes_context=True)
+def discussion(context, experiment, run=None):
+    """The comment thread of an experiment, or of one of its runs, with its form."""
+    return {**_comments(context, experiment, run), **_form(context, experiment, run)}
+
+
+@register.inclusion_tag("experiments/_comments.html", takes_context=True)
+def comment_list(context, experiment):
+    """The experiment's comments. Part of the results, like the sign-offs, so the page
+    draws them again when a comment is added or deleted elsewhere."""
+    return _comments(context, experiment)
+
+
+@register.inclusion_tag("experiments/_comment_form.html", takes_context=True)
+def comment_form(context, experiment):
+    """The experiment page's comment form, outside the results: redrawing those must not
+    throw away a comment being typed."""
+    return _form(context, experiment)
 
 
 @register.inclusion_tag("experiments/_signoffs.html", takes_context=True)

@@ -311,15 +311,20 @@
   }
 
   let refreshing = null;
+  let refreshAgain = false;
   function refreshResults() {
     // Tables are rendered by the server, so the page and a reload always agree.
-    if (refreshing) return refreshing;
+    // A change told while a fetch is in flight may be newer than its answer: fetch again.
+    if (refreshing) { refreshAgain = true; return refreshing; }
     refreshing = fetch(root.dataset.resultsUrl, { credentials: "same-origin" })
       .then((response) => (response.ok ? response.text() : Promise.reject(response.status)))
       // Server-rendered, escaped template output (not data): safe to put in place.
       .then((html) => { document.getElementById("results").innerHTML = html; state.runs.forEach(drawRun); drawSummaries(); })
       .catch(() => {})
-      .finally(() => { refreshing = null; });
+      .finally(() => {
+        refreshing = null;
+        if (refreshAgain) { refreshAgain = false; refreshResults(); }
+      });
     return refreshing;
   }
 
@@ -341,8 +346,9 @@
       if (changed) refreshResults();
       return;
     }
-    // A sign-off given or revoked elsewhere: the server draws the sign-offs with the results.
-    if (message.type === "signoff") { refreshResults(); return; }
+    // A sign-off or comment added or removed elsewhere: the server draws both with the
+    // results. A comment's "run" is an id, not a run's state.
+    if (message.type === "signoff" || message.type === "comment") { refreshResults(); return; }
     if (!message.run) return;
     const merged = mergeRun(message.run);
     if (!merged) { resync(); return; }
