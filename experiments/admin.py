@@ -12,6 +12,7 @@ from .models import (
     SignOff,
     Team,
     UploadedModel,
+    WithdrawnSignOff,
     Worker,
 )
 
@@ -79,6 +80,29 @@ class SignOffAdmin(admin.ModelAdmin):
     search_fields = ["run__name", "experiment__name", "approved_by__username"]
     raw_id_fields = ["experiment", "run"]
     readonly_fields = ["evidence"]
+
+    # Deleting a sign-off here withdraws it, as revoking does: the record stays.
+    def delete_model(self, request, obj):
+        SignOff.objects.filter(pk=obj.pk).withdraw(by=request.user, reason="deleted in the admin")
+
+    def delete_queryset(self, request, queryset):
+        queryset.withdraw(by=request.user, reason="deleted in the admin")
+
+
+@admin.register(WithdrawnSignOff)
+class WithdrawnSignOffAdmin(admin.ModelAdmin):
+    list_display = ["run", "experiment", "approved_by", "approved_at", "reason",
+                    "withdrawn_by", "withdrawn_at"]
+    list_filter = ["experiment__team"]
+    search_fields = ["run__name", "experiment__name", "approved_by__username", "reason"]
+    raw_id_fields = ["experiment", "run"]
+
+    # A record: it is read, never written by hand.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 class RunInline(admin.TabularInline):

@@ -251,9 +251,11 @@ class Run(models.Model):
             self.events.all().delete()
             # A sign-off rests on the results it saw; the new ones must earn their own. Every
             # recipe was compared with the baseline, so a baseline re-run takes them all.
-            signoffs = (SignOff.objects.filter(experiment=self.experiment_id)
-                        if self.is_baseline else self.signoffs.all())
-            signoffs.delete()
+            if self.is_baseline:
+                SignOff.objects.filter(experiment=self.experiment_id).withdraw(
+                    reason="the baseline was run again")
+            else:
+                self.signoffs.all().withdraw(reason="the run was run again")
             self.refresh_from_db()
         return bool(updated)
 
@@ -359,6 +361,26 @@ class Comment(models.Model):
         return f"{self.author} on {self.experiment}: {self.body[:40]}"
 
 
+class SignOffQuerySet(models.QuerySet):
+    def withdraw(self, *, reason: str, by=None) -> int:
+        """Take these sign-offs back, keeping a record of each (who approved what, when,
+        and why it no longer stands) in WithdrawnSignOff."""
+        signoffs = list(self)
+        now = timezone.now()
+        WithdrawnSignOff.objects.bulk_create(
+            WithdrawnSignOff(
+                experiment_id=signoff.experiment_id, run_id=signoff.run_id,
+                model_label=signoff.model_label, approved_by_id=signoff.approved_by_id,
+                approved_at=signoff.created_at, note=signoff.note, evidence=signoff.evidence,
+                withdrawn_by=by, withdrawn_at=now, reason=reason[:300],
+            )
+            for signoff in signoffs
+        )
+        type(self)(self.model, using=self._db).filter(
+            pk__in=[signoff.pk for signoff in signoffs]).delete()
+        return len(signoffs)
+
+
 class SignOff(models.Model):
     """A member's approval of a recipe (a run) for the experiment's model, with the
     evidence it rested on: the comparison row at the time it was given."""
@@ -373,9 +395,41 @@ class SignOff(models.Model):
     note = models.TextField(blank=True, max_length=2000)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = SignOffQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["run"], name="one_signoff_per_run")]
 
     def __str__(self):
         return f"{self.run} approved by {self.approved_by}"
+
+
+class WithdrawnSignOff(models.Model):
+    """A sign-off that no longer stands: revoked by its approver or an admin, or dropped
+    because the run or its baseline was run again. Kept so the record of who approved
+    what, and when, survives the approval."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE,
+                                   related_name="withdrawn_signoffs")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="withdrawn_signoffs")
+    model_label = models.CharField(max_length=300)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    approved_at = models.DateTimeField()
+    note = models.TextField(blank=True, max_length=2000)
+    evidence = models.JSONField()
+    withdrawn_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+", help_text="Empty when a re-run withdrew it.",
+    )
+    withdrawn_at = models.DateTimeField(default=timezone.now)
+    reason = models.CharField(max_length=300)
+
+    class Meta:
+        ordering = ["-withdrawn_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.run} approved by {self.approved_by}, withdrawn: {self.reason}"

@@ -382,5 +382,5 @@ def signoff_revoke(*, signoff, user) -> None:
         raise PermissionDenied("Only the approver or a team admin can revoke this sign-off.")
     payload = {"type": "signoff", "action": "revoked", "run": signoff.run_id,
                "signoff": signoff.pk}
-    signoff.delete()
+    SignOff.objects.filter(pk=signoff.pk).withdraw(by=user, reason="revoked")
     _discussion_changed(signoff.experiment_id, payload)

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from experiments.models import Run, RunEvent
+from experiments.models import Run, RunEvent, SignOff, WithdrawnSignOff
 
 
 @pytest.fixture
@@ -135,3 +135,24 @@ def test_it_reruns_every_ended_run_of_an_experiment(admin_client_with_data,
     assert statuses == {"baseline": "queued", "XLA": "queued"}
     assert not RunEvent.objects.exists()
     assert len(callbacks) == 1
+
+
+def test_deleting_a_sign_off_withdraws_it_and_keeps_the_record(admin_client_with_data, alice):
+    run = Run.objects.get(name="XLA")
+    signoff = SignOff.objects.create(experiment=run.experiment, run=run, approved_by=alice,
+                                     model_label="seed_mlp on digits", evidence={"row": {}})
+    url = reverse("admin:experiments_signoff_changelist")
+
+    response = admin_client_with_data.post(url, {
+        "action": "delete_selected", "_selected_action": [signoff.pk], "post": "yes"})
+
+    assert response.status_code == 302
+    assert not SignOff.objects.exists()
+    withdrawn = WithdrawnSignOff.objects.get()
+    assert (withdrawn.run, withdrawn.approved_by, withdrawn.reason) == (
+        run, alice, "deleted in the admin")
+    assert withdrawn.withdrawn_by.username == "root"
+    page = admin_client_with_data.get(reverse("admin:experiments_withdrawnsignoff_changelist"))
+    assert page.status_code == 200 and page.context["cl"].result_count == 1
+    assert admin_client_with_data.get(
+        reverse("admin:experiments_withdrawnsignoff_add")).status_code == 403

@@ -143,6 +143,11 @@ def test_it_refuses_a_second_sign_off_and_lets_the_approver_revoke(api, alice, d
     assert again.status_code == 409 and "already signed off by dave" in again.json()["detail"]
     assert api(dave).delete(f"/api/signoffs/{first['id']}/").status_code == 204
     assert not SignOff.objects.exists()
+    withdrawn = api(alice).get(f"/api/signoffs/withdrawn/?run={run.pk}").json()["results"]
+    assert [(w["run_name"], w["approved_by"], w["withdrawn_by"], w["reason"])
+            for w in withdrawn] == [("XLA", "dave", "dave", "revoked")]
+    assert withdrawn[0]["approved_at"] == first["created_at"]
+    assert api(alice).get("/api/signoffs/withdrawn/?run=abc").status_code == 400
 
 
 def test_it_forbids_viewers_to_sign_off_or_revoke(api, bob, dave, experiment):
@@ -162,6 +167,8 @@ def test_it_hides_other_teams_sign_offs(api, charlie, dave, experiment):
     assert client.get("/api/signoffs/").json()["results"] == []
     assert client.get(f"/api/signoffs/{signoff['id']}/").status_code == 404
     assert client.delete(f"/api/signoffs/{signoff['id']}/").status_code == 404
+    api(dave).delete(f"/api/signoffs/{signoff['id']}/")
+    assert client.get("/api/signoffs/withdrawn/").json()["results"] == []
     refused = post(client, "/api/signoffs/", {"run": run.pk})
     assert refused.status_code == 400 and "run" in refused.json()
 

@@ -11,7 +11,7 @@ from django.utils.safestring import SafeString
 
 from experiments import services
 from experiments.markup import render_markdown
-from experiments.models import Comment, Run, SignOff
+from experiments.models import Comment, Run, SignOff, WithdrawnSignOff
 
 FINGERPRINT = {"cpu_model": "Intel Xeon", "logical_cores": 2, "gpus": [],
                "backend": "tensorflow", "tensorflow": "2.21.0", "keras": "3.15.0"}
@@ -490,6 +490,11 @@ def test_it_lets_the_approver_revoke(client, dave, experiment):
 
     assert response.status_code == 302
     assert not SignOff.objects.exists()
+    withdrawn = WithdrawnSignOff.objects.get()
+    assert (withdrawn.run, withdrawn.approved_by, withdrawn.approved_at) == (
+        signoff.run, dave, signoff.created_at)
+    assert (withdrawn.withdrawn_by, withdrawn.reason) == (dave, "revoked")
+    assert withdrawn.evidence == signoff.evidence
 
 
 def test_it_drops_a_sign_off_when_its_run_is_run_again(dave, experiment):
@@ -499,6 +504,9 @@ def test_it_drops_a_sign_off_when_its_run_is_run_again(dave, experiment):
     assert services.run_rerun(run)
 
     assert not SignOff.objects.exists()
+    withdrawn = WithdrawnSignOff.objects.get()
+    assert (withdrawn.run, withdrawn.withdrawn_by) == (run, None)
+    assert withdrawn.reason == "the run was run again"
 
 
 def test_it_drops_every_sign_off_when_the_baseline_is_run_again(dave, experiment):
@@ -507,6 +515,7 @@ def test_it_drops_every_sign_off_when_the_baseline_is_run_again(dave, experiment
     assert services.run_rerun(experiment.runs.get(name="baseline"))
 
     assert not SignOff.objects.exists()
+    assert WithdrawnSignOff.objects.get().reason == "the baseline was run again"
 
 
 def test_it_lets_an_admin_revoke(client, alice, dave, experiment):
@@ -515,6 +524,16 @@ def test_it_lets_an_admin_revoke(client, alice, dave, experiment):
 
     assert client.post(reverse("signoff_revoke", args=[signoff.pk])).status_code == 302
     assert not SignOff.objects.exists()
+    assert WithdrawnSignOff.objects.get().withdrawn_by == alice
+
+    # The experiment page and the report keep the record, and a new sign-off is possible.
+    for name in ("experiment_detail", "experiment_report"):
+        page = client.get(reverse(name, args=[experiment.pk])).content.decode()
+        assert "Withdrawn sign-offs" in page, name
+        assert ("<strong>XLA</strong>: signed off by dave on "
+                f"{signoff.created_at:%Y-%m-%d %H:%M}") in page, name
+        assert "revoked by alice." in page, name
+    assert services.signoff_create(run=xla(experiment), user=alice)
 
 
 def test_it_refuses_a_revoke_by_others(client, alice, bob, dave, experiment):

@@ -27,6 +27,7 @@ from experiments.models import (
     Run,
     SignOff,
     UploadedModel,
+    WithdrawnSignOff,
 )
 from experiments.spec import validate_spec
 
@@ -114,6 +115,7 @@ MATRIX = [
     ("api-signoff-list", "get", {}, {}, API_LIST),
     ("api-signoff-list", "post", {}, {"run": "{recipe_run}"}, API_SIGNOFF),
     ("api-signoff-detail", "get", {"pk": "signoff"}, {}, API_READ),
+    ("api-signoff-withdrawn", "get", {}, {}, API_LIST),
     ("api-signoff-detail", "delete", {"pk": "signoff"}, {}, API_ADMIN_DELETE),
     ("api-compare", "get", {}, {"runs": "{recipe_run}"}, API_READ),
     ("api-team-members", "get", {"pk": "team"}, {}, API_READ),
@@ -173,6 +175,9 @@ def world(alice, alice_team, bob, charlie, django_user_model):
                                           approved_by=alice, model_label="seed_mlp on digits",
                                           evidence={}).pk,
     }
+    WithdrawnSignOff.objects.create(experiment=experiment, run=recipe_run, approved_by=alice,
+                                    approved_at=recipe_run.created_at, evidence={},
+                                    model_label="seed_mlp on digits", reason="revoked")
     users = {"anonymous": None, "viewer": bob, "member": member, "admin": alice,
              "stranger": charlie}
     return ids, users
@@ -234,7 +239,7 @@ def test_it_enforces_roles(row, role, world):
     assert response.status_code == expected, (response.status_code, response.content[:300])
     if response.status_code == 302:
         assert not response["Location"].startswith(reverse("login"))
-    if name.endswith("-list") and method == "get" and role == "stranger":
+    if name.endswith(("-list", "-withdrawn")) and method == "get" and role == "stranger":
         # Nothing of Alice's team leaks into Charlie's lists; his API lists are empty, but
         # for his own team.
         assert "Alice" not in response.content.decode()

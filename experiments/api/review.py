@@ -5,6 +5,7 @@ comment, a member signs off, another team's object is a 404."""
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,7 +13,7 @@ from rest_framework.views import APIView
 from .. import services
 from ..access import run_ids_from, runs_for_user
 from ..comparison import fingerprint_differences
-from ..models import Comment, SignOff
+from ..models import Comment, SignOff, WithdrawnSignOff
 from ..selectors import MAX_COMPARED, compared_curves
 from . import serializers as s
 from .views import ERRORS, FORBIDDEN, ID, NOT_FOUND, JSONParser, anonymous
@@ -37,7 +38,7 @@ class _DiscussionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         ).select_related(*self.related)
 
     def filter_queryset(self, queryset):
-        if self.action != "list":
+        if self.action not in ("list", "withdrawn"):
             return queryset
         query = s.DiscussionFilterSerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
@@ -114,10 +115,25 @@ class SignOffViewSet(_DiscussionViewSet):
         return Response(s.SignOffSerializer(signoff).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Revoke a sign-off (its approver or a team admin)",
+                   description="The sign-off is kept under withdrawn/.",
                    responses={204: None, 403: FORBIDDEN, 404: NOT_FOUND})
     def destroy(self, request, pk):
         services.signoff_revoke(signoff=self.get_object(), user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Sign-offs that no longer stand",
+        description="Revoked ones, and those a re-run of the run or its baseline withdrew.",
+        parameters=[s.DiscussionFilterSerializer],
+        responses={200: s.WithdrawnSignOffSerializer(many=True), 400: ERRORS},
+    )
+    @action(detail=False, methods=["get"], serializer_class=s.WithdrawnSignOffSerializer)
+    def withdrawn(self, request):
+        withdrawn = self.filter_queryset(WithdrawnSignOff.objects.filter(
+            experiment__team__memberships__user=request.user
+        ).select_related("run", "approved_by", "withdrawn_by"))
+        page = self.paginate_queryset(withdrawn)
+        return self.get_paginated_response(s.WithdrawnSignOffSerializer(page, many=True).data)
 
 
 @extend_schema(tags=["review"])

@@ -20,6 +20,7 @@ from ..models import (
     SignOff,
     Team,
     UploadedModel,
+    WithdrawnSignOff,
 )
 from .validation import plain_json_errors
 
@@ -323,6 +324,21 @@ class SignOffSerializer(serializers.ModelSerializer):
         model = SignOff
         fields = ["id", "experiment", "run", "run_name", "model_label", "approved_by", "note",
                   "evidence", "created_at"]
+        read_only_fields = fields
+
+
+class WithdrawnSignOffSerializer(serializers.ModelSerializer):
+    run_name = serializers.CharField(source="run.name", read_only=True)
+    approved_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                               allow_null=True)
+    withdrawn_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                                allow_null=True)
+    evidence = serializers.JSONField(read_only=True)
+
+    class Meta:
+        model = WithdrawnSignOff
+        fields = ["id", "experiment", "run", "run_name", "model_label", "approved_by",
+                  "approved_at", "note", "evidence", "withdrawn_by", "withdrawn_at", "reason"]
         read_only_fields = fields
 
 

@@ -13,7 +13,7 @@ from ..access import CHANGE_ROLES, role_in
 from ..comparison import compare_runs
 from ..forms import CommentForm, SignOffForm
 from ..markup import render_markdown
-from ..models import Comment, Membership, SignOff
+from ..models import Comment, Membership, SignOff, WithdrawnSignOff
 from ..services import model_label, signoff_blockers
 
 register = template.Library()
@@ -112,6 +112,8 @@ def signoffs(context, experiment):
         "experiment": experiment,
         "can_sign": role in CHANGE_ROLES,
         "candidates": candidates,
+        "withdrawn": WithdrawnSignOff.objects.filter(experiment=experiment).select_related(
+            "run", "approved_by", "withdrawn_by"),
         "signoff_form": SignOffForm(),
         "model_label": model_label(experiment.spec),
         "budget_points": experiment.accuracy_budget * 100,

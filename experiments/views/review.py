@@ -99,6 +99,8 @@ def experiment_report(request, pk):
          "evidence": json.dumps(signoff.evidence, sort_keys=True, default=str)}
         for signoff in experiment.signoffs.select_related("approved_by", "run")
     ]
+    withdrawn = experiment.withdrawn_signoffs.select_related("run", "approved_by",
+                                                             "withdrawn_by")
     return render(request, "experiments/report.html", {
         "experiment": experiment,
         "spec": experiment.spec,
@@ -110,4 +112,5 @@ def experiment_report(request, pk):
         "hardware": hardware,
         "comments": comments,
         "signoffs": signoffs,
+        "withdrawn": withdrawn,
     })
