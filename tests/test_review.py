@@ -350,6 +350,33 @@ def test_it_lists_the_teams_experiments_in_the_picker(client, alice, charlie, ch
     assert f'name="runs" value="{same.pk}">' in body
 
 
+def test_it_finds_older_experiments_for_the_picker_by_name(client, alice, alice_team,
+                                                          make_experiment, measured):
+    from experiments.views.review import PICKER_EXPERIMENTS
+
+    for index in range(PICKER_EXPERIMENTS):
+        make_experiment(team=alice_team, user=alice, name=f"newer {index}")
+    fast = measured.runs.get(name="fast")
+    client.force_login(alice)
+
+    newest = client.get(reverse("compare"))
+    found = client.get(reverse("compare") + "?q=SEED mlp")
+    kept = client.get(reverse("compare") + f"?q=newer 1&runs={fast.pk}")
+    nothing = client.get(reverse("compare") + "?q=%00nothing like it")
+
+    assert measured not in newest.context["experiments"]
+    assert len(newest.context["experiments"]) == PICKER_EXPERIMENTS
+    assert found.context["experiments"] == [measured]
+    # The ticked run's experiment stays, so it can be unticked; the query is kept.
+    names = [e.name for e in kept.context["experiments"]]
+    assert names[-1] == measured.name and "newer 12" in names and "newer 2" not in names
+    body = kept.content.decode()
+    assert f'<input type="hidden" name="runs" value="{fast.pk}">' in body
+    assert '<input type="hidden" name="q" value="newer 1">' in body
+    assert nothing.status_code == 200 and nothing.context["experiments"] == []
+    assert "No experiment of your teams is named like" in nothing.content.decode()
+
+
 def test_it_refuses_another_teams_runs(client, charlie, measured, other):
     fast = measured.runs.get(name="fast")
     client.force_login(charlie)

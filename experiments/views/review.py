@@ -16,13 +16,15 @@ from ..selectors import MAX_COMPARED, compared_curves
 PICKER_EXPERIMENTS = 20
 
 
-def _picker(user, selected_runs):
-    """The team's recent experiments with their succeeded runs, plus the experiments of
-    any run already chosen, so unticking it is always possible."""
+def _picker(user, selected_runs, query=""):
+    """The team's recent experiments (named like the query, when there is one) with their
+    succeeded runs, plus the experiments of any run already chosen, so unticking it is
+    always possible."""
     succeeded = Prefetch("runs", queryset=Run.objects.filter(status=Run.Status.SUCCEEDED),
                          to_attr="succeeded_runs")
     base = Experiment.objects.for_user(user).select_related("team").prefetch_related(succeeded)
-    experiments = list(base[:PICKER_EXPERIMENTS])
+    found = base.filter(name__icontains=query) if query else base
+    experiments = list(found[:PICKER_EXPERIMENTS])
     shown = {experiment.pk for experiment in experiments}
     missing = {run.experiment_id for run in selected_runs} - shown
     if missing:
@@ -37,6 +39,8 @@ def compare(request):
         messages.warning(request, f"Compared the first {MAX_COMPARED} of {len(ids)} runs.")
         ids = ids[:MAX_COMPARED]
     runs = runs_for_user(request.user, ids) if ids else []
+    # NUL is the one character PostgreSQL refuses in a LIKE pattern.
+    query = request.GET.get("q", "").replace("\x00", "").strip()[:200]
     measured = [run.result for run in runs if run.result]
     differences = fingerprint_differences(measured)
     differing = {difference["key"] for difference in differences}
@@ -64,7 +68,9 @@ def compare(request):
         "rows": rows,
         "differences": differences,
         "selected": set(ids),
-        "experiments": _picker(request.user, runs),
+        "experiments": _picker(request.user, runs, query),
+        "query": query,
+        "picker_limit": PICKER_EXPERIMENTS,
         "chart_data": chart_data,
     })
 
