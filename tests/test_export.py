@@ -68,3 +68,28 @@ def test_it_refuses_an_unknown_format(client, alice, experiment):
     response = client.get(reverse("experiment_export", args=[experiment.pk, "xml"]))
 
     assert response.status_code == 404
+
+
+def test_it_exports_each_runs_speedups_against_the_baseline(client, alice, experiment):
+    from test_discussion import result
+
+    baseline, xla, _ = experiment.runs.order_by("position")
+    Run.objects.filter(pk=baseline.pk).update(result=result())
+    Run.objects.filter(pk=xla.pk).update(status="succeeded", error="",
+                                         result=result(train=1500.0, latency=1.0,
+                                                       accuracy=0.94))
+    client.force_login(alice)
+
+    response = client.get(reverse("experiment_export", args=[experiment.pk, "csv"]))
+
+    rows = {r["name"]: r for r in csv.DictReader(io.StringIO(response.content.decode()))}
+    fast = rows["XLA"]
+    assert (fast["train_speedup"], fast["inference_speedup"]) == ("1.5", "2.0")
+    assert 1.0 < float(fast["train_ci_low"]) <= 1.5 <= float(fast["train_ci_high"])
+    assert 1.0 < float(fast["inference_ci_low"]) <= 2.0 <= float(fast["inference_ci_high"])
+    assert (fast["size_reduction"], fast["accuracy_delta"], fast["comparable"]) == (
+        "1.0", "-0.01", "True")
+    assert float(fast["accuracy_ci_low"]) < -0.01 < float(fast["accuracy_ci_high"])
+    # The baseline and a run without a result have nothing to be compared by.
+    assert rows["baseline"]["train_speedup"] == rows["'=HYPERLINK(\"http://x\")"][
+        "inference_ci_low"] == ""

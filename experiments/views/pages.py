@@ -150,6 +150,27 @@ def _cell(value):
     return value
 
 
+# Each run against the baseline, as the results table shows it: ratios with the bounds of
+# their 95% intervals, the accuracy delta with its interval, and whether the hardware matched.
+COMPARISON_COLUMNS = [
+    "train_speedup", "train_ci_low", "train_ci_high", "inference_speedup",
+    "inference_ci_low", "inference_ci_high", "size_reduction", "accuracy_delta",
+    "accuracy_ci_low", "accuracy_ci_high", "comparable",
+]
+
+
+def _comparison_cells(row):
+    if row is None:
+        return [""] * len(COMPARISON_COLUMNS)
+
+    def bounds(ci):
+        return list(ci) if ci else ["", ""]
+
+    return [row["train_speedup"], *bounds(row["train_ci"]), row["inference_speedup"],
+            *bounds(row["inference_ci"]), row["size_reduction"], row["accuracy_delta"],
+            *bounds(row["accuracy_ci"]), row["comparable"]]
+
+
 @login_required
 def experiment_export(request, pk, fmt):
     """An experiment's runs and metrics, as CSV (one row per run) or JSON (everything)."""
@@ -177,13 +198,16 @@ def experiment_export(request, pk, fmt):
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         writer = csv.writer(response)
         writer.writerow(["run_id", "name", "steps", "status", "worker", "device",
-                         "epochs_done", *EXPORT_FIELDS, "error"])
+                         "epochs_done", *EXPORT_FIELDS, *COMPARISON_COLUMNS, "error"])
+        against_baseline = {row["run_id"]: row for row in compare_runs(runs)
+                            if row["kind"] == "vs baseline"}
         for run in runs:
             result = run.result or {}
             writer.writerow([_cell(value) for value in [
                 run.pk, run.name, " + ".join(s["technique"] for s in run.steps) or "baseline",
                 run.status, run.worker, run.device, run.epochs_done,
-                *(result.get(key, "") for key in EXPORT_FIELDS), run.error,
+                *(result.get(key, "") for key in EXPORT_FIELDS),
+                *_comparison_cells(against_baseline.get(run.pk)), run.error,
             ]])
     response["Content-Disposition"] = f'attachment; filename="experiment-{pk}.{fmt}"'
     return response
