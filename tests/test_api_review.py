@@ -345,3 +345,17 @@ def test_it_answers_a_json_body_over_the_limit_with_400(api, alice, experiment, 
     assert response.status_code == 400
     assert response.json()["detail"] == "The request body is over the limit of 1,000 bytes."
     assert not Comment.objects.exists()
+
+
+@pytest.mark.parametrize("url", ["/api/models/", "/api/datasets/"])
+def test_it_says_an_upload_is_over_the_limit(api, alice, url, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.ACCELWEB_MAX_UPLOAD_BYTES = 1000
+    name = "m.keras" if "models" in url else "d.npz"
+
+    response = api(alice).post(url, {"name": "Big", "file": SimpleUploadedFile(
+        name, b"x" * 1001)}, format="multipart")
+
+    assert response.status_code == 400
+    assert response.json()["file"] == ["The file is larger than the limit of 1,000 bytes."]

@@ -26,6 +26,7 @@ from ..comparison import compare_runs
 from ..forms import DatasetUploadForm, ModelUploadForm
 from ..models import Dataset, Experiment, Membership, Recipe, Run, Team, UploadedModel
 from ..selectors import run_series
+from ..uploadhandlers import files_over_limit
 from . import serializers as s
 from .validation import plain_json_errors
 
@@ -88,7 +89,8 @@ def _upload_form(request, form_class):
         data["team"] = services.team_for_user(request.user).pk
     _team_for_upload(request, data["team"])
     form = form_class(data, request.FILES, user=request.user,
-                      max_bytes=settings.ACCELWEB_MAX_UPLOAD_BYTES)
+                      max_bytes=settings.ACCELWEB_MAX_UPLOAD_BYTES,
+                      over_limit=files_over_limit(request))
     if not form.is_valid():
         raise ValidationError({field: [e["message"] for e in errors]
                                for field, errors in form.errors.get_json_data().items()})
