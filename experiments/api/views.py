@@ -7,7 +7,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, Q, prefetch_related_objects
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, parsers, status, views, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError, ValidationError
@@ -342,57 +342,52 @@ class RecipeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-@extend_schema(tags=["datasets"])
-class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class _UploadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                     viewsets.GenericViewSet):
+    """Files uploaded to the user's teams, checked by the upload page's form and stored by
+    its service."""
+
     lookup_value_regex = ID
     parser_classes = [parsers.MultiPartParser]
-    serializer_class = s.DatasetSerializer
+    model = form_class = store = None
 
     def get_queryset(self):
         if anonymous(self):
-            return Dataset.objects.none()
-        return Dataset.objects.for_user(self.request.user).select_related("team", "uploaded_by")
+            return self.model.objects.none()
+        return self.model.objects.for_user(self.request.user).select_related(
+            "team", "uploaded_by")
 
-    @extend_schema(
-        summary="Upload a .npz dataset (keras.datasets layout)",
-        request={"multipart/form-data": s.DatasetUploadDoc},
-        responses={201: s.DatasetSerializer, 400: ERRORS, 403: FORBIDDEN},
-    )
     def create(self, request):
-        form = _upload_form(request, DatasetUploadForm)
-        dataset = services.dataset_create(
+        form = _upload_form(request, self.form_class)
+        created = self.store(
             team=form.cleaned_data["team"], user=request.user, name=form.cleaned_data["name"],
             upload=form.cleaned_data["file"], description=form.description,
         )
-        return Response(s.DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+        return Response(self.get_serializer(created).data, status=status.HTTP_201_CREATED)
 
 
+@extend_schema_view(create=extend_schema(
+    summary="Upload a .npz dataset (keras.datasets layout)",
+    request={"multipart/form-data": s.DatasetUploadDoc},
+    responses={201: s.DatasetSerializer, 400: ERRORS, 403: FORBIDDEN},
+))
+@extend_schema(tags=["datasets"])
+class DatasetViewSet(_UploadViewSet):
+    serializer_class = s.DatasetSerializer
+    model, form_class = Dataset, DatasetUploadForm
+    store = staticmethod(services.dataset_create)
+
+
+@extend_schema_view(create=extend_schema(
+    summary="Upload a .keras model (built-in layers only, loaded with safe_mode)",
+    request={"multipart/form-data": s.ModelUploadDoc},
+    responses={201: s.UploadedModelSerializer, 400: ERRORS, 403: FORBIDDEN},
+))
 @extend_schema(tags=["models"])
-class UploadedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                           viewsets.GenericViewSet):
+class UploadedModelViewSet(_UploadViewSet):
     """.keras models uploaded to your teams; a spec uses one with
     {"arch": "uploaded", "model_id": id}."""
 
-    lookup_value_regex = ID
-    parser_classes = [parsers.MultiPartParser]
     serializer_class = s.UploadedModelSerializer
-
-    def get_queryset(self):
-        if anonymous(self):
-            return UploadedModel.objects.none()
-        return UploadedModel.objects.for_user(self.request.user).select_related(
-            "team", "uploaded_by")
-
-    @extend_schema(
-        summary="Upload a .keras model (built-in layers only, loaded with safe_mode)",
-        request={"multipart/form-data": s.ModelUploadDoc},
-        responses={201: s.UploadedModelSerializer, 400: ERRORS, 403: FORBIDDEN},
-    )
-    def create(self, request):
-        form = _upload_form(request, ModelUploadForm)
-        uploaded = services.uploaded_model_create(
-            team=form.cleaned_data["team"], user=request.user, name=form.cleaned_data["name"],
-            upload=form.cleaned_data["file"], description=form.description,
-        )
-        return Response(s.UploadedModelSerializer(uploaded).data,
-                        status=status.HTTP_201_CREATED)
+    model, form_class = UploadedModel, ModelUploadForm
+    store = staticmethod(services.uploaded_model_create)
