@@ -344,9 +344,9 @@ def _detail_queries(client, experiment, django_assert_max_num_queries, bound):
 
 
 # Session, user, experiment with its team, runs, epoch events, whether the user may change
-# the runs (their role); the sign-offs (the user's role, sign-offs) and the comments (the
-# user's role, comments).
-DETAIL_QUERIES = 10
+# the runs (their role); the sign-offs (the user's role, sign-offs, withdrawn sign-offs) and
+# the comments (the user's role, comments).
+DETAIL_QUERIES = 11
 
 
 def test_it_draws_the_page_in_a_fixed_number_of_queries(
