@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -365,19 +365,23 @@ class SignOffQuerySet(models.QuerySet):
     def withdraw(self, *, reason: str, by=None) -> int:
         """Take these sign-offs back, keeping a record of each (who approved what, when,
         and why it no longer stands) in WithdrawnSignOff."""
-        signoffs = list(self)
-        now = timezone.now()
-        WithdrawnSignOff.objects.bulk_create(
-            WithdrawnSignOff(
-                experiment_id=signoff.experiment_id, run_id=signoff.run_id,
-                model_label=signoff.model_label, approved_by_id=signoff.approved_by_id,
-                approved_at=signoff.created_at, note=signoff.note, evidence=signoff.evidence,
-                withdrawn_by=by, withdrawn_at=now, reason=reason[:300],
+        # One transaction: a sign-off is either standing or on record, never both or neither.
+        with transaction.atomic():
+            # Locked by pk: the admin's querysets may be DISTINCT, which FOR UPDATE refuses.
+            signoffs = list(self.model.objects.select_for_update().filter(
+                pk__in=self.values("pk")))
+            now = timezone.now()
+            WithdrawnSignOff.objects.bulk_create(
+                WithdrawnSignOff(
+                    experiment_id=signoff.experiment_id, run_id=signoff.run_id,
+                    model_label=signoff.model_label, approved_by_id=signoff.approved_by_id,
+                    approved_at=signoff.created_at, note=signoff.note,
+                    evidence=signoff.evidence, withdrawn_by=by, withdrawn_at=now,
+                    reason=reason[:300],
+                )
+                for signoff in signoffs
             )
-            for signoff in signoffs
-        )
-        type(self)(self.model, using=self._db).filter(
-            pk__in=[signoff.pk for signoff in signoffs]).delete()
+            self.model.objects.filter(pk__in=[signoff.pk for signoff in signoffs]).delete()
         return len(signoffs)
 
 

@@ -28,7 +28,7 @@ class _DiscussionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     lookup_value_regex = ID
     parser_classes = [JSONParser]
-    model = None
+    model, related = None, ()
 
     def get_queryset(self):
         if anonymous(self):
