@@ -132,14 +132,63 @@ def test_it_uses_the_only_epoch_when_there_is_one():
     assert figures["train_samples_per_s_ci95"] is None
 
 
-def test_it_bootstraps_a_speedup_interval():
-    rng = np.random.default_rng(1)
-    slow = rng.normal(2.0, 0.05, size=8)
-    fast = rng.normal(1.0, 0.05, size=8)
-    speedup, (low, high) = measure.speedup_ci(slow, fast)
-    assert low < speedup < high and 1.8 < low and high < 2.2
-    same, (low, high) = measure.speedup_ci(slow, rng.permutation(slow))
-    assert same == 1.0 and low < 1.0 < high
+def synthetic_benchmarks(count, *, executions, rounds=20, ratio=1.25, between=0.05,
+                         within=0.03, seed=0):
+    """Paired latency ratios as a benchmark would record them: each execution (process)
+    shifts the ratio by its own log-normal effect (sd `between`), each round adds noise."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        shift = rng.normal(0.0, between, size=(executions, 1))
+        noise = rng.normal(0.0, within, size=(executions, rounds))
+        yield np.exp(np.log(ratio) + shift + noise)
+
+
+def coverage(method, *, executions, count=300, ratio=1.25):
+    hits = 0
+    for groups in synthetic_benchmarks(count, executions=executions, ratio=ratio):
+        _, (low, high), _ = measure.paired_speedup(groups, method=method, resamples=400)
+        hits += low <= ratio <= high
+    return hits / count
+
+
+def test_it_gives_a_paired_speedup_and_its_interval():
+    groups = [[2.0 * f] * 5 for f in (0.98, 1.0, 1.02, 0.99, 1.01)]
+
+    speedup, (low, high), method = measure.paired_speedup(groups)
+
+    assert low < speedup < high and 1.9 < low and high < 2.1
+    assert speedup == pytest.approx(2.0, abs=0.001)
+    assert method == "Student t over 5 units"
+    # One unit: a figure, but nothing to say how far another process would put it.
+    assert measure.paired_speedup([[2.0, 2.1]])[1:] == (None, "one unit: no interval")
+    assert measure.paired_speedup([])[0] is None
+
+
+def test_it_covers_the_true_ratio_with_a_hierarchical_bootstrap_over_many_executions():
+    # The variation between processes is in the interval: with 20 executions a two-level
+    # bootstrap covers the true ratio about as often as it says.
+    assert coverage("bootstrap", executions=20) >= 0.9
+
+
+def test_it_stays_honest_with_few_executions_where_the_bootstrap_undercovers():
+    # With 5 executions the bootstrap's interval is too narrow (it cannot know how far
+    # apart five processes may land); Student t on the executions' log-ratios is not.
+    t, bootstrap = coverage("t", executions=5), coverage("bootstrap", executions=5)
+    assert t >= 0.92
+    assert bootstrap < t
+    # The default picks t below T_INTERVAL_BELOW executions, the bootstrap from there.
+    groups = next(synthetic_benchmarks(1, executions=5))
+    assert measure.paired_speedup(groups)[2].startswith("Student t")
+    groups = next(synthetic_benchmarks(1, executions=measure.T_INTERVAL_BELOW))
+    assert measure.paired_speedup(groups)[2].startswith("hierarchical bootstrap")
+
+
+def test_it_finds_no_difference_in_an_a_a_series_and_a_real_one_in_another():
+    aa = next(synthetic_benchmarks(1, executions=5, ratio=1.0, seed=3))
+    slower = next(synthetic_benchmarks(1, executions=5, ratio=0.8, seed=3))
+
+    assert measure.paired_speedup(aa)[1][0] <= 1.0 <= measure.paired_speedup(aa)[1][1]
+    assert measure.paired_speedup(slower)[1][1] < 1.0
 
 
 def test_it_reports_inference_throughput_trials_and_ci():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from engine_runs import HAS_JAX, digits_spec, started_runs
 
-from runners.engine import advisor, measure, steps
+from runners.engine import advisor, steps
 
 TINY_BENCHMARK = {"trials": 2, "latency_samples": 5, "warmup": 2}
 
@@ -182,28 +182,6 @@ def test_it_computes_mixed_precision_layers_in_16_bits(policy, dtype):
     assert model.output.dtype == "float32"
     out = model(np.zeros((2, 8, 8, 1), dtype=np.float32))
     assert keras.backend.standardize_dtype(out.dtype) == "float32"
-
-
-def test_it_finds_that_a_run_is_not_faster_than_itself():
-    import keras
-
-    from runners.engine import zoo
-
-    keras.utils.set_random_seed(0)
-    model = zoo.build_model({"arch": "seed_mlp"}, [64], 10)
-    model.compile(loss="sparse_categorical_crossentropy", jit_compile=False)
-    runtime = measure.KerasRuntime(model, None)
-    x = np.random.default_rng(0).random((50, 64), dtype=np.float32)
-    measure.latency(runtime, x, trials=1, samples=30, warmup=20)
-    # Trials interleaved, A B A B ..., as two runs should be compared on a shared machine:
-    # load that comes and goes then falls on both sides instead of on one.
-    first, second = [], []
-    for _ in range(9):
-        for samples in (first, second):
-            samples += measure.latency(runtime, x, trials=1, samples=30,
-                                       warmup=2)["latency_samples"]
-    speedup, (low, high) = measure.speedup_ci(first, second)
-    assert low <= 1.0 <= high, (speedup, low, high)
 
 
 def test_it_validates_technique_parameters():

@@ -1,4 +1,5 @@
-"""``python -m runners run SPEC.json [--artifacts DIR]`` and
+"""``python -m runners run SPEC.json [--artifacts DIR]``,
+``python -m runners bench BENCH.json`` (the benchmark stage, see runners.engine.bench) and
 ``python -m runners inspect-model MODEL.keras [--name NAME]``.
 
 Exit status: 0 for a result (a description) or a cancellation, 1 after an error event.
@@ -28,6 +29,12 @@ def main(argv=None):
     run_parser = commands.add_parser("run", help="train and benchmark one engine spec")
     run_parser.add_argument("spec", help="path of the engine spec (JSON)")
     run_parser.add_argument("--artifacts", help="directory to keep model files in")
+    bench_parser = commands.add_parser(
+        "bench", help="measure an experiment's models side by side in fresh processes")
+    bench_parser.add_argument("spec", help="path of the benchmark spec (JSON)")
+    # Internal: the stage starts itself once per execution with these.
+    bench_parser.add_argument("--execution", type=int, help=argparse.SUPPRESS)
+    bench_parser.add_argument("--inputs", help=argparse.SUPPRESS)
     inspect_parser = commands.add_parser(
         "inspect-model", help="check an uploaded .keras model and describe it")
     inspect_parser.add_argument("path", help="path of the .keras file")
@@ -38,7 +45,10 @@ def main(argv=None):
     if args.command == "inspect-model":
         return _inspect_model(args.path, args.name)
     try:
-        run.execute(_read_spec(args.spec), args.artifacts, cancel)
+        if args.command == "bench":
+            _bench(args, cancel)
+        else:
+            run.execute(_read_spec(args.spec), args.artifacts, cancel)
     except run.Cancelled:
         events.emit("cancelled")
         return 0
@@ -47,6 +57,16 @@ def main(argv=None):
         events.emit("error", message=one_line(exc))
         return 1
     return 0
+
+
+def _bench(args, cancel):
+    from runners.engine import bench
+
+    spec = _read_spec(args.spec)
+    if args.execution is None:
+        bench.run(spec, cancel, spec_path=os.path.abspath(args.spec))
+    else:
+        events.emit("execution", **bench.execute_one(spec, args.execution, args.inputs, cancel))
 
 
 def _inspect_model(path, name):

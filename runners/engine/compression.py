@@ -95,6 +95,13 @@ def _add_fine_tune_epochs(ctx, epochs):
     return begin
 
 
+def add_fine_tune_cost(ctx, technique, begin_epoch, fine_tune_epochs):
+    """The fine-tuning epochs are a one-time cost of shipping the compressed model."""
+    if fine_tune_epochs:
+        seconds = sum(e["seconds"] for e in ctx.epochs if e["epoch"] > begin_epoch)
+        ctx.add_one_time_cost(f"{technique} fine-tuning ({fine_tune_epochs} epochs)", seconds)
+
+
 def compressible_layers(model):
     """Dense and convolution layers (the toolkit's prunable kernels), nested models included."""
     import keras
@@ -281,6 +288,7 @@ class Pruning(TechniqueStep):
         return optimizer
 
     def after_train(self, ctx):
+        add_fine_tune_cost(ctx, "pruning", self.begin_epoch, self.params["fine_tune_epochs"])
         # The masks live in constraints, not wrappers: dropping them leaves a plain model.
         for layer in compressible_layers(ctx.model):
             layer.kernel.constraint = None
@@ -407,6 +415,7 @@ class Clustering(TechniqueStep):
                                       seed=ctx.training["seed"])
 
     def after_train(self, ctx):
+        add_fine_tune_cost(ctx, "clustering", self.begin_epoch, self.params["fine_tune_epochs"])
         if not self.layers:
             # No fine-tuning epochs (or training stopped early): cluster the trained weights.
             self.cluster(ctx)
@@ -536,6 +545,7 @@ class QuantizationAwareTraining(TechniqueStep):
             if count:
                 layer.set_weights(trained[layer.name].get_weights()[:count])
         ctx.model = self.float_model
+        add_fine_tune_cost(ctx, "qat", self.begin_epoch, self.params["fine_tune_epochs"])
         ctx.notes.append(
             f"qat: int8 fake quantization of {len(self.quantized)} kernels (per channel) and "
             f"their outputs from epoch {self.begin_epoch + 1}; converted like ptq "

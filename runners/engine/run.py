@@ -67,8 +67,18 @@ class RunContext:
     train_samples_per_s: float = None
     runtime: object = None
     reference: object = None
+    compile_seconds: float = None
     notes: list = field(default_factory=list)
     artifacts: list = field(default_factory=list)
+    # Costs paid once to ship the recipe (compilation, conversion, fine-tuning epochs):
+    # {"what", "seconds", "pays_back": "inference" | "training", "less_baseline": key}.
+    one_time_costs: list = field(default_factory=list)
+
+    def add_one_time_cost(self, what, seconds, *, pays_back="inference", less_baseline=None):
+        if seconds is not None:
+            self.one_time_costs.append({"what": what, "seconds": float(seconds),
+                                        "pays_back": pays_back,
+                                        "less_baseline": less_baseline})
 
     def write_artifact(self, name, content):
         path = os.path.join(self.workdir, name)
@@ -205,6 +215,7 @@ def _execute(spec, steps, workdir, keep_artifacts, cancel):
     ctx.epochs = epochs
     train_figures = _training_figures(epochs, train_seconds, len(data.x_train))
     ctx.train_samples_per_s = train_figures["train_samples_per_s"]
+    ctx.compile_seconds = train_figures["compile_seconds"]
     for step in steps:
         step.after_train(ctx)
         cancel.check()
@@ -246,6 +257,11 @@ def _execute(spec, steps, workdir, keep_artifacts, cancel):
         sparsity=measure.sparsity(model),
         runtime=ctx.runtime.runtime,
         reference=measured["reference"] or None,
+        # What the benchmark stage loads: the shipped file and the reference beside it.
+        measured_files={role: {"file": os.path.basename(runtime.path),
+                               "runtime": runtime.runtime,
+                               "jit_compile": bool(getattr(runtime, "jit", False))}
+                        for role, runtime in _runtimes(ctx)},
         fingerprint=found,
         devices=devices,
         steps_applied=[s.technique for s in steps],
@@ -256,6 +272,7 @@ def _execute(spec, steps, workdir, keep_artifacts, cancel):
         benchmark=bench,
         artifacts=ctx.artifacts if keep_artifacts else None,
         training=ctx.training,
+        one_time_costs=ctx.one_time_costs,
         advice=advisor.advise(spec["steps"], {**found, "hardware": spec["hardware"]},
                               params=params),
         **fields,

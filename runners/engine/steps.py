@@ -180,6 +180,9 @@ class XLA(TechniqueStep):
         # labelled XLA that was not compiled would compare the baseline with itself.
         if not ctx.model.jit_compile:
             raise EngineError("xla: Keras could not jit-compile this model")
+        # The first epoch's excess over a later one, less the baseline's own (its tracing).
+        ctx.add_one_time_cost("XLA compilation", ctx.compile_seconds, pays_back="training",
+                              less_baseline="compile_seconds")
 
 
 @register
@@ -212,8 +215,12 @@ class PostTrainingQuantization(TechniqueStep):
             ctx.notes.append("ptq converted a float32 copy of the mixed-precision model's weights")
         reference_path = ctx.write_artifact("model_float32.tflite",
                                             self._convert(model, ctx.data, None))
-        quantized_path = ctx.write_artifact(f"model_{mode}.tflite",
-                                            self._convert(model, ctx.data, mode))
+        started = time.perf_counter()
+        quantized = self._convert(model, ctx.data, mode)
+        what = "TFLite conversion and calibration" if mode == "full_int8" \
+            else "TFLite conversion"
+        ctx.add_one_time_cost(what, time.perf_counter() - started)
+        quantized_path = ctx.write_artifact(f"model_{mode}.tflite", quantized)
         ctx.reference = TFLiteRuntime(reference_path)
         ctx.runtime = TFLiteRuntime(quantized_path)
         ctx.notes.append(
