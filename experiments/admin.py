@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 
 from . import services
 from .models import (
+    Benchmark,
     Comment,
     Dataset,
     Experiment,
@@ -108,7 +109,7 @@ class WithdrawnSignOffAdmin(admin.ModelAdmin):
 class RunInline(admin.TabularInline):
     model = Run
     extra = 0
-    fields = ["name", "status", "progress", "worker", "started_at", "finished_at"]
+    fields = ["name", "replicate", "status", "progress", "worker", "started_at", "finished_at"]
     readonly_fields = fields
     show_change_link = True
     can_delete = False
@@ -151,14 +152,44 @@ def rerun_experiments(modeladmin, request, queryset):
            services.run_rerun, "Re-queued")
 
 
+@admin.action(description="Benchmark the selected experiments again (no training)")
+def rebenchmark_experiments(modeladmin, request, queryset):
+    queued, refused = 0, []
+    for experiment in queryset:
+        try:
+            services.benchmark_if_ready(experiment, user=request.user, force=True)
+            queued += 1
+        except services.BenchmarkRefused as exc:
+            refused.append(f"{experiment}: {exc}")
+    modeladmin.message_user(request, f"Queued {queued} benchmark(s).", messages.SUCCESS)
+    for line in refused:
+        modeladmin.message_user(request, line, messages.WARNING)
+
+
+class BenchmarkInline(admin.TabularInline):
+    model = Benchmark
+    extra = 0
+    fields = ["status", "execution", "executions", "rounds", "worker", "started_at",
+              "finished_at"]
+    readonly_fields = fields
+    show_change_link = True
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("raw")
+
+
 @admin.register(Experiment)
 class ExperimentAdmin(admin.ModelAdmin):
     list_display = ["name", "team", "arch", "dataset", "hardware", "created_by", "created_at"]
     list_filter = ["team", "hardware", "created_at"]
     search_fields = ["name", "team__name", "created_by__username"]
     date_hierarchy = "created_at"
-    inlines = [RunInline]
-    actions = [cancel_experiments, rerun_experiments]
+    inlines = [RunInline, BenchmarkInline]
+    actions = [cancel_experiments, rerun_experiments, rebenchmark_experiments]
     list_select_related = ["team", "created_by"]
 
     @admin.display(description="model")
@@ -172,7 +203,8 @@ class ExperimentAdmin(admin.ModelAdmin):
 
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
-    list_display = ["name", "experiment", "status", "progress", "worker", "test_accuracy",
+    list_display = ["name", "replicate", "experiment", "status", "progress", "worker",
+                    "test_accuracy",
                     "started_at", "finished_at"]
     list_filter = ["status", "experiment__team", "experiment__hardware", "worker"]
     search_fields = ["name", "experiment__name", "worker", "error"]
@@ -184,6 +216,40 @@ class RunAdmin(admin.ModelAdmin):
     @admin.display(description="test accuracy")
     def test_accuracy(self, run):
         return (run.result or {}).get("test_accuracy")
+
+
+@admin.action(description="Cancel the selected benchmarks (queued or running)")
+def cancel_benchmarks(modeladmin, request, queryset):
+    cancelled = sum(1 for benchmark in queryset.select_related("experiment")
+                    if services.benchmark_cancel(benchmark))
+    modeladmin.message_user(request, f"Cancelled {cancelled} benchmark(s).", messages.SUCCESS)
+
+
+@admin.register(Benchmark)
+class BenchmarkAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "experiment", "status", "stage", "aa_control", "worker",
+                    "requested_by", "created_at", "finished_at"]
+    list_filter = ["status", "experiment__team", "worker"]
+    search_fields = ["experiment__name", "worker", "error"]
+    list_select_related = ["experiment", "requested_by"]
+    raw_id_fields = ["experiment"]
+    readonly_fields = ["runs", "result", "error", "stderr_tail", "worker", "device",
+                       "execution", "progress", "started_at", "finished_at", "heartbeat_at",
+                       "requested_by"]
+    exclude = ["raw"]  # every round of every execution: for re-analysis, not for reading
+    actions = [cancel_benchmarks]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("raw")
+
+    @admin.display(description="A/A control")
+    def aa_control(self, benchmark):
+        pair = next((p for p in (benchmark.result or {}).get("pairs", [])
+                     if p.get("id") == "aa"), None)
+        if not pair or not pair.get("inference_ci"):
+            return "—"
+        low, high = pair["inference_ci"]
+        return f"{pair['inference_speedup']:.2f}x [{low:.2f}, {high:.2f}]"
 
 
 @admin.register(RunEvent)

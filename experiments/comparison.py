@@ -1,9 +1,13 @@
-"""Speedups of each run against the experiment's baseline, with confidence intervals.
+"""Speedups of each recipe against the experiment's baseline, with confidence intervals.
 
-A speedup is a ratio of medians. Its interval comes from a bootstrap over the per-trial
-medians both runs recorded, so an identical pair of runs gives an interval around 1.0.
-A quantized (TFLite) run is also compared with the float32 TFLite model of the same run:
-the Keras -> TFLite switch is a gain of its own and is shown on its own line.
+Inference speedups come from the experiment's benchmark stage (runners.engine.bench):
+every shipped model measured side by side in the same fresh processes, paired ratios per
+round, an interval from the spread between processes. The baseline measured against
+itself there is the A/A control (the noise floor). Training speedups come from the
+replicates (training.repeats): replicate i of the baseline and of a recipe trained with
+the same seed, queued next to each other, paired; one replicate gives a point, no interval.
+A quantized run is also compared with the float32 model of the same weights, and the
+Keras -> TFLite switch is shown on its own line: that gain is not quantization's.
 
 Every figure carries a tone for the page: "good" when its 95% interval lies wholly on the
 better side of no change (1.0 for speedups, 0 for an accuracy delta), "bad" when wholly on
@@ -12,20 +16,9 @@ the worse side, "unclear" otherwise or when there is no interval.
 
 import math
 
-from runners.engine.measure import speedup_ci
+from runners.engine.measure import paired_speedup, t_interval
 
 FINGERPRINT_KEYS = ("cpu_model", "logical_cores", "gpus", "backend", "tensorflow", "keras")
-
-
-def ratio_ci(numerator_samples, denominator_samples):
-    """95% bootstrap interval of median(numerator) / median(denominator), or None when
-    either side has fewer than two samples to resample."""
-    a = [s for s in numerator_samples or [] if s]
-    b = [s for s in denominator_samples or [] if s]
-    if len(a) < 2 or len(b) < 2:
-        return None
-    _, (low, high) = speedup_ci(a, b)
-    return [round(low, 4), round(high, 4)]
 
 
 def _ratio(numerator, denominator):
@@ -106,8 +99,79 @@ def accuracy_verdict(delta, ci):
                                                   "no clear difference")
 
 
-def _latency_row(name, run_id, kind, slow, fast, comparable, reason=""):
-    """How many times faster `fast` answers at batch 1 than `slow`."""
+AA_PAIR = "aa"
+ONE_RUN = "one run: repeat to get an interval"
+
+
+def pair_ids(run_id) -> dict:
+    """The benchmark pairs of a recipe's run, by comparison kind."""
+    return {"vs baseline": f"run-{run_id}", "vs float32 TFLite": f"run-{run_id}-reference",
+            "runtime switch": f"run-{run_id}-switch"}
+
+
+def recipe_groups(runs) -> dict:
+    """The runs of each recipe (position 0 is the baseline), replicates in order."""
+    groups = {}
+    for run in sorted(runs, key=lambda r: (r.position, r.replicate, r.pk)):
+        groups.setdefault(run.position, []).append(run)
+    return groups
+
+
+def primary_run(group):
+    """The run that stands for a recipe (its files are benchmarked, its sign-off is the
+    recipe's): the first replicate that succeeded, else the first."""
+    return next((r for r in group if r.status == "succeeded" and r.result), group[0])
+
+
+def measured_key(run) -> str | None:
+    """What a benchmark records of a run it measured: when the result it loaded ended."""
+    return run.finished_at.isoformat() if run.finished_at else None
+
+
+def _covering(benchmarks, *runs):
+    """The newest succeeded benchmark that measured these runs as they are now."""
+    for benchmark in benchmarks:
+        if benchmark.status == "succeeded" and benchmark.result and all(
+            (benchmark.runs or {}).get(str(run.pk)) == measured_key(run) for run in runs
+        ):
+            return benchmark
+    return None
+
+
+ENDED = ("succeeded", "failed", "cancelled")
+
+
+def _waiting(benchmarks, runs) -> str:
+    """Why a row has no inference figure yet, for the page."""
+    latest = benchmarks[0] if benchmarks else None
+    if latest is not None and not latest.has_ended:
+        return latest.stage
+    if latest is not None and latest.status == "failed":
+        return "the benchmark failed: re-benchmark"
+    if latest is None and all(run.status in ENDED for run in runs):
+        # Runs that ended before there was a benchmark stage, say.
+        return "not benchmarked: re-benchmark"
+    return "waiting for the benchmark"
+
+
+def _pairs(benchmark) -> dict:
+    return {pair["id"]: pair for pair in (benchmark.result or {}).get("pairs", [])} \
+        if benchmark else {}
+
+
+def _rounded(ci):
+    return [round(ci[0], 4), round(ci[1], 4)] if ci else None
+
+
+def _speed(prefix, speedup, ci):
+    speedup = None if speedup is None else round(speedup, 4)
+    return {f"{prefix}_speedup": speedup, f"{prefix}_ci": _rounded(ci),
+            f"{prefix}_verdict": verdict(speedup, ci), f"{prefix}_tone": tone(speedup, ci)}
+
+
+def _row(run_id, name, kind, *, slow, fast, pair, waiting, comparable=True, reason=""):
+    """One comparison: how many times faster `fast` is than `slow` (result dicts, for the
+    sizes and accuracies), inference from the benchmark `pair` (None: not yet measured)."""
     accuracy_delta = (
         round(fast["test_accuracy"] - slow["test_accuracy"], 4)
         if fast.get("test_accuracy") is not None and slow.get("test_accuracy") is not None
@@ -117,16 +181,14 @@ def _latency_row(name, run_id, kind, slow, fast, comparable, reason=""):
         fast.get("test_accuracy"), fast.get("test_samples"),
         slow.get("test_accuracy"), slow.get("test_samples"),
     )
-    inference_speedup = _ratio(slow.get("latency_ms_p50"), fast.get("latency_ms_p50"))
-    inference_ci = ratio_ci(slow.get("latency_samples"), fast.get("latency_samples"))
-    return {
+    pair = pair or {}
+    row = {
         "run_id": run_id,
         "name": name,
         "kind": kind,
-        "inference_speedup": inference_speedup,
-        "inference_ci": inference_ci,
-        "inference_verdict": verdict(inference_speedup, inference_ci),
-        "inference_tone": tone(inference_speedup, inference_ci) if comparable else "unclear",
+        **_speed("inference", pair.get("inference_speedup"), pair.get("inference_ci")),
+        **_speed("throughput", pair.get("throughput_speedup"), pair.get("throughput_ci")),
+        "method": pair.get("method"),
         # Both sizes are byte counts of the files: exact, no interval.
         "size_reduction": _ratio(slow.get("model_bytes"), fast.get("model_bytes")),
         "accuracy_delta": accuracy_delta,
@@ -135,55 +197,174 @@ def _latency_row(name, run_id, kind, slow, fast, comparable, reason=""):
         "accuracy_tone": tone(accuracy_delta, accuracy_ci, neutral=0.0),
         "comparable": comparable,
         "not_comparable_reason": "" if comparable else reason,
+        "train_speedup": None, "train_ci": None, "train_verdict": "not measured",
+        "train_tone": "unclear", "replicates": 0,
+        "break_even": [],
     }
+    if not pair:
+        row["inference_verdict"] = row["throughput_verdict"] = waiting
+    if "invoke_speedup" in pair:
+        row.update(_speed("invoke", pair["invoke_speedup"], pair.get("invoke_ci")))
+    return row
 
 
-def compare_runs(runs) -> list[dict]:
-    baseline = next((r for r in runs if r.is_baseline and r.status == "succeeded"), None)
-    if baseline is None or not baseline.result:
+def _replicate_pairs(base_group, group):
+    """(baseline result, recipe result) of each replicate both succeeded in, on the same
+    hardware and software (two workers may have run the two halves of a pair)."""
+    base = {r.replicate: r.result for r in base_group if r.status == "succeeded" and r.result}
+    return [(base[r.replicate], r.result) for r in group
+            if r.status == "succeeded" and r.result and r.replicate in base
+            and _fingerprint_key(r.result) == _fingerprint_key(base[r.replicate])]
+
+
+def train_speedup(pairs):
+    """Training throughput speedup from replicates: per replicate the ratios of its steady
+    epochs, paired by epoch; the interval from the spread between replicates."""
+    groups = []
+    for base, result in pairs:
+        a = base.get("train_samples_per_s_epochs") or []
+        b = result.get("train_samples_per_s_epochs") or []
+        count = min(len(a), len(b))
+        if count and all(a[:count]) and all(b[:count]):
+            groups.append([b[j] / a[j] for j in range(count)])
+        elif base.get("train_samples_per_s") and result.get("train_samples_per_s"):
+            # No per-epoch figures (an older engine's result): the medians, one ratio.
+            groups.append([result["train_samples_per_s"] / base["train_samples_per_s"]])
+    speedup, ci, method = paired_speedup(groups)
+    return speedup, ci, len(groups), method
+
+
+def replicate_accuracy_delta(pairs):
+    """Mean paired accuracy difference over replicates and its Student-t interval: the
+    spread between seeds is what a recipe's accuracy cost has to beat."""
+    deltas = [result["test_accuracy"] - base["test_accuracy"] for base, result in pairs
+              if result.get("test_accuracy") is not None
+              and base.get("test_accuracy") is not None]
+    if len(deltas) < 2:
+        return None
+    low, high = t_interval(deltas)
+    return round(sum(deltas) / len(deltas), 4), [round(low, 4), round(high, 4)]
+
+
+def break_even(base, result, row, base_latency_ms) -> list[dict]:
+    """After how many inferences (or training samples) each one-time cost of the recipe
+    (XLA compilation, TFLite conversion, fine-tuning epochs) is paid back by its speedup
+    against the baseline; "after": None means never (the recipe is not faster)."""
+    out = []
+    for cost in result.get("one_time_costs") or []:
+        seconds = cost.get("seconds") or 0.0
+        if cost.get("less_baseline"):
+            # The baseline pays its own warm-up too; only the excess is the recipe's cost.
+            seconds -= base.get(cost["less_baseline"]) or 0.0
+        seconds = max(0.0, seconds)
+        if cost.get("pays_back") == "training":
+            speedup, ci, unit = row["train_speedup"], row["train_ci"], "training samples"
+            rate = base.get("train_samples_per_s")
+            per_unit = 1.0 / rate if rate else None
+        else:
+            speedup, ci, unit = row["inference_speedup"], row["inference_ci"], "inferences"
+            per_unit = base_latency_ms / 1000.0 if base_latency_ms else None
+        if speedup is None or per_unit is None:
+            continue
+
+        def after(s, seconds=seconds, per_unit=per_unit):
+            # Each unit saves per_unit * (1 - 1/s) seconds; none when s <= 1.
+            # Rounded first: 2 / 0.0002 is 10000.000000000002 in floats.
+            return None if s is None or s <= 1.0 else math.ceil(
+                round(seconds / (per_unit * (1.0 - 1.0 / s)), 6))
+
+        out.append({
+            "what": cost.get("what", "one-time cost"), "seconds": round(seconds, 4),
+            "unit": unit, "after": after(speedup),
+            # The faster end of the speedup's interval pays back soonest.
+            "ci": [after(ci[1]), after(ci[0])] if ci else None,
+        })
+    return out
+
+
+def compare_runs(runs, benchmarks=()) -> list[dict]:
+    """The experiment's comparison rows: the A/A control first, then per recipe its row
+    against the baseline and, for a quantized recipe, against its float32 model and the
+    runtime switch. `benchmarks` are the experiment's benchmarks, newest first."""
+    benchmarks = list(benchmarks)
+    groups = recipe_groups(runs)
+    base_group = groups.get(0, [])
+    baseline = primary_run(base_group) if base_group else None
+    if baseline is None or baseline.status != "succeeded" or not baseline.result:
         return []
     base = baseline.result
-    rows = []
-    for run in runs:
-        if run.is_baseline or run.status != "succeeded" or not run.result:
+    waiting = _waiting(benchmarks, runs)
+    covering = _covering(benchmarks, baseline)
+    aa = _row(baseline.pk, "Noise floor: baseline vs itself", "A/A control", slow=base,
+              fast=base, pair=_pairs(covering).get(AA_PAIR), waiting=waiting)
+    aa.update(size_reduction=None, accuracy_delta=None, accuracy_ci=None,
+              accuracy_verdict="not measured", accuracy_tone="unclear",
+              benchmark_id=covering.pk if covering else None)
+    rows = [aa]
+    for position, group in groups.items():
+        run = primary_run(group)
+        if position == 0 or run.status != "succeeded" or not run.result:
             continue
         result = run.result
         comparable = _fingerprint_key(result) == _fingerprint_key(base)
         reason = _difference_reason(fingerprint_differences([base, result]))
-        row = _latency_row(run.name, run.pk, "vs baseline", base, result, comparable, reason)
-        row["train_speedup"] = _ratio(
-            result.get("train_samples_per_s"), base.get("train_samples_per_s")
-        )
-        # Throughput: higher is better, so the run's samples are the numerator.
-        row["train_ci"] = ratio_ci(
-            result.get("train_samples_per_s_epochs"), base.get("train_samples_per_s_epochs")
-        )
-        row["train_verdict"] = verdict(row["train_speedup"], row["train_ci"])
-        row["train_tone"] = tone(row["train_speedup"], row["train_ci"]) if comparable \
-            else "unclear"
+        benchmark = _covering(benchmarks, baseline, run)
+        pairs, ids = _pairs(benchmark), pair_ids(run.pk)
+        row = _row(run.pk, run.name, "vs baseline", slow=base, fast=result,
+                   pair=pairs.get(ids["vs baseline"]), waiting=waiting,
+                   comparable=comparable, reason=reason)
+        # The A/A control of the very benchmark this row's figures come from.
+        row["noise_floor_ci"] = (pairs.get(AA_PAIR) or {}).get("inference_ci")
+        base_latency = ((benchmark.result or {}).get("models", {}).get("baseline") or {}) \
+            .get("latency_ms_p50") if benchmark else None
+        replicated = _replicate_pairs(base_group, group)
+        speedup, ci, count, method = train_speedup(replicated)
+        row.update(_speed("train", speedup, ci), replicates=count, train_method=method,
+                   runtime=result.get("runtime"), benchmark_id=benchmark.pk if benchmark
+                   else None)
+        if speedup is not None and ci is None:
+            row["train_verdict"] = ONE_RUN
+        if not comparable:
+            row["train_tone"] = "unclear"
+        accuracy = replicate_accuracy_delta(replicated)
+        if accuracy is not None:
+            delta, accuracy_ci = accuracy
+            row.update(accuracy_delta=delta, accuracy_ci=accuracy_ci,
+                       accuracy_verdict=accuracy_verdict(delta, accuracy_ci),
+                       accuracy_tone=tone(delta, accuracy_ci, neutral=0.0))
+        row["break_even"] = break_even(base, result, row, base_latency)
         rows.append(row)
         reference = result.get("reference")
         if reference:
-            quant = _latency_row(
-                f"{run.name} vs TFLite float32", run.pk, "vs float32 TFLite",
-                reference, result, True,
-            )
             # The reference was measured on the run's test set, after the run.
             reference = {"test_samples": result.get("test_samples"), **reference}
-            quant = _latency_row(
-                f"{run.name} vs TFLite float32", run.pk, "vs float32 TFLite",
-                reference, result, True,
-            )
-            switch = _latency_row(
-                "runtime switch: Keras → TFLite float32", run.pk, "runtime switch",
-                base, reference, comparable, reason,
-            )
-            for extra in (quant, switch):
-                extra.update(train_speedup=None, train_ci=None, train_verdict="not measured",
-                             train_tone="unclear")
-            rows += [quant, switch]
+            runtime = ((result.get("measured_files") or {}).get("reference") or {}).get(
+                "runtime", "tflite")
+            rows.append(_row(run.pk, f"{run.name} vs float32 {_RUNTIME_NAMES[runtime]}",
+                             "vs float32 TFLite", slow=reference, fast=result,
+                             pair=pairs.get(ids["vs float32 TFLite"]), waiting=waiting))
+            if runtime == "tflite":
+                rows.append(_row(run.pk, "runtime switch: Keras → TFLite float32",
+                                 "runtime switch", slow=base, fast=reference,
+                                 pair=pairs.get(ids["runtime switch"]), waiting=waiting,
+                                 comparable=comparable, reason=reason))
     return rows
 
+
+_RUNTIME_NAMES = {"tflite": "TFLite", "keras": "Keras"}
+
+
+def excludes_one(ci) -> bool:
+    return bool(ci and (ci[0] > 1.0 or ci[1] < 1.0))
+
+
+def noise_floor(rows) -> dict | None:
+    """The A/A row, and whether it says the machine was too noisy: its inference interval
+    excludes 1.0, so no speedup of this benchmark can be told from noise."""
+    aa = next((row for row in rows if row["kind"] == "A/A control"), None)
+    if aa is None:
+        return None
+    return {**aa, "too_noisy": excludes_one(aa["inference_ci"])}
 
 def pareto_front(points) -> list[bool]:
     """For (accuracy, latency) pairs, whether each is on the Pareto front: no other point
@@ -194,22 +375,33 @@ def pareto_front(points) -> list[bool]:
     return [not any(dominates(q, p) for q in points) for p in points]
 
 
-def accuracy_latency_points(runs) -> list[dict]:
-    """Each succeeded run as a point of test accuracy against batch-1 latency (p50), with
-    whether it is on the Pareto front. Latencies measured on other hardware than the
-    baseline's are plotted but kept off the front: they are not the same trade."""
-    finished = [r for r in runs if r.status == "succeeded" and r.result
-                and r.result.get("test_accuracy") is not None
-                and r.result.get("latency_ms_p50")]
+def accuracy_latency_points(runs, benchmarks=()) -> list[dict]:
+    """Each recipe's first succeeded run as a point of test accuracy against batch-1
+    latency (p50: from the benchmark stage when it measured the run, else the run's own),
+    with whether it is on the Pareto front. Runs trained on other hardware than the
+    baseline are plotted but kept off the front: they are not the same trade."""
+    benchmarks = list(benchmarks)
+    groups = recipe_groups(runs)
+    finished = [run for run in map(primary_run, groups.values())
+                if run.status == "succeeded" and run.result
+                and run.result.get("test_accuracy") is not None
+                and run.result.get("latency_ms_p50")]
     baseline = next((r for r in finished if r.is_baseline), None)
     base_key = _fingerprint_key(baseline.result) if baseline else None
-    points = [{
-        "run_id": run.pk, "name": run.name, "baseline": run.is_baseline,
-        "accuracy": run.result["test_accuracy"],
-        "latency_ms": run.result["latency_ms_p50"],
-        "comparable": base_key is None or _fingerprint_key(run.result) == base_key,
-        "pareto": False,
-    } for run in finished]
+    points = []
+    for run in finished:
+        benchmark = _covering(benchmarks, baseline, run) if baseline else None
+        model = "baseline" if run.is_baseline else f"run-{run.pk}"
+        measured = ((benchmark.result or {}).get("models", {}).get(model) or {}) \
+            if benchmark else {}
+        points.append({
+            "run_id": run.pk, "name": run.name, "baseline": run.is_baseline,
+            "accuracy": run.result["test_accuracy"],
+            "latency_ms": measured.get("latency_ms_p50") or run.result["latency_ms_p50"],
+            "side_by_side": bool(measured),
+            "comparable": base_key is None or _fingerprint_key(run.result) == base_key,
+            "pareto": False,
+        })
     candidates = [p for p in points if p["comparable"]]
     front = pareto_front([(p["accuracy"], p["latency_ms"]) for p in candidates])
     for point, on_front in zip(candidates, front, strict=True):
@@ -230,11 +422,11 @@ def verdict(speedup, ci):
     return "no clear difference"
 
 
-def advice_checks(runs) -> list[dict]:
+def advice_checks(runs, rows) -> list[dict]:
     """Each piece of advice a run's result carries, next to what was measured: training
     throughput for training techniques, batch-1 latency against the float32 model in the
-    same runtime for quantization."""
-    rows = {(row["run_id"], row["kind"]): row for row in compare_runs(runs)}
+    same runtime for quantization. `rows` are compare_runs(runs, ...)."""
+    rows = {(row["run_id"], row["kind"]): row for row in rows}
     checks = []
     for run in runs:
         for item in (run.result or {}).get("advice") or []:
@@ -250,6 +442,7 @@ def advice_checks(runs) -> list[dict]:
             checks.append({
                 "run": run.name, "technique": item.get("technique"),
                 "message": item.get("message"), "what": what, "speedup": measured, "ci": ci,
-                "against": row["kind"], "verdict": verdict(measured, ci),
+                "against": row["kind"],
+                "verdict": row["inference_verdict" if quantized else "train_verdict"],
             })
     return checks

@@ -39,6 +39,9 @@ FIELD_FOR_PATH = {
     "training.optimizer": "optimizer",
     "training.learning_rate": "learning_rate",
     "training.seed": "seed",
+    "training.repeats": "repeats",
+    "benchmark.executions": "bench_executions",
+    "benchmark.rounds": "bench_rounds",
     "accuracy_budget": "accuracy_budget",
     "dataset.name": "dataset",
     "dataset.samples": "synthetic_samples",
@@ -113,6 +116,19 @@ class ExperimentForm(forms.Form):
         min_value=specs.LEARNING_RATE[0], max_value=specs.LEARNING_RATE[1], initial=0.001
     )
     seed = _int("Seed", specs.SEED, 0)
+    repeats = _int(
+        "Repeats", specs.REPEATS, 1, required=False,
+        help_text="Train the baseline and every recipe this many times (seed, seed + 1, ...), "
+                  "interleaved in the queue. Training speedups get an interval from 2 up.")
+    bench_executions = _int(
+        "Benchmark processes", specs.BENCHMARK_LIMITS["executions"],
+        specs.STAGE_DEFAULTS["executions"], required=False,
+        help_text="After training, every model is measured side by side in this many fresh "
+                  "processes; the speedup intervals come from the spread between them.")
+    bench_rounds = _int(
+        "Rounds per process", specs.BENCHMARK_LIMITS["rounds"], specs.STAGE_DEFAULTS["rounds"],
+        required=False,
+        help_text="Each process measures every model this many times, in a random order.")
     hardware = forms.ChoiceField(initial="cpu", help_text="Where the runs execute.")
     accuracy_budget = forms.FloatField(
         label="Accuracy budget (points)", min_value=0, max_value=100, initial=1.0,
@@ -200,8 +216,14 @@ class ExperimentForm(forms.Form):
             "name": data["name"],
             "model": self._model(data),
             "dataset": self._dataset(data),
-            "training": {key: data[key] for key in
-                         ("epochs", "batch_size", "optimizer", "learning_rate", "seed")},
+            "training": {**{key: data[key] for key in
+                            ("epochs", "batch_size", "optimizer", "learning_rate", "seed")},
+                         "repeats": data.get("repeats") or 1},
+            "benchmark": {
+                "executions": data.get("bench_executions")
+                or specs.STAGE_DEFAULTS["executions"],
+                "rounds": data.get("bench_rounds") or specs.STAGE_DEFAULTS["rounds"],
+            },
             "recipes": self._recipes(data),
             "accuracy_budget": round(
                 (1.0 if data.get("accuracy_budget") is None else data["accuracy_budget"]) / 100, 6

@@ -154,7 +154,11 @@ class Run(models.Model):
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
     name = models.CharField(max_length=200)
-    position = models.PositiveIntegerField(default=0)
+    position = models.PositiveIntegerField(default=0, help_text="0 for the baseline, then "
+                                           "one per recipe, in the spec's order")
+    replicate = models.PositiveIntegerField(
+        default=0, help_text="Which of training.repeats this run is (0 first); it trains "
+                             "with seed + replicate")
     steps = models.JSONField(default=list, blank=True, help_text="Empty for the baseline.")
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True
@@ -173,11 +177,11 @@ class Run(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["experiment", "position", "pk"]
+        ordering = ["experiment", "position", "replicate", "pk"]
         indexes = [models.Index(fields=["experiment", "position"])]
 
     def __str__(self):
-        return f"{self.experiment} / {self.name}"
+        return f"{self.experiment} / {self.label}"
 
     def get_absolute_url(self):
         return reverse("experiment_detail", args=[self.experiment_id]) + f"#run-{self.pk}"
@@ -185,6 +189,11 @@ class Run(models.Model):
     @property
     def is_baseline(self):
         return not self.steps
+
+    @property
+    def label(self):
+        """The recipe's name, with the replicate after the first: "XLA", "XLA #2"."""
+        return self.name if not self.replicate else f"{self.name} #{self.replicate + 1}"
 
     @property
     def artifacts_dir(self):
@@ -255,8 +264,105 @@ class Run(models.Model):
                 SignOff.objects.filter(experiment=self.experiment_id).withdraw(
                     reason="the baseline was run again")
             else:
-                self.signoffs.all().withdraw(reason="the run was run again")
+                # A sign-off sits on the recipe's first replicate and rests on them all.
+                SignOff.objects.filter(
+                    experiment=self.experiment_id, run__position=self.position
+                ).withdraw(reason="the run was run again")
             self.refresh_from_db()
+        return bool(updated)
+
+
+class BenchmarkQuerySet(models.QuerySet):
+    def pending(self):
+        return self.filter(status__in=(Run.Status.QUEUED, Run.Status.RUNNING))
+
+
+class Benchmark(models.Model):
+    """The benchmark stage of an experiment: every shipped model of its runs measured side
+    by side in fresh processes (runners.engine.bench), the baseline twice as the A/A control.
+    The newest one that succeeded and measured the runs as they are now gives the
+    experiment's inference speedups."""
+
+    Status = Run.Status
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE,
+                                   related_name="benchmarks")
+    status = models.CharField(max_length=10, choices=Run.Status.choices,
+                              default=Run.Status.QUEUED, db_index=True)
+    runs = models.JSONField(default=dict, help_text="The runs measured: run id -> the "
+                            "finished_at of the result whose files were loaded")
+    executions = models.PositiveIntegerField(default=5)
+    rounds = models.PositiveIntegerField(default=20)
+    execution = models.PositiveIntegerField(default=0, help_text="The execution under way")
+    progress = models.FloatField(default=0.0)
+    worker = models.CharField(max_length=200, blank=True)
+    device = models.CharField(max_length=200, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    result = models.JSONField(null=True, blank=True,
+                              help_text="Each model's figures and each pair's speedups")
+    raw = models.JSONField(null=True, blank=True,
+                           help_text="Every round of every execution, for re-analysis")
+    error = models.TextField(blank=True)
+    stderr_tail = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        help_text="Who asked for a re-benchmark; empty when the runs' end started it")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    objects = BenchmarkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # Two benchmarks of one experiment at once would measure each other.
+            models.UniqueConstraint(
+                fields=["experiment"], name="one_pending_benchmark",
+                condition=Q(status__in=["queued", "running"])),
+        ]
+
+    def __str__(self):
+        return f"{self.experiment} / benchmark {self.pk} ({self.status})"
+
+    def get_absolute_url(self):
+        return reverse("experiment_detail", args=[self.experiment_id]) + "#benchmark"
+
+    @property
+    def has_ended(self):
+        return self.status in Run.ENDED
+
+    @property
+    def stage(self):
+        """What the page says while it waits: "benchmarking: execution 3 of 5"."""
+        if self.status == Run.Status.QUEUED:
+            return "benchmark queued"
+        if self.status == Run.Status.RUNNING:
+            return f"benchmarking: execution {max(1, self.execution)} of {self.executions}"
+        return f"benchmark {self.get_status_display().lower()}"
+
+    @classmethod
+    def claim(cls, benchmark_id, *, worker):
+        """queued -> running, or None when it is not queued (a second delivery)."""
+        now = timezone.now()
+        claimed = cls.objects.filter(pk=benchmark_id, status=Run.Status.QUEUED).update(
+            status=Run.Status.RUNNING, worker=worker, started_at=now, heartbeat_at=now)
+        return cls.objects.select_related("experiment").get(pk=benchmark_id) \
+            if claimed else None
+
+    def mark_finished(self, status, *, error="", stderr_tail="", result=None, raw=None):
+        """End a running benchmark; False when something else ended it first."""
+        now = timezone.now()
+        fields = dict(status=status, error=error, stderr_tail=stderr_tail, finished_at=now,
+                      heartbeat_at=now)
+        if result is not None:
+            fields.update(result=result, raw=raw, progress=1.0)
+        updated = type(self).objects.filter(pk=self.pk, status=Run.Status.RUNNING).update(
+            **fields)
+        if updated:
+            for name, value in fields.items():
+                setattr(self, name, value)
         return bool(updated)
 
 

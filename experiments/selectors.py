@@ -1,7 +1,7 @@
 """Reads that build pages and websocket snapshots from the database."""
 
 from .comparison import accuracy_latency_points, compare_runs
-from .models import Run, RunEvent
+from .models import Benchmark, Run, RunEvent
 
 EPOCH_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 TELEMETRY_KEYS = ("t", "cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb")
@@ -12,6 +12,9 @@ TELEMETRY_POINTS = 300
 CURVE_POINTS = 300
 # The most runs compared side by side (page and API).
 MAX_COMPARED = 12
+# How many of an experiment's benchmarks are read to find the one that measured each run
+# as it is now (the newest, mostly; an older one when a re-benchmark failed).
+BENCHMARKS_READ = 10
 
 
 def _thin(points, limit):
@@ -140,7 +143,9 @@ def compared_curves(runs, *, max_points: int = CURVE_POINTS) -> dict:
 def run_state(run: Run) -> dict:
     return {
         "id": run.pk,
-        "name": run.name,
+        "name": run.label,
+        "recipe": run.name,
+        "replicate": run.replicate,
         "baseline": run.is_baseline,
         "status": run.status,
         "progress": round(run.progress, 4),
@@ -152,8 +157,37 @@ def run_state(run: Run) -> dict:
     }
 
 
-def experiment_snapshot(experiment, runs=None) -> dict:
-    """Everything the experiment page draws, in two queries whatever the size."""
+def experiment_benchmarks(experiment) -> list[Benchmark]:
+    """The experiment's newest benchmarks, newest first, without their raw rounds."""
+    return list(Benchmark.objects.filter(experiment=experiment).defer("raw")
+                .select_related("requested_by").order_by("-created_at", "-pk")
+                [:BENCHMARKS_READ])
+
+
+def benchmark_state(benchmark: Benchmark | None) -> dict | None:
+    """What the page shows of the benchmark stage while it waits for it."""
+    if benchmark is None:
+        return None
+    return {
+        "id": benchmark.pk,
+        "status": benchmark.status,
+        "stage": benchmark.stage,
+        "execution": benchmark.execution,
+        "executions": benchmark.executions,
+        "progress": round(benchmark.progress, 4),
+        "error": benchmark.error,
+    }
+
+
+def experiment_comparison(experiment, runs=None, benchmarks=None) -> list[dict]:
+    """compare_runs over the experiment's runs and its benchmarks."""
+    runs = list(experiment.runs.all()) if runs is None else runs
+    benchmarks = experiment_benchmarks(experiment) if benchmarks is None else benchmarks
+    return compare_runs(runs, benchmarks)
+
+
+def experiment_snapshot(experiment, runs=None, benchmarks=None) -> dict:
+    """Everything the experiment page draws, in three queries whatever the size."""
     runs = list(experiment.runs.all()) if runs is None else runs
     curves = {run.pk: [] for run in runs}
     telemetry = {run.pk: [] for run in runs}
@@ -167,14 +201,16 @@ def experiment_snapshot(experiment, runs=None) -> dict:
             curves[run_id].append(data)
         else:
             telemetry[run_id].append({key: data.get(key) for key in TELEMETRY_KEYS})
+    benchmarks = experiment_benchmarks(experiment) if benchmarks is None else benchmarks
     return {
         "experiment": {"id": experiment.pk, "name": experiment.name},
         "epochs": experiment.spec.get("training", {}).get("epochs"),
         "curve_points": CURVE_POINTS,
         "runs": [{**run_state(run), **curves_of(curves[run.pk]),
                   "telemetry": _thin(telemetry[run.pk], TELEMETRY_POINTS)} for run in runs],
-        "comparison": compare_runs(runs),
-        "tradeoff": accuracy_latency_points(runs),
+        "benchmark": benchmark_state(benchmarks[0] if benchmarks else None),
+        "comparison": compare_runs(runs, benchmarks),
+        "tradeoff": accuracy_latency_points(runs, benchmarks),
     }
 
 

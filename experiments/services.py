@@ -8,13 +8,15 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.utils import timezone
 from django.utils.formats import date_format
 
 from runners.engine.steps import validate_step
 
 from .access import CHANGE_ROLES, require_member, role_in
-from .comparison import compare_runs
+from .comparison import excludes_one, measured_key, noise_floor, primary_run, recipe_groups
 from .models import (
+    Benchmark,
     Comment,
     Dataset,
     Experiment,
@@ -27,8 +29,8 @@ from .models import (
     UploadedModel,
     experiment_group,
 )
-from .selectors import run_state
-from .spec import validate_spec
+from .selectors import benchmark_state, experiment_comparison, run_state
+from .spec import benchmark_settings, validate_spec
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +85,15 @@ def experiment_create(*, team: Team, user, spec: dict) -> Experiment:
             accuracy_budget=spec["accuracy_budget"],
             created_by=user if user and user.is_authenticated else None,
         )
-        runs = [Run(experiment=experiment, name="baseline", position=0, steps=[])]
-        runs += [
-            Run(experiment=experiment, name=recipe["name"], position=index, steps=recipe["steps"])
-            for index, recipe in enumerate(spec["recipes"], start=1)
+        recipes = [{"name": "baseline", "steps": []}, *spec["recipes"]]
+        # Interleaved (baseline 1, recipe A 1, recipe B 1, baseline 2, ...): drift over
+        # the queue's hours then lands on every recipe alike, and replicate i of each
+        # recipe trains next to replicate i of the baseline, which it is paired with.
+        runs = [
+            Run(experiment=experiment, name=recipe["name"], position=position,
+                replicate=replicate, steps=recipe["steps"])
+            for replicate in range(spec["training"]["repeats"])
+            for position, recipe in enumerate(recipes)
         ]
         for run in Run.objects.bulk_create(runs):
             run_enqueue(run)
@@ -128,15 +135,144 @@ def run_status_changed(run: Run) -> None:
     """Broadcast a status change, with the comparison when a run has ended."""
     payload = {"type": "status", "run": run_state(run)}
     if run.has_ended:
-        payload["comparison"] = compare_runs(list(run.experiment.runs.all()))
+        payload["comparison"] = experiment_comparison(run.experiment)
     broadcast(experiment_group(run.experiment_id), payload)
+
+
+def run_ended(run: Run) -> None:
+    """Tell the browsers, then start the benchmark stage if this was the last run."""
+    run_status_changed(run)
+    benchmark_if_ready(run.experiment)
 
 
 def run_cancel(run: Run) -> bool:
     changed = run.request_cancel()
     if changed:
         run_status_changed(run)
+        if run.has_ended:  # a queued run ends at once; it may have been the last
+            benchmark_if_ready(run.experiment)
     return changed
+
+
+# The benchmark stage.
+
+
+class BenchmarkRefused(Exception):
+    """A benchmark that cannot start now; the message says why."""
+
+
+def benchmark_runs(runs) -> dict:
+    """What a benchmark of these runs measures: each recipe's first succeeded replicate
+    (its shipped files), as run id -> the end of the result it loads."""
+    measured = {}
+    for group in recipe_groups(runs).values():
+        run = primary_run(group)
+        if run.status == Run.Status.SUCCEEDED and run.result:
+            measured[str(run.pk)] = measured_key(run)
+    return measured
+
+
+def benchmark_blocker(experiment, runs, benchmarks=None, *, forced=False) -> str:
+    """Why the experiment cannot be benchmarked now ("" when it can). `benchmarks`: its
+    newest ones, when the caller has read them. `forced` (Re-benchmark) may replace a
+    queued benchmark, whose message a broker may have lost; never a running one."""
+    if any(not run.has_ended for run in runs):
+        return "Runs are still queued or running: the benchmark starts when they have ended."
+    groups = recipe_groups(runs)
+    if not groups.get(0) or primary_run(groups[0]).status != Run.Status.SUCCEEDED:
+        return "The baseline has not succeeded, so there is nothing to benchmark against."
+    blocking = (Run.Status.RUNNING,) if forced else (Run.Status.QUEUED, Run.Status.RUNNING)
+    pending = any(b.status in blocking for b in benchmarks) if benchmarks is not None \
+        else experiment.benchmarks.filter(status__in=blocking).exists()
+    if pending:
+        return ("A benchmark of this experiment is running: wait for it, or cancel it in "
+                "the admin." if forced else
+                "A benchmark of this experiment is already queued or running.")
+    return ""
+
+
+def benchmark_if_ready(experiment: Experiment, *, user=None, force: bool = False):
+    """Queue the experiment's benchmark stage when every run has ended, the baseline
+    succeeded, and no benchmark measured these runs yet (`force`: measure them again).
+    Returns the new Benchmark, or None; with `force`, BenchmarkRefused says why not."""
+    with transaction.atomic():
+        # Lock the experiment: the last two runs can end at once in two workers.
+        experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+        runs = list(experiment.runs.all())
+        why = benchmark_blocker(experiment, runs, forced=force)
+        if why:
+            if force:
+                raise BenchmarkRefused(why)
+            return None
+        if force:
+            # A queued one makes way: if its message was lost it would wait forever, and
+            # if it was not, the worker finds it cancelled and skips it.
+            experiment.benchmarks.filter(status=Run.Status.QUEUED).update(
+                status=Run.Status.CANCELLED, cancel_requested=True, finished_at=timezone.now(),
+                error="Replaced by a re-benchmark.")
+        measured = benchmark_runs(runs)
+        latest = experiment.benchmarks.defer("raw").first()
+        if not force and latest is not None and latest.runs == measured:
+            # Measured already, or failed or was cancelled on these very files: a person
+            # decides (Re-benchmark).
+            return None
+        settings = benchmark_settings(experiment.spec)
+        try:
+            with transaction.atomic():
+                benchmark = Benchmark.objects.create(
+                    experiment=experiment, runs=measured, executions=settings["executions"],
+                    rounds=settings["rounds"], requested_by=user if force else None)
+        except IntegrityError:  # another worker queued one a moment ago
+            if force:
+                raise BenchmarkRefused("A benchmark of this experiment was queued a moment "
+                                       "ago.") from None
+            return None
+        benchmark_enqueue(benchmark)
+    benchmark_changed(benchmark)
+    return benchmark
+
+
+def benchmark_enqueue(benchmark: Benchmark) -> None:
+    from runners.hardware import queue_for
+    from runners.tasks import execute_benchmark
+
+    queue = queue_for(benchmark.experiment.spec)
+    transaction.on_commit(
+        lambda: execute_benchmark.apply_async(args=[benchmark.pk], queue=queue))
+
+
+def benchmark_changed(benchmark: Benchmark, *, ended: bool = False) -> None:
+    """Broadcast the benchmark's progress; when it has ended, the new comparison too."""
+    payload = {"type": "benchmark", "benchmark": benchmark_state(benchmark)}
+    if ended:
+        payload["comparison"] = experiment_comparison(benchmark.experiment)
+    broadcast(experiment_group(benchmark.experiment_id), payload)
+
+
+def benchmark_progress(benchmark: Benchmark, event: dict) -> None:
+    """Record an execution's progress ({"execution": 3, "executions": 5, "round": 7,
+    "rounds": 20})."""
+    executions = max(1, int(event.get("executions") or benchmark.executions))
+    execution = min(executions, max(1, int(event.get("execution") or 1)))
+    rounds = max(1, int(event.get("rounds") or benchmark.rounds))
+    done = min(rounds, max(0, int(event.get("round") or 0)))
+    benchmark.execution = execution
+    benchmark.progress = min(1.0, ((execution - 1) + done / rounds) / executions)
+    Benchmark.objects.filter(pk=benchmark.pk, status=Run.Status.RUNNING).update(
+        execution=benchmark.execution, progress=benchmark.progress)
+    benchmark_changed(benchmark)
+
+
+def benchmark_cancel(benchmark: Benchmark) -> bool:
+    """A queued benchmark is cancelled at once; a running one is asked to stop."""
+    now = timezone.now()
+    if Benchmark.objects.filter(pk=benchmark.pk, status=Run.Status.QUEUED).update(
+            status=Run.Status.CANCELLED, finished_at=now, cancel_requested=True):
+        benchmark.refresh_from_db()
+        benchmark_changed(benchmark, ended=True)
+        return True
+    return bool(Benchmark.objects.filter(pk=benchmark.pk, status=Run.Status.RUNNING)
+                .update(cancel_requested=True))
 
 
 def run_rerun(run: Run) -> bool:
@@ -146,6 +282,10 @@ def run_rerun(run: Run) -> bool:
             run_enqueue(run)
     if changed:
         run_status_changed(run)
+        # A benchmark under way measures files this run is about to replace (and would
+        # share the machine with its training): stop it; the run's end queues a new one.
+        for benchmark in Benchmark.objects.filter(experiment=run.experiment_id).pending():
+            benchmark_cancel(benchmark)
     return changed
 
 
@@ -274,51 +414,72 @@ def _interval(ci) -> str:
     return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
-def _not_faster(what: str, ci) -> str:
+def _not_faster(what: str, row: dict) -> str:
+    ci = row.get(f"{what}_ci")
+    if row.get(f"{what}_speedup") is None:
+        return f"The {what} speedup is not measured yet ({row.get(f'{what}_verdict')})."
     if ci is None:
-        return (f"The {what} speedup has no confidence interval (too few timed repeats): "
-                "no evidence it is faster.")
+        if what == "train":
+            return ("The training speedup comes from one run: there is no interval. Set "
+                    "training.repeats to 2 or more to measure it.")
+        return f"The {what} speedup has no confidence interval: no evidence it is faster."
+    label = "training" if what == "train" else what
     if ci[1] < 1.0:
-        return f"The {what} speedup interval {_interval(ci)} is below 1.0: it is slower."
-    return f"The {what} speedup interval {_interval(ci)} includes 1.0: no evidence it is faster."
+        return f"The {label} speedup interval {_interval(ci)} is below 1.0: it is slower."
+    return f"The {label} speedup interval {_interval(ci)} includes 1.0: no evidence it is faster."
 
 
 def signoff_blockers(*, run: Run, runs: list[Run], rows: list[dict] | None = None):
     """Why `run` cannot be signed off, and the evidence when it can: (reasons, evidence),
     exactly one of them empty. `runs` are all the experiment's runs, `rows` their
-    compare_runs() when the caller has it; no queries beyond run.experiment.
+    comparison (selectors.experiment_comparison) when the caller has it.
 
-    The rule: a succeeded run other than the baseline, measured on the same hardware and
-    software as the baseline, whose training or inference speedup interval against the
-    baseline lies above 1.0, and whose test accuracy fell by no more than the experiment's
-    accuracy budget. A quantized run's speedup over its own float32 TFLite model does not
-    count: shipping the recipe is only faster if it beats the baseline; that row is kept
-    with the evidence."""
-    name = run.name
+    The rule: a succeeded recipe (its first succeeded replicate stands for it), trained
+    on the same hardware and software as the baseline, whose training speedup interval
+    (from replicates) or inference speedup interval (from the benchmark stage) against the
+    baseline lies above 1.0, whose test accuracy fell by no more than the experiment's
+    accuracy budget; the benchmark's A/A control must contain 1.0 (else the machine was too
+    noisy), and a quantized recipe must not be slower than the float32 model of its own
+    weights. A quantized run's speedup over that float32 model does not count on its own:
+    shipping the recipe is only faster if it beats the baseline."""
+    name = run.label
     if run.is_baseline:
         return [f"“{name}” is the baseline the other runs are measured against."], None
     if run.status != Run.Status.SUCCEEDED:
         return [f"“{name}” has not succeeded (it is {run.get_status_display().lower()})."], None
-    rows = compare_runs(runs) if rows is None else rows
+    rows = experiment_comparison(run.experiment, runs) if rows is None else rows
     mine = {row["kind"]: row for row in rows if row["run_id"] == run.pk}
     row = mine.get("vs baseline")
     if row is None:
+        primary = primary_run(recipe_groups(runs).get(run.position, [run]))
+        if primary.pk != run.pk and primary.status == Run.Status.SUCCEEDED:
+            return [f"A recipe is signed off on its first succeeded replicate, "
+                    f"“{primary.label}”."], None
         return ["The baseline has not succeeded, so there is nothing to compare with."], None
     if not row["comparable"]:
         why = row.get("not_comparable_reason") or "their fingerprints differ"
         return [f"“{name}” ran on other hardware or software than the baseline: {why}. "
                 "Its speedup is not comparable."], None
 
-    measured = [("training", row.get("train_speedup"), row.get("train_ci")),
-                ("inference", row.get("inference_speedup"), row.get("inference_ci"))]
-    reference = mine.get("vs float32 TFLite")
-    measured = [(what, speedup, ci) for what, speedup, ci in measured if speedup is not None]
-    faster = [what for what, _, ci in measured if ci and ci[0] > 1.0]
     reasons = []
-    if not measured:
-        reasons.append("No speedup was measured against the baseline.")
-    elif not faster:
-        reasons += [_not_faster(what, ci) for what, _, ci in measured]
+    floor = noise_floor(rows)
+    # The A/A control of the benchmark behind this row's inference figure.
+    aa_ci = row.get("noise_floor_ci")
+    if excludes_one(aa_ci):
+        reasons.append(
+            f"The A/A control (the baseline against itself) came out "
+            f"{_interval(aa_ci)}: the machine was too noisy while benchmarking. "
+            "Re-benchmark.")
+    reference = mine.get("vs float32 TFLite")
+    if reference and reference["inference_ci"] and reference["inference_ci"][1] < 1.0:
+        reasons.append(
+            f"The float32 model of the same weights is faster than this quantized one "
+            f"({reference['inference_speedup']:.2f}x {_interval(reference['inference_ci'])}"
+            "): quantization costs speed here.")
+    faster = [what for what in ("train", "inference")
+              if row.get(f"{what}_ci") and row[f"{what}_ci"][0] > 1.0]
+    if not faster:
+        reasons += [_not_faster(what, row) for what in ("train", "inference")]
 
     budget = run.experiment.accuracy_budget
     delta = row.get("accuracy_delta")
@@ -330,7 +491,8 @@ def signoff_blockers(*, run: Run, runs: list[Run], rows: list[dict] | None = Non
                        f"budget of {budget * 100:.2f} points.")
     if reasons:
         return reasons, None
-    return [], {"row": row, "reference_row": reference, "faster": faster,
+    return [], {"row": row, "reference_row": reference, "noise_floor": floor,
+                "faster": ["training" if what == "train" else what for what in faster],
                 "accuracy_budget": budget}
 
 
@@ -356,10 +518,10 @@ def signoff_create(*, run: Run, user, note: str = ""):
         existing = SignOff.objects.filter(run=run).select_related("approved_by").first()
         if existing:
             raise SignOffRefused(
-                f"“{run.name}” was already signed off by {existing.approved_by or 'someone'} "
+                f"“{run.label}” was already signed off by {existing.approved_by or 'someone'} "
                 f"on {date_format(existing.created_at, 'Y-m-d')}."
             )
-        runs.sort(key=lambda candidate: (candidate.position, candidate.pk))
+        runs.sort(key=lambda candidate: (candidate.position, candidate.replicate, candidate.pk))
         reasons, evidence = signoff_blockers(run=run, runs=runs)
         if reasons:
             raise SignOffRefused(" ".join(reasons))

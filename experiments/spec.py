@@ -26,7 +26,14 @@ SYNTHETIC_SAMPLES = (100, 200_000)
 SYNTHETIC_SIDE = (1, 512)
 SYNTHETIC_CLASSES = (2, 1000)
 ACCURACY_BUDGET = (0.0, 1.0)
-BENCHMARK_LIMITS = {"trials": (1, 50), "latency_samples": (1, 10_000), "warmup": (0, 1000)}
+REPEATS = (1, 10)
+# trials, latency_samples: each run's own measurement, right after it trained (the figures
+# of its result). executions, rounds, calls: the benchmark stage, which measures every
+# run's model side by side and gives the speedups; warmup is for both.
+BENCHMARK_LIMITS = {"trials": (1, 50), "latency_samples": (1, 10_000), "warmup": (0, 1000),
+                    "executions": (2, 20), "rounds": (2, 200), "calls": (1, 1000)}
+STAGE_DEFAULTS = {"executions": 5, "rounds": 20, "calls": 20, "warmup": 20}
+RUN_BENCHMARK_KEYS = ("trials", "latency_samples", "warmup")
 
 # Bounds of the zoo's parameters; the engine fills defaults, the web refuses nonsense.
 MODEL_PARAM_LIMITS = {
@@ -110,7 +117,14 @@ def validate_spec(raw, *, team=None) -> dict:
     training.setdefault("optimizer", "adam")
     training.setdefault("learning_rate", 0.001)
     training.setdefault("seed", 0)
+    training.setdefault("repeats", 1)
     _number(errors, "training.epochs", training["epochs"], EPOCHS)
+    if _number(errors, "training.repeats", training["repeats"], REPEATS, label="repeats") \
+            and isinstance(training["seed"], int) and not isinstance(training["seed"], bool) \
+            and training["seed"] + training["repeats"] - 1 > SEED[1]:
+        # Replicate i trains with seed + i.
+        errors.add("training.seed", f"With {training['repeats']} repeats the seed must be at "
+                                    f"most {SEED[1] - training['repeats'] + 1:,}.")
     _number(errors, "training.batch_size", training["batch_size"], BATCH_SIZE, label="batch size")
     _number(errors, "training.learning_rate", training["learning_rate"], LEARNING_RATE,
             integer=False, label="learning rate")
@@ -332,13 +346,102 @@ def _validate_benchmark(errors, spec):
 
 
 def engine_spec(spec: dict, steps: list, *, dataset_path: str | None = None,
-                model_path: str | None = None) -> dict:
+                model_path: str | None = None, replicate: int = 0) -> dict:
     """The engine's input: the spec with one recipe's steps in place of the recipes, and
-    uploaded files (a .npz, a .keras) named by their paths instead of their ids."""
+    uploaded files (a .npz, a .keras) named by their paths instead of their ids.
+    Replicate i trains with seed + i."""
     out = {key: copy.deepcopy(value) for key, value in spec.items() if key != "recipes"}
     out["steps"] = copy.deepcopy(steps)
-    if dataset_path is not None:
-        out["dataset"] = {"name": "npz", "path": dataset_path}
+    training = out.setdefault("training", {})
+    training.pop("repeats", None)
+    training["seed"] = training.get("seed", 0) + replicate
+    if "benchmark" in out:
+        out["benchmark"] = {key: value for key, value in out["benchmark"].items()
+                            if key in RUN_BENCHMARK_KEYS}
+    out["dataset"] = _engine_dataset(spec, dataset_path)
     if model_path is not None:
         out["model"] = {"arch": "uploaded", "path": model_path}
     return out
+
+
+def _engine_dataset(spec, dataset_path):
+    if dataset_path is not None:
+        return {"name": "npz", "path": dataset_path}
+    return copy.deepcopy(spec.get("dataset", {"name": "digits"}))
+
+
+def benchmark_settings(spec: dict) -> dict:
+    """The benchmark stage's executions, rounds, batch-1 calls per block and warm-up."""
+    given = spec.get("benchmark") or {}
+    return {key: given.get(key, default) for key, default in STAGE_DEFAULTS.items()}
+
+
+def _shipped_files(run) -> dict:
+    """{"runtime": {...}, "reference": {...}} of a run's result: the files the benchmark
+    loads. Results of engines older than the benchmark stage name them by runtime only."""
+    result = run.result or {}
+    files = result.get("measured_files")
+    if files:
+        return files
+    names = result.get("artifacts") or []
+    if result.get("runtime") == "tflite":
+        shipped = next((n for n in names if n.endswith(".tflite")
+                        and n != "model_float32.tflite"), None)
+        files = {"runtime": {"file": shipped, "runtime": "tflite"}}
+        if "model_float32.tflite" in names:
+            files["reference"] = {"file": "model_float32.tflite", "runtime": "tflite"}
+        return files
+    jit = any(step.get("technique") == "xla" for step in run.steps)
+    return {"runtime": {"file": "model.keras", "runtime": "keras", "jit_compile": jit}}
+
+
+def benchmark_spec(spec: dict, *, runs: list, dataset_path: str | None = None) -> dict:
+    """The benchmark stage's input (runners.engine.bench): every run's shipped model, the
+    float32 reference of a quantized one, and the baseline's model twice (the A/A control),
+    with the pairs to compare. ValueError when a file is gone."""
+    from .comparison import AA_PAIR, pair_ids
+
+    models, pairs = [], []
+
+    def add(model_id, run, role):
+        described = _shipped_files(run).get(role)
+        if not described or not described.get("file"):
+            return False
+        path = run.artifacts_dir / described["file"]
+        if not path.is_file():
+            raise ValueError(f"The model file of “{run.label}” ({described['file']}) is no "
+                             "longer on disk: re-run it.")
+        models.append({"id": model_id, "path": str(path), "runtime": described["runtime"],
+                       "jit_compile": bool(described.get("jit_compile"))})
+        return True
+
+    baseline = next((run for run in runs if run.is_baseline), None)
+    if baseline is None:
+        raise ValueError("The baseline has no result to benchmark against.")
+    add("baseline", baseline, "runtime")
+    add("baseline-again", baseline, "runtime")
+    pairs.append({"id": AA_PAIR, "slow": "baseline", "fast": "baseline-again"})
+    for run in runs:
+        if run.is_baseline:
+            continue
+        ids = pair_ids(run.pk)
+        shipped, reference = f"run-{run.pk}", f"run-{run.pk}-reference"
+        if not add(shipped, run, "runtime"):
+            continue
+        pairs.append({"id": ids["vs baseline"], "slow": "baseline", "fast": shipped})
+        if add(reference, run, "reference"):
+            pairs.append({"id": ids["vs float32 TFLite"], "slow": reference, "fast": shipped})
+            if models[-1]["runtime"] == "tflite":
+                pairs.append({"id": ids["runtime switch"], "slow": "baseline",
+                              "fast": reference})
+    stage = benchmark_settings(spec)
+    return {
+        "name": spec.get("name", ""),
+        "models": models,
+        "pairs": pairs,
+        "dataset": _engine_dataset(spec, dataset_path),
+        "seed": (spec.get("training") or {}).get("seed", 0),
+        "hardware": spec.get("hardware", "cpu"),
+        "batch_size": (spec.get("training") or {}).get("batch_size", 64),
+        **stage,
+    }

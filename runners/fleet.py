@@ -13,8 +13,8 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from experiments.models import Run, Worker
-from experiments.services import broadcast, run_status_changed
+from experiments.models import Benchmark, Run, Worker
+from experiments.services import benchmark_changed, broadcast, run_ended
 
 from .hardware import describe_host
 
@@ -58,9 +58,30 @@ def reap_stale_runs(*, reaper: str, timeout: int | None = None) -> list[int]:
         ).update(status=Run.Status.FAILED, error=error, finished_at=timezone.now())
         if claimed:
             run.refresh_from_db()
-            run_status_changed(run)
+            run_ended(run)
             reaped.append(run.pk)
             log.warning("reaped run %s: %s", run.pk, error)
+    return reaped
+
+
+def reap_stale_benchmarks(*, reaper: str, timeout: int | None = None) -> list[int]:
+    """Fail every running benchmark silent for longer than the heartbeat timeout."""
+    timeout = timeout or settings.ACCELWEB_HEARTBEAT_TIMEOUT
+    cutoff = timezone.now() - timedelta(seconds=timeout)
+    reaped = []
+    for benchmark in Benchmark.objects.filter(status=Run.Status.RUNNING,
+                                              heartbeat_at__lt=cutoff).defer("raw"):
+        error = (f"The runner {benchmark.worker or '?'} stopped sending heartbeats for more "
+                 f"than {timeout} s while benchmarking (its worker or engine process died); "
+                 f"found by {reaper}. Re-benchmark to measure again.")
+        claimed = Benchmark.objects.filter(
+            pk=benchmark.pk, status=Run.Status.RUNNING, heartbeat_at__lt=cutoff
+        ).update(status=Run.Status.FAILED, error=error, finished_at=timezone.now())
+        if claimed:
+            benchmark.refresh_from_db()
+            benchmark_changed(benchmark, ended=True)
+            reaped.append(benchmark.pk)
+            log.warning("reaped benchmark %s: %s", benchmark.pk, error)
     return reaped
 
 
@@ -101,6 +122,7 @@ class Heartbeat:
                 else:
                     worker_beat(self.name)
                 reap_stale_runs(reaper=self.name)
+                reap_stale_benchmarks(reaper=self.name)
                 broadcast_runners()
             except Exception:  # the database may be restarting; beat again next time
                 log.warning("heartbeat of %s failed", self.name, exc_info=True)

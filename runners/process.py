@@ -38,31 +38,39 @@ class EngineOutcome:
     events: int = field(default=0)
 
 
-def run_engine(spec, *, artifacts_dir, on_event, should_stop=lambda: False,
-               max_seconds=None, env=None, gpu_index=None) -> EngineOutcome:
-    """Run `python -m runners run SPEC.json` and call on_event for each event it prints.
+def run_engine(spec, *, artifacts_dir=None, on_event, should_stop=lambda: False,
+               max_seconds=None, env=None, gpu_index=None, command="run",
+               telemetry=True) -> EngineOutcome:
+    """Run `python -m runners run SPEC.json` (or `bench BENCH.json` with command="bench")
+    and call on_event for each event it prints.
 
     should_stop is polled about twice a second; when it answers True the child gets
     SIGTERM, which the engine turns into stop_training, and SIGKILL after a grace period.
+    telemetry=False samples nothing: a benchmark must not share its cores with a sampler.
     """
-    artifacts_dir = Path(artifacts_dir)
-    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    argv = [command]
+    if artifacts_dir is not None:
+        artifacts_dir = Path(artifacts_dir)
+        artifacts_dir.mkdir(parents=True, exist_ok=True)
     outcome = EngineOutcome()
-    with tempfile.TemporaryDirectory(prefix="accelweb-run-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"accelweb-{command}-") as tmp:
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec))
+        argv.append(str(spec_path))
+        if artifacts_dir is not None:
+            argv += ["--artifacts", str(artifacts_dir)]
         stderr_path = Path(tmp) / "stderr.log"
         child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
         with open(stderr_path, "w+b") as stderr:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "runners", "run", str(spec_path),
-                 "--artifacts", str(artifacts_dir)],
+                [sys.executable, "-m", "runners", *argv],
                 stdout=subprocess.PIPE, stderr=stderr, env=child_env,
                 cwd=str(Path(__file__).resolve().parent.parent),
-                # Its own session: a Ctrl-C meant for the worker does not hit the child.
+                # Its own session: a Ctrl-C meant for the worker does not hit the child
+                # (nor the benchmark's executions, which share the child's group).
                 start_new_session=True,
             )
-            sampler = make_sampler(proc.pid, gpu_index)
+            sampler = make_sampler(proc.pid, gpu_index) if telemetry else None
             try:
                 _follow(proc, outcome, on_event, should_stop, max_seconds, sampler)
             finally:

@@ -9,9 +9,17 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from experiments.models import Dataset, Run, UploadedModel
-from experiments.services import run_record_event, run_status_changed
-from experiments.spec import engine_spec
+from experiments.comparison import measured_key
+from experiments.models import Benchmark, Dataset, Run, UploadedModel
+from experiments.services import (
+    benchmark_changed,
+    benchmark_if_ready,
+    benchmark_progress,
+    run_ended,
+    run_record_event,
+    run_status_changed,
+)
+from experiments.spec import benchmark_spec, engine_spec
 
 from .hardware import device_for_slot
 from .process import run_engine
@@ -44,22 +52,12 @@ def execute_run(self, run_id: int) -> str:
             if spec["model"]["arch"] == "uploaded" else None
     except FileNotFoundError as exc:
         run.mark_finished(Run.Status.FAILED, error=str(exc))
-        run_status_changed(run)
+        run_ended(run)
         return run.status
 
     artifacts = run.artifacts_dir
     shutil.rmtree(artifacts, ignore_errors=True)
-    last_beat = [time.monotonic()]
-
-    def should_stop():
-        # Polled twice a second; touches the run's heartbeat every beat interval, which is
-        # what tells the reapers that this run's runner is alive.
-        now = time.monotonic()
-        if now - last_beat[0] >= settings.ACCELWEB_HEARTBEAT_SECONDS:
-            Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
-            last_beat[0] = now
-        return Run.objects.filter(pk=run.pk, cancel_requested=True).exists()
-
+    should_stop = _beating(Run, run.pk)
     hardware = run.experiment.spec.get("hardware", "cpu")
     device, device_env = device_for_slot(hardware, pool_slot())
     Run.objects.filter(pk=run.pk).update(device=device)
@@ -67,7 +65,7 @@ def execute_run(self, run_id: int) -> str:
     try:
         outcome = run_engine(
             engine_spec(run.experiment.spec, run.steps, dataset_path=dataset_path,
-                        model_path=model_path),
+                        model_path=model_path, replicate=run.replicate),
             artifacts_dir=artifacts,
             on_event=lambda event: run_record_event(run, event),
             should_stop=should_stop,
@@ -78,30 +76,131 @@ def execute_run(self, run_id: int) -> str:
     except Exception as exc:  # a run must never stay "running" because its runner broke
         log.exception("run %s failed in its runner", run.pk)
         run.mark_finished(Run.Status.FAILED, error=f"The runner failed: {exc}")
-        run_status_changed(run)
+        run_ended(run)
         return run.status
 
-    if outcome.cancelled:
+    # A time limit stops the engine the way a cancel does, and it says "cancelled": the
+    # limit is the reason.
+    if outcome.cancelled and not outcome.timed_out:
         run.mark_finished(Run.Status.CANCELLED, stderr_tail=outcome.stderr_tail)
     elif outcome.returncode == 0 and outcome.result is not None:
         run.mark_finished(Run.Status.SUCCEEDED, result=outcome.result)
     else:
-        if outcome.timed_out:
-            reason = f"The run took longer than {settings.ACCELWEB_MAX_RUN_SECONDS} s."
-        elif outcome.error and _out_of_gpu_memory(outcome.error + outcome.stderr_tail):
-            reason = f"The GPU ran out of memory ({device}): {outcome.error}"
-        elif outcome.error:
-            reason = outcome.error
-        elif outcome.returncode == -9:
-            reason = ("The engine was killed (SIGKILL), most often by the kernel's "
-                      "out-of-memory killer.")
-        elif outcome.returncode and outcome.returncode < 0:
-            reason = f"The engine was killed by signal {-outcome.returncode}."
-        else:
-            reason = f"The engine exited with code {outcome.returncode} and no result."
-        run.mark_finished(Run.Status.FAILED, error=reason, stderr_tail=outcome.stderr_tail)
-    run_status_changed(run)
+        run.mark_finished(Run.Status.FAILED, error=_failure(outcome, device, "run"),
+                          stderr_tail=outcome.stderr_tail)
+    run_ended(run)
     return run.status
+
+
+@shared_task(bind=True, name="runners.execute_benchmark", acks_late=True)
+def execute_benchmark(self, benchmark_id: int) -> str:
+    """The benchmark stage of an experiment: `python -m runners bench` over every shipped
+    model of its runs, in fresh processes on this worker."""
+    worker = self.request.hostname or socket.gethostname()
+    benchmark = Benchmark.claim(benchmark_id, worker=worker)
+    if benchmark is None:
+        log.info("benchmark %s is not queued any more; nothing to do", benchmark_id)
+        return "skipped"
+    benchmark_changed(benchmark)
+    experiment = benchmark.experiment
+    runs = {str(run.pk): run for run in experiment.runs.filter(pk__in=list(
+        map(int, benchmark.runs)))}
+    if any(pk not in runs or measured_key(runs[pk]) != finished
+           for pk, finished in benchmark.runs.items()):
+        # A run was re-run (or deleted) since this was queued: its files are not the ones
+        # to measure; the run's end queues the benchmark of the new ones.
+        benchmark.mark_finished(Run.Status.CANCELLED, error="A run it was to measure was "
+                                "run again: the runs' end benchmarks them anew.")
+        _benchmark_ended(benchmark)
+        return benchmark.status
+    try:
+        spec = benchmark_spec(experiment.spec, runs=[runs[pk] for pk in benchmark.runs],
+                              dataset_path=_upload_path(
+                                  Dataset, "dataset", experiment.spec["dataset"].get(
+                                      "dataset_id"))
+                              if experiment.spec["dataset"]["name"] == "npz" else None)
+    except (FileNotFoundError, ValueError) as exc:
+        benchmark.mark_finished(Run.Status.FAILED, error=str(exc))
+        _benchmark_ended(benchmark)
+        return benchmark.status
+
+    device, device_env = device_for_slot(spec["hardware"], pool_slot())
+    Benchmark.objects.filter(pk=benchmark.pk).update(device=device)
+    last_progress = [0.0]
+
+    def on_event(event):
+        kind = event.get("event")
+        now = time.monotonic()
+        # The page needs a few updates a second at most, and every round sends one.
+        if kind == "progress" and (now - last_progress[0] >= PROGRESS_SECONDS
+                                   or not event.get("round")):
+            last_progress[0] = now
+            benchmark_progress(benchmark, event)
+
+    try:
+        outcome = run_engine(spec, command="bench", on_event=on_event,
+                             should_stop=_beating(Benchmark, benchmark.pk),
+                             max_seconds=settings.ACCELWEB_MAX_RUN_SECONDS, env=device_env,
+                             telemetry=False)
+    except Exception as exc:  # never a benchmark stuck "running"
+        log.exception("benchmark %s failed in its runner", benchmark.pk)
+        benchmark.mark_finished(Run.Status.FAILED, error=f"The runner failed: {exc}")
+        _benchmark_ended(benchmark)
+        return benchmark.status
+    if outcome.cancelled and not outcome.timed_out:
+        benchmark.mark_finished(Run.Status.CANCELLED, stderr_tail=outcome.stderr_tail)
+    elif outcome.returncode == 0 and outcome.result is not None:
+        result = {key: value for key, value in outcome.result.items()
+                  if key not in ("event", "raw")}
+        benchmark.mark_finished(Run.Status.SUCCEEDED, result=result,
+                                raw=outcome.result.get("raw"))
+    else:
+        benchmark.mark_finished(Run.Status.FAILED, error=_failure(outcome, device, "benchmark"),
+                                stderr_tail=outcome.stderr_tail)
+    _benchmark_ended(benchmark)
+    return benchmark.status
+
+
+PROGRESS_SECONDS = 0.5
+
+
+def _benchmark_ended(benchmark):
+    # Something else may have ended it first (the reaper, a cancel): say what is stored.
+    benchmark.refresh_from_db(fields=["status", "error", "execution", "progress"])
+    benchmark_changed(benchmark, ended=True)
+    # A run re-run while this one measured has ended since, unmeasured: measure it now.
+    benchmark_if_ready(benchmark.experiment)
+
+
+def _beating(model, pk):
+    """should_stop for run_engine: touches the row's heartbeat every beat interval (what
+    tells the reapers its runner is alive) and says whether a cancel was asked for."""
+    last_beat = [time.monotonic()]
+
+    def should_stop():
+        now = time.monotonic()
+        if now - last_beat[0] >= settings.ACCELWEB_HEARTBEAT_SECONDS:
+            model.objects.filter(pk=pk).update(heartbeat_at=timezone.now())
+            last_beat[0] = now
+        return model.objects.filter(pk=pk, cancel_requested=True).exists()
+
+    return should_stop
+
+
+def _failure(outcome, device, what):
+    """Why the engine gave no result, for the page."""
+    if outcome.timed_out:
+        return f"The {what} took longer than {settings.ACCELWEB_MAX_RUN_SECONDS} s."
+    if outcome.error and _out_of_gpu_memory(outcome.error + outcome.stderr_tail):
+        return f"The GPU ran out of memory ({device}): {outcome.error}"
+    if outcome.error:
+        return outcome.error
+    if outcome.returncode == -9:
+        return ("The engine was killed (SIGKILL), most often by the kernel's "
+                "out-of-memory killer.")
+    if outcome.returncode and outcome.returncode < 0:
+        return f"The engine was killed by signal {-outcome.returncode}."
+    return f"The engine exited with code {outcome.returncode} and no result."
 
 
 def pool_slot() -> int:

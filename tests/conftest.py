@@ -149,3 +149,29 @@ def api():
         return client
 
     return client_for
+
+
+@pytest.fixture
+def benchmarked():
+    """A succeeded benchmark of the experiment's runs as they are now, with the figures of
+    the pairs given: benchmarked(experiment, {"aa": (1.0, [0.97, 1.03]),
+    f"run-{pk}": (2.0, [1.8, 2.2])}) (the A/A pair defaults to an honest 1.0)."""
+    from experiments.models import Benchmark
+    from experiments.services import benchmark_runs
+
+    def make(experiment, pairs=None, *, models=None, invoke=None):
+        pairs = {"aa": (1.0, [0.97, 1.03]), **(pairs or {})}
+        rows = []
+        for pair_id, (speedup, ci) in pairs.items():
+            row = {"id": pair_id, "inference_speedup": speedup, "inference_ci": ci,
+                   "throughput_speedup": speedup, "throughput_ci": ci,
+                   "method": "Student t over 5 units"}
+            if invoke and pair_id in invoke:
+                row["invoke_speedup"], row["invoke_ci"] = invoke[pair_id]
+            rows.append(row)
+        return Benchmark.objects.create(
+            experiment=experiment, status="succeeded", executions=5, rounds=20,
+            runs=benchmark_runs(list(experiment.runs.all())),
+            result={"models": models or {}, "pairs": rows})
+
+    return make

@@ -10,6 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+from results import benchmark_results
 
 from experiments.models import Dataset, Experiment, Membership, Recipe, Run, RunEvent
 
@@ -232,18 +233,24 @@ def test_it_shows_an_experiment_with_its_runs_and_comparison(
     Run.objects.filter(pk=xla.pk).update(status="succeeded", result={
         "test_accuracy": 0.89, "latency_ms_p50": 1.0, "model_bytes": 1000,
         "train_samples_per_s": 150.0})
+    benchmark = benchmark_results(experiment)
     client = api(alice)
 
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(7):
         response = client.get(f"/api/experiments/{experiment.pk}/")
 
     assert response.status_code == 200
     body = response.json()
-    assert [(r["id"], r["status"]) for r in body["runs"]] == [
-        (baseline.pk, "succeeded"), (xla.pk, "succeeded")]
+    assert [(r["id"], r["status"], r["replicate"]) for r in body["runs"]] == [
+        (baseline.pk, "succeeded", 0), (xla.pk, "succeeded", 0)]
     assert body["runs"][1]["result"]["latency_ms_p50"] == 1.0
-    [row] = body["comparison"]
+    assert body["benchmark"]["id"] == benchmark.pk
+    assert body["benchmark"]["status"] == "succeeded"
+    aa, row = body["comparison"]
+    assert (aa["kind"], aa["inference_speedup"]) == ("A/A control", 1.0)
     assert (row["run_id"], row["inference_speedup"], row["train_speedup"]) == (xla.pk, 2.0, 1.5)
+    # One replicate: a point, no interval.
+    assert (row["train_ci"], row["train_verdict"]) == (None, "one run: repeat to get an interval")
     assert row["accuracy_delta"] == pytest.approx(-0.01)
 
 

@@ -5,7 +5,8 @@ tests/test_review.py, tests/test_teams.py, tests/test_uploads.py)."""
 import json
 
 import pytest
-from test_discussion import FINGERPRINT, finish, xla
+from results import FINGERPRINT
+from test_discussion import REPEATED, finish, xla
 from test_uploads import keras_files, upload_of  # noqa: F401 (keras_files is a fixture)
 
 from experiments.models import Comment, Membership, RunEvent, SignOff, UploadedModel
@@ -13,10 +14,10 @@ from experiments.models import Comment, Membership, RunEvent, SignOff, UploadedM
 
 @pytest.fixture
 def experiment(alice, alice_team, make_experiment):
-    experiment = make_experiment(team=alice_team, user=alice, recipes=[
+    experiment = make_experiment(team=alice_team, user=alice, training=REPEATED, recipes=[
         {"name": "XLA", "steps": [{"technique": "xla"}]},
     ])
-    finish(experiment.runs.get(name="baseline"))
+    finish(experiment.runs.get(name="baseline", replicate=0))
     return experiment
 
 
@@ -128,7 +129,8 @@ def test_it_refuses_a_sign_off_with_the_reasons(api, dave, experiment):
     detail = response.json()["detail"]
     assert detail.startswith("“XLA” cannot be signed off.")
     assert "includes 1.0: no evidence it is faster" in detail
-    baseline = post(client, "/api/signoffs/", {"run": experiment.runs.get(name="baseline").pk})
+    base = experiment.runs.get(name="baseline", replicate=0)
+    baseline = post(client, "/api/signoffs/", {"run": base.pk})
     assert baseline.status_code == 409 and "is the baseline" in baseline.json()["detail"]
     assert not SignOff.objects.exists()
 

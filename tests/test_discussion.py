@@ -8,48 +8,37 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 from django.utils.safestring import SafeString
+from results import FINGERPRINT, SPREAD, benchmark_results, finish_recipe, result
 
 from experiments import services
 from experiments.markup import render_markdown
 from experiments.models import Comment, Run, SignOff, WithdrawnSignOff
 
-FINGERPRINT = {"cpu_model": "Intel Xeon", "logical_cores": 2, "gpus": [],
-               "backend": "tensorflow", "tensorflow": "2.21.0", "keras": "3.15.0"}
-SPREAD = (0.95, 0.98, 1.0, 1.02, 1.05)
-
-
-def result(*, train=1000.0, latency=2.0, accuracy=0.95, fingerprint=FINGERPRINT, **extra):
-    """A result as the engine stores it: medians plus the per-epoch / per-trial samples
-    the web bootstraps its intervals from."""
-    return {
-        "train_samples_per_s": train,
-        "train_samples_per_s_epochs": [round(train * f, 3) for f in SPREAD],
-        "latency_ms_p50": latency,
-        "latency_samples": [round(latency * f, 5) for f in SPREAD],
-        "model_bytes": 160_000, "test_accuracy": accuracy, "test_samples": 360,
-        "runtime": "keras", "fingerprint": dict(fingerprint), **extra,
-    }
-
 
 def finish(run, **kwargs):
-    Run.objects.filter(pk=run.pk).update(status=Run.Status.SUCCEEDED, progress=1.0,
-                                         result=result(**kwargs))
-    run.refresh_from_db()
+    """Every replicate of the run's recipe succeeded with this result, and the experiment's
+    models benchmarked side by side."""
+    run = finish_recipe(run, **kwargs)
+    benchmark_results(run.experiment)
     return run
 
 
 @pytest.fixture
 def experiment(alice, alice_team, make_experiment):
-    experiment = make_experiment(team=alice_team, user=alice, recipes=[
+    # Three replicates: a training speedup has an interval only from two up.
+    experiment = make_experiment(team=alice_team, user=alice, training=REPEATED, recipes=[
         {"name": "XLA", "steps": [{"technique": "xla"}]},
         {"name": "int8", "steps": [{"technique": "ptq", "mode": "dynamic_int8"}]},
     ])
-    finish(experiment.runs.get(name="baseline"))
+    finish(experiment.runs.get(name="baseline", replicate=0))
     return experiment
 
 
+REPEATED = {"epochs": 1, "batch_size": 64, "repeats": 3}
+
+
 def xla(experiment):
-    return experiment.runs.get(name="XLA")
+    return experiment.runs.get(name="XLA", replicate=0)
 
 
 def sign_off(client, user, run, note=""):
@@ -332,7 +321,8 @@ def test_it_signs_off_a_faster_run_within_the_budget(client, dave, experiment):
     assert signoff.evidence["faster"] == ["training"]
     row = signoff.evidence["row"]
     assert (row["run_id"], row["kind"], row["comparable"]) == (run.pk, "vs baseline", True)
-    assert row["train_speedup"] == 1.5 and row["train_ci"][0] > 1.0
+    assert row["train_speedup"] == pytest.approx(1.5, abs=0.01) and row["train_ci"][0] > 1.0
+    assert row["replicates"] == 3
     assert row["accuracy_delta"] == -0.008
     page = client.get(reverse("experiment_detail", args=[experiment.pk])).content.decode()
     assert "Signed off</span> by dave" in page
@@ -352,7 +342,8 @@ def test_it_does_not_count_a_speedup_over_float32_tflite_alone(client, alice, ex
     # shipping it is no faster than the baseline.
     reference = {"latency_ms_p50": 4.0, "latency_samples": [4.0 * f for f in SPREAD],
                  "model_bytes": 160_000, "test_accuracy": 0.95}
-    run = finish(experiment.runs.get(name="int8"), reference=reference, runtime="tflite")
+    run = finish(experiment.runs.get(name="int8", replicate=0), reference=reference,
+                 runtime="tflite")
 
     response = sign_off(client, alice, run)
 
@@ -364,7 +355,7 @@ def test_it_does_not_count_a_speedup_over_float32_tflite_alone(client, alice, ex
 def test_it_keeps_the_float32_tflite_row_with_the_evidence(client, alice, experiment):
     reference = {"latency_ms_p50": 4.0, "latency_samples": [4.0 * f for f in SPREAD],
                  "model_bytes": 160_000, "test_accuracy": 0.95}
-    run = finish(experiment.runs.get(name="int8"), latency=1.0, reference=reference,
+    run = finish(experiment.runs.get(name="int8", replicate=0), latency=1.0, reference=reference,
                  runtime="tflite")
 
     assert sign_off(client, alice, run).status_code == 302
@@ -377,8 +368,9 @@ def test_it_keeps_the_float32_tflite_row_with_the_evidence(client, alice, experi
 
 def test_it_reads_the_budget_from_the_spec(client, alice, alice_team, make_experiment):
     experiment = make_experiment(team=alice_team, user=alice, accuracy_budget=0.03,
+                                 training=REPEATED,
                                  recipes=[{"name": "XLA", "steps": [{"technique": "xla"}]}])
-    finish(experiment.runs.get(name="baseline"))
+    finish(experiment.runs.get(name="baseline", replicate=0))
     run = finish(xla(experiment), train=1500.0, accuracy=0.925)
 
     assert sign_off(client, alice, run).status_code == 302
@@ -425,6 +417,53 @@ def test_it_refuses_a_slower_run(client, dave, experiment):
                      r"it is slower\.", message), message
 
 
+def test_it_refuses_every_sign_off_when_the_a_a_control_is_too_noisy(client, dave,
+                                                                    experiment):
+    run = finish(xla(experiment), train=1500.0, latency=1.0)
+    benchmark = experiment.benchmarks.get()
+    benchmark.result["pairs"][0].update(inference_speedup=0.9, inference_ci=[0.85, 0.95])
+    benchmark.save()
+
+    message = refusal(client, dave, run)
+
+    assert ("The A/A control (the baseline against itself) came out [0.85, 0.95]: the "
+            "machine was too noisy while benchmarking. Re-benchmark.") in message
+    page = client.get(reverse("experiment_detail", args=[experiment.pk])).content.decode()
+    assert 'id="too-noisy"' in page
+    # Re-benchmark waits for every run to end (int8 is still queued).
+    assert 'id="rebenchmark"' not in page
+    Run.objects.filter(experiment=experiment, status="queued").update(status="cancelled")
+    page = client.get(reverse("experiment_detail", args=[experiment.pk])).content.decode()
+    assert 'id="rebenchmark"' in page
+
+
+def test_it_refuses_a_quantized_run_slower_than_its_float32_model(client, dave, experiment):
+    # Twice as fast as the Keras baseline, but the float32 TFLite model of the same
+    # weights answers in half its time: quantization cost speed.
+    reference = {"latency_ms_p50": 0.5, "model_bytes": 160_000, "test_accuracy": 0.95}
+    run = finish(experiment.runs.get(name="int8", replicate=0), latency=1.0,
+                 reference=reference, runtime="tflite")
+
+    message = refusal(client, dave, run)
+
+    assert re.search(r"The float32 model of the same weights is faster than this quantized "
+                     r"one \(0\.50x \[0\.4\d, 0\.5\d\]\): quantization costs speed here\.",
+                     message), message
+
+
+def test_it_refuses_a_training_speedup_from_one_run(client, dave, alice, alice_team,
+                                                    make_experiment):
+    experiment = make_experiment(team=alice_team, user=alice,
+                                 recipes=[{"name": "XLA", "steps": [{"technique": "xla"}]}])
+    finish(experiment.runs.get(name="baseline"))
+    run = finish(experiment.runs.get(name="XLA"), train=3000.0)
+
+    message = refusal(client, dave, run)
+
+    assert ("The training speedup comes from one run: there is no interval. Set "
+            "training.repeats to 2 or more to measure it.") in message
+
+
 def test_it_refuses_an_accuracy_drop_beyond_the_budget(client, dave, experiment):
     run = finish(xla(experiment), train=1500.0, accuracy=0.93)
 
@@ -455,7 +494,7 @@ def test_it_refuses_a_run_that_has_not_succeeded(client, dave, experiment, statu
 
 
 def test_it_refuses_the_baseline(client, dave, experiment):
-    message = refusal(client, dave, experiment.runs.get(name="baseline"))
+    message = refusal(client, dave, experiment.runs.get(name="baseline", replicate=0))
 
     assert "“baseline” is the baseline the other runs are measured against." in message
 
@@ -481,7 +520,7 @@ def test_it_refuses_a_second_sign_off(client, alice, dave, experiment):
 
 def test_it_shows_who_may_sign_off_what(client, bob, dave, experiment):
     eligible = finish(xla(experiment), train=1500.0)
-    finish(experiment.runs.get(name="int8"), accuracy=0.80)
+    finish(experiment.runs.get(name="int8", replicate=0), accuracy=0.80)
     url = reverse("experiment_detail", args=[experiment.pk])
 
     client.force_login(dave)
@@ -527,7 +566,7 @@ def test_it_drops_a_sign_off_when_its_run_is_run_again(dave, experiment):
 def test_it_drops_every_sign_off_when_the_baseline_is_run_again(dave, experiment):
     services.signoff_create(run=finish(xla(experiment), train=1500.0), user=dave)
 
-    assert services.run_rerun(experiment.runs.get(name="baseline"))
+    assert services.run_rerun(experiment.runs.get(name="baseline", replicate=0))
 
     assert not SignOff.objects.exists()
     assert WithdrawnSignOff.objects.get().reason == "the baseline was run again"
@@ -578,7 +617,7 @@ def test_it_draws_the_discussion_in_a_fixed_number_of_queries(
     few_on_run = _page_queries(client, run_url, django_assert_max_num_queries)
 
     xla_run = finish(xla(experiment), train=1500.0)
-    int8 = finish(experiment.runs.get(name="int8"), latency=1.0)
+    int8 = finish(experiment.runs.get(name="int8", replicate=0), latency=1.0)
     services.signoff_create(run=xla_run, user=dave)
     services.signoff_create(run=int8, user=alice)
     for index, author in enumerate([alice, bob, dave] * 4):
@@ -589,3 +628,14 @@ def test_it_draws_the_discussion_in_a_fixed_number_of_queries(
 
     assert few == many
     assert few_on_run == many_on_run
+
+
+def test_it_offers_one_sign_off_per_recipe_not_per_replicate(client, alice, experiment):
+    finish(xla(experiment), train=1500.0)
+    client.force_login(alice)
+
+    page = client.get(reverse("experiment_detail", args=[experiment.pk])).content.decode()
+
+    rows = re.findall(r'id="signoff-run-(\d+)"', page)
+    firsts = [str(experiment.runs.get(name=name, replicate=0).pk) for name in ("XLA", "int8")]
+    assert rows == firsts

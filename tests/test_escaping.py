@@ -143,7 +143,7 @@ def test_it_escapes_the_experiment_page_and_its_snapshot(victor_client, world, p
     response = victor_client.get(reverse("experiment_detail", args=[experiment.pk]))
 
     assert_escaped(response, payload, expect=[payload, f"{payload} running",
-                                              f"{payload} failed", f"{payload} vs TFLite"])
+                                              f"{payload} failed", f"{payload} vs float32 TFLite"])
     page = response.content.decode()
     # The chart data: escaped inside the JSON text, and whole again once parsed.
     start = page.index('<script id="experiment-snapshot" type="application/json">')
@@ -153,7 +153,7 @@ def test_it_escapes_the_experiment_page_and_its_snapshot(victor_client, world, p
     assert snapshot["experiment"]["name"] == payload
     assert [run["name"] for run in snapshot["runs"]] == [
         "baseline", payload, f"{payload} running", f"{payload} failed"]
-    assert snapshot["comparison"][0]["name"] == payload
+    assert snapshot["comparison"][1]["name"] == payload  # after the A/A control
 
 
 def test_it_escapes_the_results_partial(victor_client, world, payload):

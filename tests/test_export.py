@@ -5,6 +5,7 @@ import io
 
 import pytest
 from django.urls import reverse
+from results import benchmark_results, finish_recipe
 
 from experiments.models import Run, RunEvent
 
@@ -52,6 +53,8 @@ def test_it_exports_everything_as_json(client, alice, experiment):
                                           "val_loss": None, "val_accuracy": None,
                                           "seconds": None}]
     assert data["runs"][0]["result"]["model_bytes"] == 1000
+    assert data["runs"][0]["replicate"] == 0
+    assert data["benchmarks"] == []
 
 
 def test_it_hides_another_teams_export(client, charlie, experiment):
@@ -70,26 +73,45 @@ def test_it_refuses_an_unknown_format(client, alice, experiment):
     assert response.status_code == 404
 
 
-def test_it_exports_each_runs_speedups_against_the_baseline(client, alice, experiment):
-    from test_discussion import result
-
-    baseline, xla, _ = experiment.runs.order_by("position")
-    Run.objects.filter(pk=baseline.pk).update(result=result())
-    Run.objects.filter(pk=xla.pk).update(status="succeeded", error="",
-                                         result=result(train=1500.0, latency=1.0,
-                                                       accuracy=0.94))
+def test_it_exports_each_runs_speedups_against_the_baseline(client, alice, alice_team,
+                                                            make_experiment):
+    experiment = make_experiment(
+        team=alice_team, user=alice, training={"epochs": 1, "batch_size": 64, "repeats": 3},
+        recipes=[{"name": "XLA", "steps": [{"technique": "xla"}]},
+                 {"name": "int8", "steps": [{"technique": "ptq", "mode": "dynamic_int8"}]}])
+    baseline = finish_recipe(experiment.runs.get(name="baseline", replicate=0))
+    xla = finish_recipe(experiment.runs.get(name="XLA", replicate=0), train=1500.0,
+                        latency=1.0, accuracy=0.94)
+    int8 = finish_recipe(experiment.runs.get(name="int8", replicate=0), latency=0.5,
+                         runtime="tflite", reference={"latency_ms_p50": 0.25,
+                                                      "model_bytes": 4000})
+    benchmark_results(experiment)
     client.force_login(alice)
 
     response = client.get(reverse("experiment_export", args=[experiment.pk, "csv"]))
 
-    rows = {r["name"]: r for r in csv.DictReader(io.StringIO(response.content.decode()))}
-    fast = rows["XLA"]
-    assert (fast["train_speedup"], fast["inference_speedup"]) == ("1.5", "2.0")
+    rows = {(r["name"], r["replicate"]): r
+            for r in csv.DictReader(io.StringIO(response.content.decode()))}
+    assert len(rows) == 9
+    fast = rows["XLA", "0"]
+    assert fast["run_id"] == str(xla.pk) and fast["replicates"] == "3"
+    assert (round(float(fast["train_speedup"]), 2), fast["inference_speedup"]) == (1.5, "2.0")
     assert 1.0 < float(fast["train_ci_low"]) <= 1.5 <= float(fast["train_ci_high"])
     assert 1.0 < float(fast["inference_ci_low"]) <= 2.0 <= float(fast["inference_ci_high"])
+    assert fast["throughput_speedup"] == "2.0"
     assert (fast["size_reduction"], fast["accuracy_delta"], fast["comparable"]) == (
         "1.0", "-0.01", "True")
-    assert float(fast["accuracy_ci_low"]) < -0.01 < float(fast["accuracy_ci_high"])
-    # The baseline and a run without a result have nothing to be compared by.
-    assert rows["baseline"]["train_speedup"] == rows["'=HYPERLINK(\"http://x\")"][
-        "inference_ci_low"] == ""
+    assert fast["vs_float32_inference_speedup"] == ""
+    # The quantized run: against the baseline, its float32 model, and the runtime switch.
+    quantized = rows["int8", "0"]
+    assert quantized["run_id"] == str(int8.pk)
+    assert (quantized["inference_speedup"], quantized["vs_float32_inference_speedup"],
+            quantized["switch_inference_speedup"]) == ("4.0", "0.5", "8.0")
+    assert float(quantized["vs_float32_inference_ci_high"]) < 1.0
+    # The baseline's line carries the A/A control; the other replicates carry nothing.
+    base = rows["baseline", "0"]
+    assert base["run_id"] == str(baseline.pk) and base["aa_inference_speedup"] == "1.0"
+    assert float(base["aa_inference_ci_low"]) <= 1.0 <= float(base["aa_inference_ci_high"])
+    assert base["train_speedup"] == rows["XLA", "1"]["inference_ci_low"] == ""
+
+

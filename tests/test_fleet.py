@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from livestack import Stack, production_env, wait_for
 
-from experiments.models import Membership, Run, RunEvent, Team, Worker
+from experiments.models import Benchmark, Membership, Run, RunEvent, Team, Worker
 from experiments.services import experiment_create, run_cancel
 
 pytestmark = [pytest.mark.fullstack, pytest.mark.django_db(transaction=True)]
@@ -50,7 +50,8 @@ def _experiment(user, *, recipes=0, epochs=1, slow=False):
         "recipes": [{"name": f"threads {i}", "steps": [
             {"technique": "op_parallelism", "intra_op_threads": 1, "inter_op_threads": 1}]}
             for i in range(recipes)],
-        "benchmark": {"trials": 2, "latency_samples": 5, "warmup": 1},
+        "benchmark": {"trials": 2, "latency_samples": 5, "warmup": 1, "executions": 2,
+                      "rounds": 2, "calls": 5},
     }
     return experiment_create(team=user.teams.get(), user=user, spec=spec)
 
@@ -80,6 +81,13 @@ def test_it_drains_twenty_runs_on_two_workers_exactly_once(stack, dana):
     assert [_starts(run) for run in runs] == [1] * 20  # every run executed once
     assert {run.worker for run in runs} == {first, second}
     assert all(run.device.startswith("CPU") for run in runs)
+    # Then one benchmark, on one worker, measures all twenty models side by side.
+    wait_for(lambda: Benchmark.objects.filter(experiment=experiment, status="succeeded")
+             .exists(), timeout=300, what="the benchmark", logs=stack.logs)
+    [benchmark] = Benchmark.objects.filter(experiment=experiment)
+    assert benchmark.worker in (first, second)
+    assert set(benchmark.runs) == {str(run.pk) for run in runs}
+    assert len(benchmark.result["pairs"]) == 20  # the A/A control and 19 recipes
 
     # The runners page lists both, with fresh heartbeats.
     client = Client()

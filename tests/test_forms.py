@@ -52,9 +52,29 @@ def test_it_builds_a_spec_with_the_chosen_recipes(alice, valid_data):
     assert form.is_valid(), form.errors
     assert form.spec["model"] == {"arch": "seed_mlp", "params": {"units": 32, "dropout": 0.1}}
     assert form.spec["training"] == {"epochs": 2, "batch_size": 64, "optimizer": "adam",
-                                     "learning_rate": 0.001, "seed": 7}
+                                     "learning_rate": 0.001, "seed": 7, "repeats": 1}
+    assert form.spec["benchmark"] == {"executions": 5, "rounds": 20}
     assert [r["name"] for r in form.spec["recipes"]] == ["XLA", "int8 (dynamic range)"]
     assert form.spec["recipes"][1]["steps"][0]["mode"] == "dynamic_int8"
+
+
+def test_it_takes_repeats_and_the_benchmark_settings(alice, valid_data):
+    form = experiment_form(alice, valid_data, repeats="3", bench_executions="8",
+                           bench_rounds="30")
+
+    assert form.is_valid(), form.errors
+    assert form.spec["training"]["repeats"] == 3
+    assert form.spec["benchmark"] == {"executions": 8, "rounds": 30}
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("repeats", "11"), ("repeats", "0"), ("bench_executions", "1"), ("bench_rounds", "1000")])
+def test_it_refuses_repeats_and_benchmark_settings_out_of_bounds(alice, valid_data, field,
+                                                                 value):
+    form = experiment_form(alice, valid_data, **{field: value})
+
+    assert not form.is_valid()
+    assert field in form.errors
 
 
 def test_it_builds_a_spec_without_recipes(alice, valid_data):

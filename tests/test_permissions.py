@@ -52,6 +52,8 @@ API_ADMIN_DELETE = (401, 403, 403, 204, 404)  # the team's admins (not the autho
 # The run was signed off already: members get as far as the state check (409).
 API_SIGNOFF = (401, 403, 409, 409, 400)
 PUBLIC = (200, 200, 200, 200, 200)
+# A run is still queued: members get as far as the state check (409).
+API_REBENCHMARK = (401, 403, 409, 409, 404)
 
 SPEC = {"name": "from the API", "model": {"arch": "seed_mlp"}, "dataset": {"name": "digits"},
         "training": {"epochs": 1}, "team": "{team}"}
@@ -75,6 +77,7 @@ MATRIX = [
     ("experiment_report", "get", {"pk": "experiment"}, {}, TEAM_READ),
     ("run_detail", "get", {"pk": "recipe_run"}, {}, TEAM_READ),
     ("run_artifact", "get", {"pk": "recipe_run", "name": "model.keras"}, {}, TEAM_READ),
+    ("experiment_rebenchmark", "post", {"pk": "experiment"}, {}, TEAM_CHANGE),
     ("run_cancel", "post", {"pk": "queued_run"}, {}, TEAM_CHANGE),
     ("run_rerun", "post", {"pk": "recipe_run"}, {}, TEAM_CHANGE),
     ("run_save_recipe", "post", {"pk": "recipe_run"}, {"name": "saved"}, TEAM_CHANGE),
@@ -96,6 +99,7 @@ MATRIX = [
     ("api-run-list", "get", {}, {}, API_LIST),
     ("api-run-detail", "get", {"pk": "recipe_run"}, {}, API_READ),
     ("api-run-metrics", "get", {"pk": "recipe_run"}, {}, API_READ),
+    ("api-experiment-rebenchmark", "post", {"pk": "experiment"}, {}, API_REBENCHMARK),
     ("api-run-cancel", "post", {"pk": "queued_run"}, {}, API_CHANGE),
     ("api-run-rerun", "post", {"pk": "recipe_run"}, {}, API_CHANGE),
     ("api-recipe-list", "get", {}, {}, API_LIST),

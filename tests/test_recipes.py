@@ -5,7 +5,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from experiments.comparison import advice_checks, verdict
+from experiments.comparison import advice_checks, compare_runs, verdict
 from experiments.models import Recipe, Run
 
 
@@ -135,22 +135,28 @@ def test_it_reads_a_ratio_by_its_interval(ci, expected):
 
 def test_it_checks_advice_against_the_training_speedup(make_experiment, alice, alice_team):
     experiment = make_experiment(
-        team=alice_team, user=alice,
+        team=alice_team, user=alice, training={"epochs": 4, "repeats": 2},
         recipes=[{"name": "fp16", "steps": [{"technique": "mixed_precision"}]}],
     )
     fingerprint = {"cpu_model": "x"}
-    base, fp16 = experiment.runs.order_by("position")
-    base.status = fp16.status = Run.Status.SUCCEEDED
-    base.result = {"train_samples_per_s": 1000, "fingerprint": fingerprint,
-                   "train_samples_per_s_epochs": [990, 1000, 1010, 1005]}
-    fp16.result = {"train_samples_per_s": 500, "fingerprint": fingerprint,
-                   "train_samples_per_s_epochs": [490, 500, 510, 505],
-                   "advice": [{"technique": "mixed_precision", "message": "slower here"}]}
+    runs = list(experiment.runs.all())
+    for run in runs:
+        jitter = (0.99, 1.01)[run.replicate]
+        run.status = Run.Status.SUCCEEDED
+        if run.is_baseline:
+            run.result = {"train_samples_per_s": 1000, "fingerprint": fingerprint,
+                          "train_samples_per_s_epochs": [990, 1000, 1010, 1005]}
+        else:
+            run.result = {"train_samples_per_s": 500, "fingerprint": fingerprint,
+                          "train_samples_per_s_epochs": [r * jitter for r in (490, 500, 510)],
+                          "advice": [{"technique": "mixed_precision",
+                                      "message": "slower here"}]}
 
-    [check] = advice_checks([base, fp16])
+    # One check per recipe, not per replicate.
+    [check] = advice_checks(runs, compare_runs(runs))
 
     assert check["what"] == "training"
-    assert check["speedup"] == 0.5
+    assert check["speedup"] == pytest.approx(0.495, abs=0.01)
     assert check["verdict"] == "slower"
     assert check["ci"][1] < 1.0
 

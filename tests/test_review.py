@@ -5,16 +5,22 @@ import re
 
 import pytest
 from django.urls import reverse
+from results import benchmark_results
 
 from experiments.comparison import (
     accuracy_delta_ci,
     accuracy_latency_points,
-    compare_runs,
     pareto_front,
     wilson_interval,
 )
 from experiments.models import Comment, Run, RunEvent, SignOff
-from experiments.selectors import CURVE_POINTS, curve_summary, experiment_snapshot
+from experiments.selectors import (
+    CURVE_POINTS,
+    curve_summary,
+    experiment_benchmarks,
+    experiment_comparison,
+    experiment_snapshot,
+)
 
 XSS = "<img src=x onerror=alert(1)>"
 FINGERPRINT = {"cpu_model": "Xeon", "logical_cores": 2, "gpus": [], "backend": "tensorflow",
@@ -46,21 +52,32 @@ def experiment(alice, alice_team, make_experiment):
 
 
 @pytest.fixture
-def measured(experiment):
+def measured(alice, alice_team, make_experiment):
     """A baseline, a run faster to answer but slower to train and more accurate, and a run
-    no different from the baseline."""
-    baseline, fast, same = experiment.runs.order_by("position")
-    succeed(baseline, **base_result())
-    succeed(fast, **base_result(
-        test_accuracy=0.95, latency_ms_p50=1.0, latency_samples=[1.0, 1.05, 0.95, 1.02, 0.98],
-        train_samples_per_s=50.0, train_samples_per_s_epochs=[50, 51, 49, 50.5, 49.5],
-        model_bytes=1000))
-    succeed(same, **base_result(test_accuracy=0.901))
+    no different from the baseline; two replicates each, benchmarked side by side."""
+    experiment = make_experiment(
+        team=alice_team, user=alice, name="digits, seed MLP",
+        training={"epochs": 1, "batch_size": 64, "repeats": 2}, recipes=[
+            {"name": "fast", "steps": [{"technique": "xla"}]},
+            {"name": "same", "steps": [{"technique": "xla"}]},
+        ])
+    epochs = [100, 102, 98, 101, 99]
+    for replicate, jitter in enumerate((0.99, 1.01)):
+        baseline, fast, same = experiment.runs.filter(replicate=replicate).order_by("position")
+        succeed(baseline, **base_result(test_accuracy=0.90 + 0.01 * replicate))
+        succeed(fast, **base_result(
+            test_accuracy=0.95 + 0.01 * replicate, latency_ms_p50=1.0,
+            train_samples_per_s=50.0 * jitter,
+            train_samples_per_s_epochs=[e / 2 * jitter for e in epochs], model_bytes=1000))
+        succeed(same, **base_result(
+            test_accuracy=(0.901, 0.905)[replicate],
+            train_samples_per_s_epochs=[e * jitter for e in epochs]))
+    benchmark_results(experiment)
     return experiment
 
 
 def rows_by_name(experiment):
-    return {row["name"]: row for row in compare_runs(list(experiment.runs.all()))}
+    return {row["name"]: row for row in experiment_comparison(experiment)}
 
 
 # Intervals
@@ -81,7 +98,8 @@ def test_it_tones_each_figure_by_its_interval(measured):
 
     assert fast["inference_speedup"] == 2.0 and fast["inference_ci"][0] > 1.0
     assert (fast["inference_tone"], fast["inference_verdict"]) == ("good", "faster")
-    assert fast["train_speedup"] == 0.5 and fast["train_ci"][1] < 1.0
+    assert fast["train_speedup"] == pytest.approx(0.5, abs=0.001)
+    assert fast["train_ci"][1] < 1.0 and fast["replicates"] == 2
     assert (fast["train_tone"], fast["train_verdict"]) == ("bad", "slower")
     assert fast["accuracy_delta"] == 0.05 and fast["accuracy_ci"][0] > 0
     assert (fast["accuracy_tone"], fast["accuracy_verdict"]) == ("good", "better")
@@ -117,20 +135,22 @@ def test_it_gives_no_accuracy_interval_without_a_sample_count(experiment):
 
 
 def test_it_says_which_fingerprint_key_makes_a_run_not_comparable(measured):
-    fast = measured.runs.get(name="fast")
+    fast = measured.runs.get(name="fast", replicate=0)
     succeed(fast, **{**fast.result, "fingerprint": {**FINGERPRINT, "cpu_model": "EPYC"}})
 
     row = rows_by_name(measured)["fast"]
 
     assert row["comparable"] is False
     assert row["not_comparable_reason"] == "cpu_model differs (Xeon vs EPYC)"
-    # A timing on other hardware is no evidence either way.
-    assert row["inference_tone"] == row["train_tone"] == "unclear"
+    # A training time on other hardware is no evidence either way; the inference figure
+    # is: the benchmark measured both models side by side, on one machine.
+    assert row["train_tone"] == "unclear"
+    assert row["inference_tone"] == "good"
     assert rows_by_name(measured)["same"]["not_comparable_reason"] == ""
 
 
 def test_it_pins_the_results_table_with_colours(client, alice, measured):
-    fast = measured.runs.get(name="fast")
+    fast = measured.runs.get(name="fast", replicate=0)
     succeed(fast, **{**fast.result, "fingerprint": {**FINGERPRINT, "keras": XSS}})
     client.force_login(alice)
 
@@ -138,7 +158,7 @@ def test_it_pins_the_results_table_with_colours(client, alice, measured):
 
     table = re.search(r'<table[^>]*id="comparison-table".*?</table>', body, re.S).group(0)
     fast_row = re.search(rf'<tr[^>]*data-comparison-run="{fast.pk}".*?</tr>', table, re.S).group(0)
-    same = measured.runs.get(name="same")
+    same = measured.runs.get(name="same", replicate=0)
     same_row = re.search(rf'<tr[^>]*data-comparison-run="{same.pk}".*?</tr>', table, re.S).group(0)
     assert 'class="not-comparable"' in fast_row
     assert "not comparable" in fast_row and "keras differs" in fast_row
@@ -152,7 +172,7 @@ def test_it_pins_the_results_table_with_colours(client, alice, measured):
 
 def test_it_colours_a_comparable_faster_run_green_and_slower_red(client, alice, measured):
     client.force_login(alice)
-    fast = measured.runs.get(name="fast")
+    fast = measured.runs.get(name="fast", replicate=0)
 
     body = client.get(reverse("experiment_results", args=[measured.pk])).content.decode()
 
@@ -173,12 +193,13 @@ def test_it_finds_the_pareto_front():
 
 
 def test_it_keeps_runs_on_other_hardware_off_the_front(measured):
-    same = measured.runs.get(name="same")
+    same = measured.runs.get(name="same", replicate=0)
     # Faster and more accurate than everything, but measured on another machine.
     succeed(same, **base_result(test_accuracy=0.99, latency_ms_p50=0.1,
                                 fingerprint={**FINGERPRINT, "gpus": ["H100"]}))
 
-    points = {p["name"]: p for p in accuracy_latency_points(list(measured.runs.all()))}
+    points = {p["name"]: p for p in accuracy_latency_points(list(measured.runs.all()),
+                                                            experiment_benchmarks(measured))}
 
     assert points["same"]["comparable"] is False and points["same"]["pareto"] is False
     assert points["fast"]["pareto"] is True
@@ -297,7 +318,7 @@ def compare_url(*runs):
 
 def test_it_compares_runs_of_two_experiments_and_warns_of_other_hardware(
         client, alice, measured, other):
-    fast = measured.runs.get(name="fast")
+    fast = measured.runs.get(name="fast", replicate=0)
     int8 = other.runs.get(name="int8")
     client.force_login(alice)
 
@@ -324,7 +345,7 @@ def html_escaped(text):
 
 
 def test_it_gives_no_warning_for_the_same_hardware(client, alice, measured):
-    runs = list(measured.runs.order_by("position"))
+    runs = list(measured.runs.filter(replicate=0).order_by("position"))
     client.force_login(alice)
 
     response = client.get(reverse("compare") + f"?runs={runs[0].pk}&runs={runs[1].pk}")
@@ -337,7 +358,7 @@ def test_it_gives_no_warning_for_the_same_hardware(client, alice, measured):
 def test_it_lists_the_teams_experiments_in_the_picker(client, alice, charlie, charlie_team,
                                                        make_experiment, measured, other):
     make_experiment(team=charlie_team, user=charlie, name="Charlie's secret")
-    fast = measured.runs.get(name="fast")
+    fast = measured.runs.get(name="fast", replicate=0)
     client.force_login(alice)
 
     response = client.get(compare_url(fast))
@@ -346,7 +367,7 @@ def test_it_lists_the_teams_experiments_in_the_picker(client, alice, charlie, ch
     assert {e.pk for e in response.context["experiments"]} == {measured.pk, other.pk}
     assert "Charlie" not in body
     assert f'name="runs" value="{fast.pk}" checked' in body
-    same = measured.runs.get(name="same")
+    same = measured.runs.get(name="same", replicate=0)
     assert f'name="runs" value="{same.pk}">' in body
 
 
@@ -356,7 +377,7 @@ def test_it_finds_older_experiments_for_the_picker_by_name(client, alice, alice_
 
     for index in range(PICKER_EXPERIMENTS):
         make_experiment(team=alice_team, user=alice, name=f"newer {index}")
-    fast = measured.runs.get(name="fast")
+    fast = measured.runs.get(name="fast", replicate=0)
     client.force_login(alice)
 
     newest = client.get(reverse("compare"))
@@ -378,7 +399,7 @@ def test_it_finds_older_experiments_for_the_picker_by_name(client, alice, alice_
 
 
 def test_it_refuses_another_teams_runs(client, charlie, measured, other):
-    fast = measured.runs.get(name="fast")
+    fast = measured.runs.get(name="fast", replicate=0)
     client.force_login(charlie)
 
     assert client.get(compare_url(fast)).status_code == 404
@@ -395,7 +416,7 @@ def test_it_refuses_a_mix_of_own_and_other_teams_runs(client, charlie, charlie_t
     client.force_login(charlie)
 
     assert client.get(compare_url(own)).status_code == 200
-    response = client.get(compare_url(own, measured.runs.get(name="fast")))
+    response = client.get(compare_url(own, measured.runs.get(name="fast", replicate=0)))
     assert response.status_code == 404
     assert "fast" not in response.content.decode()
 
@@ -412,7 +433,7 @@ def test_it_sends_anonymous_visitors_to_log_in(client, measured):
 
 
 def test_it_prints_a_report_without_scripts(client, alice, bob, measured):
-    fast = measured.runs.get(name="fast")
+    fast = measured.runs.get(name="fast", replicate=0)
     Comment.objects.create(experiment=measured, author=bob,
                            body=f"**Looks good**\n\n{XSS}<script>alert(1)</script>")
     Comment.objects.create(experiment=measured, run=fast, author=alice, body="second")
@@ -442,7 +463,7 @@ def test_it_prints_a_report_without_scripts(client, alice, bob, measured):
 
 
 def test_it_reports_a_run_on_other_hardware(client, alice, measured):
-    fast = measured.runs.get(name="fast")
+    fast = measured.runs.get(name="fast", replicate=0)
     succeed(fast, **{**fast.result, "fingerprint": {**FINGERPRINT, "backend": "jax"}})
     client.force_login(alice)
 

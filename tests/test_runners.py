@@ -140,6 +140,26 @@ def test_it_shows_nothing_of_another_teams_run(client, running, charlie, alice):
             assert ("a run of another team" in body) is not sees, (user, name)
 
 
+def test_it_shows_a_worker_busy_benchmarking(client, alice, charlie, alice_team,
+                                              make_experiment):
+    from experiments.models import Benchmark
+
+    Worker.objects.create(name="w1@host", host="host", queues=["cpu"],
+                          devices={"cpu_model": "Xeon", "cpu_cores": 2, "gpus": []},
+                          versions={"keras": "3.15.1", "python": "3.11"})
+    experiment = make_experiment(team=alice_team, user=alice, name="secret experiment")
+    Benchmark.objects.create(experiment=experiment, status="running", worker="w1@host",
+                             execution=2, executions=5)
+
+    client.force_login(alice)
+    body = client.get(reverse("runner_table")).content.decode()
+    assert "busy" in body
+    assert "secret experiment</a>: benchmarking: execution 2 of 5" in body
+    client.force_login(charlie)
+    body = client.get(reverse("runner_table")).content.decode()
+    assert "secret experiment" not in body and "a benchmark of another team" in body
+
+
 def test_it_requires_login_for_the_runners_page(client, db):
     response = client.get(reverse("runner_list"))
 

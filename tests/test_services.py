@@ -3,8 +3,9 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from experiments import services
-from experiments.comparison import compare_runs, ratio_ci
+from experiments.comparison import compare_runs
 from experiments.models import Experiment, Membership, Run, RunEvent, Team
+from experiments.selectors import experiment_comparison
 
 FINGERPRINT = {"cpu_model": "Xeon", "logical_cores": 2, "gpus": [], "backend": "tensorflow",
                "tensorflow": "2.21.0", "keras": "3.15.1"}
@@ -253,34 +254,45 @@ def test_it_caps_progress_at_one(run):
 # Comparison
 
 
-def test_it_gives_an_interval_around_one_for_identical_samples():
-    samples = [1.0, 1.1, 0.9, 1.05, 0.95, 1.02, 0.98]
-
-    low, high = ratio_ci(samples, list(samples))
-
-    assert low <= 1.0 <= high
-    assert ratio_ci([1.0], [1.0]) is None
+def compare(experiment):
+    return experiment_comparison(experiment, list(experiment.runs.all()))
 
 
-def test_it_compares_identical_runs_as_equal(experiment):
-    samples = [2.0, 2.2, 1.9, 2.1, 2.05]
-    succeed(experiment.runs.get(name="baseline"), latency_ms_p50=2.0,
-            latency_samples=samples, model_bytes=1000, test_accuracy=0.9,
-            train_samples_per_s=500.0)
-    succeed(experiment.runs.get(name="XLA"), latency_ms_p50=2.0, latency_samples=samples,
-            model_bytes=1000, test_accuracy=0.9, train_samples_per_s=500.0)
+def test_it_compares_identical_runs_as_equal(experiment, benchmarked):
+    epochs = [500.0, 510.0, 490.0]
+    succeed(experiment.runs.get(name="baseline"), latency_ms_p50=2.0, model_bytes=1000,
+            test_accuracy=0.9, train_samples_per_s=500.0, train_samples_per_s_epochs=epochs)
+    xla = succeed(experiment.runs.get(name="XLA"), latency_ms_p50=2.0, model_bytes=1000,
+                  test_accuracy=0.9, train_samples_per_s=500.0,
+                  train_samples_per_s_epochs=epochs)
+    benchmarked(experiment, {f"run-{xla.pk}": (1.0, [0.96, 1.04])})
 
-    [row] = compare_runs(list(experiment.runs.all()))
+    aa, row = compare(experiment)
 
+    assert aa["kind"] == "A/A control" and aa["inference_ci"] == [0.97, 1.03]
     assert row["name"] == "XLA"
     assert row["kind"] == "vs baseline"
     assert row["inference_speedup"] == 1.0
     assert row["inference_ci"][0] <= 1.0 <= row["inference_ci"][1]
+    assert row["inference_verdict"] == "no clear difference"
     assert (row["train_speedup"], row["size_reduction"], row["accuracy_delta"]) == (1.0, 1.0, 0)
     assert row["comparable"] is True
 
 
-def test_it_splits_a_quantized_run_into_three_comparisons(experiment):
+def test_it_takes_inference_speedups_only_from_the_benchmark(experiment):
+    # Each run measured itself alone: 2 ms against 1 ms is no comparison.
+    succeed(experiment.runs.get(name="baseline"), latency_ms_p50=2.0, latency_samples=[2.0] * 5)
+    succeed(experiment.runs.get(name="XLA"), latency_ms_p50=1.0, latency_samples=[1.0] * 5)
+
+    aa, row = compare(experiment)
+
+    assert aa["inference_speedup"] is None
+    assert row["inference_speedup"] is None and row["inference_ci"] is None
+    assert row["inference_verdict"] == "waiting for the benchmark"
+    assert row["inference_tone"] == "unclear"
+
+
+def test_it_splits_a_quantized_run_into_three_comparisons(experiment, benchmarked):
     baseline = succeed(experiment.runs.get(name="baseline"), latency_ms_p50=4.0,
                        model_bytes=4000, test_accuracy=0.90, train_samples_per_s=100.0)
     int8 = succeed(
@@ -288,45 +300,52 @@ def test_it_splits_a_quantized_run_into_three_comparisons(experiment):
         test_accuracy=0.89, train_samples_per_s=100.0, runtime="tflite",
         reference={"latency_ms_p50": 1.0, "model_bytes": 4000, "test_accuracy": 0.90},
     )
+    benchmarked(experiment, {f"run-{int8.pk}": (8.0, [7.5, 8.5]),
+                             f"run-{int8.pk}-reference": (2.0, [1.9, 2.1]),
+                             f"run-{int8.pk}-switch": (4.0, [3.8, 4.2])},
+                invoke={f"run-{int8.pk}-reference": (2.5, [2.3, 2.7])})
 
-    rows = compare_runs([baseline, int8])
+    rows = compare(experiment)
 
     assert [(r["kind"], r["run_id"]) for r in rows] == [
-        ("vs baseline", int8.pk), ("vs float32 TFLite", int8.pk), ("runtime switch", int8.pk)]
-    vs_baseline, vs_reference, switch = rows
+        ("A/A control", baseline.pk), ("vs baseline", int8.pk),
+        ("vs float32 TFLite", int8.pk), ("runtime switch", int8.pk)]
+    _, vs_baseline, vs_reference, switch = rows
     assert vs_baseline["inference_speedup"] == 8.0
+    assert vs_baseline["inference_tone"] == "good"
     assert vs_baseline["size_reduction"] == 4.0
-    assert vs_baseline["train_speedup"] == 1.0
-    # The int8 gain proper: against the float32 model in the same runtime.
+    assert vs_baseline["runtime"] == "tflite"
+    # The int8 gain proper: against the float32 model in the same runtime, invoke() alone
+    # beside it.
     assert vs_reference["inference_speedup"] == 2.0
+    assert (vs_reference["invoke_speedup"], vs_reference["invoke_ci"]) == (2.5, [2.3, 2.7])
     assert vs_reference["size_reduction"] == 4.0
     assert vs_reference["accuracy_delta"] == -0.01
     # The gain of leaving Keras for TFLite, shown on its own line.
     assert switch["inference_speedup"] == 4.0
     assert switch["size_reduction"] == 1.0
     assert vs_reference["train_speedup"] is None and switch["train_speedup"] is None
-    # Together they make up the whole speedup.
-    assert vs_reference["inference_speedup"] * switch["inference_speedup"] == \
-        vs_baseline["inference_speedup"]
 
 
-def test_it_marks_runs_on_other_hardware_not_comparable(experiment):
+def test_it_marks_runs_on_other_hardware_not_comparable(experiment, benchmarked):
     baseline = succeed(experiment.runs.get(name="baseline"), latency_ms_p50=2.0)
     xla = experiment.runs.get(name="XLA")
     Run.objects.filter(pk=xla.pk).update(status=Run.Status.SUCCEEDED, result={
         "latency_ms_p50": 1.0, "fingerprint": {**FINGERPRINT, "cpu_model": "EPYC"}})
     xla.refresh_from_db()
+    benchmarked(experiment, {f"run-{xla.pk}": (2.0, [1.9, 2.1])})
 
-    [row] = compare_runs([baseline, xla])
+    _, row = compare_runs([baseline, xla], experiment.benchmarks.all())
 
     assert row["inference_speedup"] == 2.0
     assert row["comparable"] is False
+    assert "cpu_model differs (Xeon vs EPYC)" in row["not_comparable_reason"]
 
 
 def test_it_compares_nothing_without_a_finished_baseline(experiment):
     succeed(experiment.runs.get(name="XLA"), latency_ms_p50=1.0)
 
-    assert compare_runs(list(experiment.runs.all())) == []
+    assert compare(experiment) == []
 
 
 def test_it_leaves_out_runs_that_have_not_succeeded(experiment):
@@ -334,4 +353,5 @@ def test_it_leaves_out_runs_that_have_not_succeeded(experiment):
     Run.objects.filter(name="XLA").update(status=Run.Status.FAILED,
                                           result={"latency_ms_p50": 1.0})
 
-    assert compare_runs(list(experiment.runs.all())) == []
+    # The A/A control alone: the baseline against itself.
+    assert [row["kind"] for row in compare(experiment)] == ["A/A control"]

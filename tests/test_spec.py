@@ -16,6 +16,7 @@ def test_it_fills_in_defaults():
     assert spec["name"] == "bare"
     assert spec["training"] == {
         "epochs": 5, "batch_size": 64, "optimizer": "adam", "learning_rate": 0.001, "seed": 0,
+        "repeats": 1,
     }
     assert spec["hardware"] == "cpu"
     assert spec["dataset"] == {"name": "digits"}
@@ -169,3 +170,38 @@ def test_it_gives_the_engine_one_recipe_and_the_dataset_path(tiny_spec):
     assert out["steps"] == [{"technique": "xla"}]
     assert out["dataset"] == {"name": "npz", "path": "/data/blobs.npz"}
     assert spec["dataset"] == {"name": "digits"}
+
+
+def test_it_gives_replicate_i_the_seed_plus_i(tiny_spec):
+    spec = validate_spec(tiny_spec(training={"epochs": 1, "seed": 7, "repeats": 3},
+                                   benchmark={"executions": 3, "rounds": 4, "trials": 2}))
+
+    out = engine_spec(spec, [], replicate=2)
+
+    # The engine knows neither repeats nor the benchmark stage's settings: it refuses
+    # keys it does not know.
+    assert out["training"] == {"epochs": 1, "batch_size": 64, "optimizer": "adam",
+                               "learning_rate": 0.001, "seed": 9}
+    assert out["benchmark"] == {"trials": 2}
+    assert spec["training"]["seed"] == 7 and spec["training"]["repeats"] == 3
+
+
+@pytest.mark.parametrize(("training", "benchmark", "path"), [
+    ({"repeats": 0}, {}, "training.repeats"),
+    ({"repeats": 11}, {}, "training.repeats"),
+    ({"repeats": 2.5}, {}, "training.repeats"),
+    ({}, {"executions": 1}, "benchmark.executions"),
+    ({}, {"rounds": 201}, "benchmark.rounds"),
+    ({}, {"calls": 0}, "benchmark.calls"),
+])
+def test_it_bounds_repeats_and_the_benchmark_stage(tiny_spec, training, benchmark, path):
+    messages = errors_of(tiny_spec(training={"epochs": 1, **training}, benchmark=benchmark))
+
+    assert list(messages) == [path]
+
+
+def test_it_leaves_room_for_each_replicates_seed(tiny_spec):
+    messages = errors_of(tiny_spec(training={"epochs": 1, "seed": 2**31 - 2, "repeats": 3}))
+
+    assert messages == {"training.seed": ["With 3 repeats the seed must be at most "
+                                          "2,147,483,645."]}

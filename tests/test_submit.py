@@ -4,8 +4,10 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from results import benchmark_results
 
-from experiments.models import Experiment, Membership, Run, Team
+from experiments.models import Benchmark, Experiment, Membership, Run, Team
+from experiments.services import benchmark_runs
 
 
 @pytest.fixture
@@ -135,7 +137,20 @@ def worker_finishes(monkeypatch):
 
         def sleep(seconds):
             waits.append(seconds)
-            for run in Run.objects.filter(experiment=Experiment.objects.get()):
+            experiment = Experiment.objects.get()
+            runs = list(Run.objects.filter(experiment=experiment))
+            if all(run.has_ended for run in runs):
+                # Then the benchmark stage: queued, measuring, done.
+                benchmark = Benchmark.objects.filter(experiment=experiment).first()
+                if benchmark is None:
+                    Benchmark.objects.create(experiment=experiment, runs=benchmark_runs(runs))
+                elif benchmark.status == Run.Status.QUEUED:
+                    Benchmark.objects.filter(pk=benchmark.pk).update(
+                        status=Run.Status.RUNNING, execution=2)
+                else:
+                    benchmark_results(experiment)
+                return
+            for run in runs:
                 if run.status == Run.Status.QUEUED:
                     Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING,
                                                          epochs_done=1)
@@ -165,25 +180,29 @@ def test_it_follows_the_runs_and_prints_the_speedups(alice, spec_file, worker_fi
 
     out = submit(path, "--user", "alice", "--follow", "--poll", "0.25")
 
-    assert waits == [0.25, 0.25]
+    assert waits == [0.25] * 5
     lines = out.splitlines()
     # Not a terminal: plain lines, one per change, and no redrawn bars.
     assert "\r" not in out
     assert "  baseline                     queued     epoch 0/2" in lines
     assert "  XLA                          running    epoch 1/2" in lines
     assert "  XLA                          succeeded  epoch 2/2" in lines
+    # The speedups wait for the benchmark stage.
+    assert lines.index("  benchmark queued") < lines.index(
+        "  benchmarking: execution 2 of 5") < lines.index("  benchmark succeeded")
     table = lines[lines.index("Speedups against the baseline (95% confidence interval in "
                               "brackets):") + 1:]
     assert re.split(r"\s{2,}", table[0].strip()) == [
         "run", "kind", "train speedup", "inference speedup", "size reduction",
         "accuracy delta", "comparable"]
-    row = table[1]
-    assert row.startswith("  XLA  vs baseline  1.50x [")
-    train_ci, inference_ci = re.findall(r"\[(\d+\.\d\d), (\d+\.\d\d)\]", row)
-    assert float(train_ci[0]) <= 1.5 <= float(train_ci[1])
+    noise, row = (re.split(r"\s{2,}", line.strip()) for line in table[1:3])
+    assert noise[:2] == ["Noise floor: baseline vs itself", "A/A control"]
+    assert noise[3].startswith("1.00x [")
+    assert row[:3] == ["XLA", "vs baseline", "1.50x (one run: repeat to get an interval)"]
+    [inference_ci] = re.findall(r"\[(\d+\.\d\d), (\d+\.\d\d)\]", row[3])
+    assert row[3].startswith("4.00x [")
     assert float(inference_ci[0]) <= 4.0 <= float(inference_ci[1])
-    assert "4.00x [" in row
-    assert row.endswith("4.00x           -0.0125         yes")
+    assert row[4:] == ["4.00x", "-0.0125", "yes"]
     assert lines[-1] == "All 2 runs succeeded."
 
 
@@ -207,7 +226,8 @@ def test_it_draws_a_bar_per_run_on_a_terminal(alice, spec_file, worker_finishes)
     assert re.search(r"XLA      \|[^|]*\| 1/2 epochs, running", text)
     assert re.search(r"XLA      \|[#█]{10}\| 2/2 epochs, succeeded", text)
     assert "  epoch " not in text
-    assert re.search(r"  XLA  vs baseline  2\.00x \[\d\.\d\d, \d\.\d\d\]", text)
+    assert re.search(r"  XLA  +vs baseline  +2\.00x \(one run: repeat to get an interval\)"
+                     r"  +1\.00x \[\d\.\d\d, \d\.\d\d\]", text)
     assert text.rstrip().endswith("All 2 runs succeeded.")
 
 
@@ -227,4 +247,6 @@ def test_it_fails_when_a_run_fails_and_says_why(alice, spec_file, worker_finishe
 
     text = out.getvalue()
     assert "  XLA                          failed     epoch 2/2  XLA is not available here" in text
-    assert "No speedups: they need a succeeded baseline and a succeeded recipe." in text
+    # The baseline against itself, and nothing to compare with.
+    assert re.search(r"Noise floor: baseline vs itself  A/A control  -  +1\.00x \[", text)
+    assert "XLA  vs baseline" not in text

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from results import benchmark_results
 
 from experiments.models import Dataset, Experiment, Run, RunEvent
 
@@ -343,10 +344,10 @@ def _detail_queries(client, experiment, django_assert_max_num_queries, bound):
     return len(captured)
 
 
-# Session, user, experiment with its team, runs, epoch events, whether the user may change
-# the runs (their role); the sign-offs (the user's role, sign-offs, withdrawn sign-offs) and
-# the comments (the user's role, comments).
-DETAIL_QUERIES = 11
+# Session, user, experiment with its team, runs, epoch events, the benchmarks, whether the
+# user may change the runs (their role); the sign-offs (the user's role, sign-offs,
+# withdrawn sign-offs) and the comments (the user's role, comments).
+DETAIL_QUERIES = 12
 
 
 def test_it_draws_the_page_in_a_fixed_number_of_queries(
@@ -399,12 +400,19 @@ def test_it_shows_results_and_speedups(client, alice, experiment):
         result={"latency_ms_p50": 1.0, "model_bytes": 400, "test_accuracy": 0.9,
                 "fingerprint": fingerprint, "runtime": "keras"})
     client.force_login(alice)
+    waiting = client.get(reverse("experiment_results", args=[experiment.pk])).content.decode()
+    benchmark_results(experiment)
 
     response = client.get(reverse("experiment_results", args=[experiment.pk]))
 
+    # Each run timed itself alone: no speedup until the benchmark measured both together.
+    assert "2.00×" not in waiting and "not benchmarked: re-benchmark" in waiting
     assert response.status_code == 200
-    assert "2.00×" in response.content.decode()
-    assert [row["name"] for row in response.context["comparison"]] == ["XLA"]
+    body = response.content.decode()
+    assert "2.00×" in body
+    assert 'id="noise-floor">Noise floor: baseline vs itself' in body
+    assert [row["name"] for row in response.context["comparison"]] == [
+        "Noise floor: baseline vs itself", "XLA"]
 
 
 def test_it_escapes_a_hostile_experiment_name(client, alice, alice_team, make_experiment):

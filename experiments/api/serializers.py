@@ -51,7 +51,8 @@ class RunSerializer(serializers.ModelSerializer):
     class Meta:
         model = Run
         fields = [
-            "id", "experiment", "name", "position", "baseline", "steps", "status", "progress",
+            "id", "experiment", "name", "position", "replicate", "baseline", "steps", "status",
+            "progress",
             "epochs_done", "worker", "device", "cancel_requested", "error", "created_at",
             "started_at", "finished_at",
         ]
@@ -81,23 +82,64 @@ class ExperimentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+def _interval(**kwargs):
+    return serializers.ListField(child=serializers.FloatField(), allow_null=True,
+                                 min_length=2, max_length=2, **kwargs)
+
+
+class BreakEvenSerializer(serializers.Serializer):
+    what = serializers.CharField(help_text="The one-time cost: XLA compilation, TFLite "
+                                           "conversion, fine-tuning epochs.")
+    seconds = serializers.FloatField()
+    unit = serializers.ChoiceField(choices=["inferences", "training samples"])
+    after = serializers.IntegerField(allow_null=True, help_text="null: never (not faster).")
+    ci = serializers.ListField(child=serializers.IntegerField(allow_null=True),
+                               allow_null=True, min_length=2, max_length=2)
+
+
 class ComparisonRowSerializer(serializers.Serializer):
-    """One line of comparison.compare_runs: a run against the baseline, or a quantized
-    run against its float32 TFLite model, or the runtime switch on its own."""
+    """One line of comparison.compare_runs: the A/A control (the baseline against itself
+    in the benchmark), a recipe against the baseline, a quantized recipe against the
+    float32 model of its weights, or the runtime switch on its own."""
 
     run_id = serializers.IntegerField()
     name = serializers.CharField()
-    kind = serializers.CharField()
-    inference_speedup = serializers.FloatField(allow_null=True)
-    inference_ci = serializers.ListField(child=serializers.FloatField(), allow_null=True,
-                                         min_length=2, max_length=2)
+    kind = serializers.ChoiceField(choices=["A/A control", "vs baseline", "vs float32 TFLite",
+                                            "runtime switch"])
+    inference_speedup = serializers.FloatField(
+        allow_null=True, help_text="Batch-1 latency ratio, from the benchmark stage.")
+    inference_ci = _interval()
+    inference_verdict = serializers.CharField(
+        help_text="faster, slower, no clear difference; or why there is no figure yet "
+                  "(benchmarking: execution 3 of 5).")
+    throughput_speedup = serializers.FloatField(
+        allow_null=True, help_text="At the training batch size, from the benchmark stage.")
+    throughput_ci = _interval()
+    invoke_speedup = serializers.FloatField(
+        required=False, help_text="Two TFLite models: invoke() time only.")
+    invoke_ci = _interval(required=False)
+    method = serializers.CharField(allow_null=True,
+                                   help_text="How the inference interval was made.")
     size_reduction = serializers.FloatField(allow_null=True)
     accuracy_delta = serializers.FloatField(allow_null=True)
+    accuracy_ci = _interval()
     comparable = serializers.BooleanField(
-        help_text="Both runs were measured on the same hardware and software.")
+        help_text="Both runs were trained on the same hardware and software.")
     train_speedup = serializers.FloatField(allow_null=True)
-    train_ci = serializers.ListField(child=serializers.FloatField(), allow_null=True,
-                                     min_length=2, max_length=2)
+    train_ci = _interval(help_text="From the replicates (training.repeats); null with one.")
+    train_verdict = serializers.CharField()
+    replicates = serializers.IntegerField(help_text="Replicate pairs the train speedup uses.")
+    break_even = BreakEvenSerializer(many=True)
+
+
+class BenchmarkSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=Run.Status.choices)
+    stage = serializers.CharField(help_text='"benchmarking: execution 3 of 5"')
+    execution = serializers.IntegerField()
+    executions = serializers.IntegerField()
+    progress = serializers.FloatField()
+    error = serializers.CharField(allow_blank=True)
 
 
 class ExperimentDetailSerializer(serializers.ModelSerializer):
@@ -106,13 +148,18 @@ class ExperimentDetailSerializer(serializers.ModelSerializer):
                                               allow_null=True)
     spec = serializers.JSONField(read_only=True)
     runs = RunDetailSerializer(many=True, read_only=True)
+    benchmark = serializers.SerializerMethodField()
     comparison = serializers.SerializerMethodField()
 
     class Meta:
         model = Experiment
         fields = ["id", "name", "team", "hardware", "accuracy_budget", "created_by",
-                  "created_at", "spec", "runs", "comparison"]
+                  "created_at", "spec", "runs", "benchmark", "comparison"]
         read_only_fields = fields
+
+    def get_benchmark(self, experiment) -> BenchmarkSerializer(allow_null=True):
+        # The newest benchmark stage of the experiment, given by the view.
+        return self.context["benchmark"]
 
     def get_comparison(self, experiment) -> ComparisonRowSerializer(many=True):
         # Computed by the view (comparison.compare_runs over the runs shown here).

@@ -22,10 +22,14 @@ from ..access import (
     run_to_change,
     team_to_manage,
 )
-from ..comparison import compare_runs
 from ..forms import DatasetUploadForm, ModelUploadForm
 from ..models import Dataset, Experiment, Membership, Recipe, Run, Team, UploadedModel
-from ..selectors import run_series
+from ..selectors import (
+    benchmark_state,
+    experiment_benchmarks,
+    experiment_comparison,
+    run_series,
+)
 from ..uploadhandlers import files_over_limit
 from . import serializers as s
 from .validation import plain_json_errors
@@ -203,7 +207,10 @@ class ExperimentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def _detail(self, experiment):
         prefetch_related_objects([experiment], "runs")
         runs = list(experiment.runs.all())
-        context = {**self.get_serializer_context(), "comparison": compare_runs(runs)}
+        benchmarks = experiment_benchmarks(experiment)
+        context = {**self.get_serializer_context(),
+                   "benchmark": benchmark_state(benchmarks[0] if benchmarks else None),
+                   "comparison": experiment_comparison(experiment, runs, benchmarks)}
         return s.ExperimentDetailSerializer(experiment, context=context).data
 
     @extend_schema(
@@ -231,6 +238,26 @@ class ExperimentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                    responses={200: s.ExperimentDetailSerializer, 404: NOT_FOUND})
     def retrieve(self, request, pk):
         return Response(self._detail(experiment_for_user(request.user, pk)))
+
+    @extend_schema(
+        summary="Benchmark the experiment's models again",
+        description="Queues the benchmark stage alone (no training): every shipped model "
+                    "measured side by side in fresh processes, the baseline twice as the "
+                    "A/A control. 409 while runs or a benchmark are under way, or when "
+                    "the baseline has not succeeded.",
+        request=None,
+        responses={202: s.ExperimentDetailSerializer, 403: FORBIDDEN, 404: NOT_FOUND,
+                   409: CONFLICT},
+    )
+    @action(detail=True, methods=["post"])
+    def rebenchmark(self, request, pk):
+        experiment = experiment_for_user(request.user, pk)
+        require_member(request.user, experiment.team_id)
+        try:
+            services.benchmark_if_ready(experiment, user=request.user, force=True)
+        except services.BenchmarkRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(self._detail(experiment), status=status.HTTP_202_ACCEPTED)
 
 
 @extend_schema(tags=["runs"])

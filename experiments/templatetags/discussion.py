@@ -10,10 +10,11 @@
 from django import template
 
 from ..access import CHANGE_ROLES, role_in
-from ..comparison import compare_runs
+from ..comparison import primary_run, recipe_groups
 from ..forms import CommentForm, SignOffForm
 from ..markup import render_markdown
 from ..models import Comment, Membership, SignOff, WithdrawnSignOff
+from ..selectors import experiment_comparison
 from ..services import model_label, signoff_blockers
 
 register = template.Library()
@@ -91,15 +92,17 @@ def signoffs(context, experiment):
         runs, rows = context["runs"], context["comparison"]
     else:
         runs = list(experiment.runs.all())
-        rows = compare_runs(runs)
+        rows = experiment_comparison(experiment, runs)
     approved = {
         s.run_id: s for s in SignOff.objects.filter(experiment=experiment)
         .select_related("approved_by")
     }
     candidates = []
-    for candidate in runs:
-        if candidate.is_baseline:
+    # One line per recipe: its first succeeded replicate stands for it.
+    for position, group in recipe_groups(runs).items():
+        if position == 0:
             continue
+        candidate = primary_run(group)
         signoff = approved.get(candidate.pk)
         reasons = [] if signoff else signoff_blockers(run=candidate, runs=runs, rows=rows)[0]
         can_revoke = signoff is not None and (

@@ -16,10 +16,18 @@ from django.views.decorators.http import require_GET, require_POST
 
 from .. import services
 from ..access import can_change, experiment_for_user, require_member, run_for_user, run_to_change
-from ..comparison import advice_checks, compare_runs
+from ..comparison import advice_checks, noise_floor
 from ..forms import DatasetUploadForm, ExperimentForm, RecipeForm
-from ..models import Dataset, Experiment, Recipe, Run, RunEvent, Worker
-from ..selectors import EPOCH_KEYS, advice_before_run, experiment_snapshot, run_state
+from ..models import Benchmark, Dataset, Experiment, Recipe, Run, RunEvent, Worker
+from ..selectors import (
+    EPOCH_KEYS,
+    advice_before_run,
+    benchmark_state,
+    experiment_benchmarks,
+    experiment_comparison,
+    experiment_snapshot,
+    run_state,
+)
 from ..techniques import catalog, presets
 from ..uploadhandlers import files_over_limit
 
@@ -95,7 +103,8 @@ CURVE_COLUMNS = (("loss", "Loss"), ("accuracy", "Accuracy"), ("val_loss", "Val. 
 
 def _results_context(experiment, user):
     runs = list(experiment.runs.all())
-    snapshot = experiment_snapshot(experiment, runs)
+    benchmarks = experiment_benchmarks(experiment)
+    snapshot = experiment_snapshot(experiment, runs, benchmarks)
     curve_rows = [
         {"run": run, "cells": [{"key": key, **state["summary"][key]} for key, _ in CURVE_COLUMNS]}
         for run, state in zip(runs, snapshot["runs"], strict=True)
@@ -106,7 +115,11 @@ def _results_context(experiment, user):
         "finished": [run for run in runs if run.result],
         "snapshot": snapshot,
         "comparison": snapshot["comparison"],
-        "advice": advice_checks(runs),
+        "benchmark": benchmarks[0] if benchmarks else None,
+        "noise_floor": noise_floor(snapshot["comparison"]),
+        "can_rebenchmark": not services.benchmark_blocker(experiment, runs, benchmarks,
+                                                          forced=True),
+        "advice": advice_checks(runs, snapshot["comparison"]),
         "curve_columns": CURVE_COLUMNS,
         "curve_rows": curve_rows,
         # Viewers get no buttons the server would refuse them.
@@ -126,6 +139,21 @@ def experiment_results(request, pk):
     experiment = experiment_for_user(request.user, pk)
     return render(request, "experiments/_results.html",
                   _results_context(experiment, request.user))
+
+
+@login_required
+@require_POST
+def experiment_rebenchmark(request, pk):
+    """Measure the experiment's models again (the benchmark stage only, no training)."""
+    experiment = experiment_for_user(request.user, pk)
+    require_member(request.user, experiment.team_id)
+    try:
+        services.benchmark_if_ready(experiment, user=request.user, force=True)
+    except services.BenchmarkRefused as exc:
+        messages.warning(request, str(exc))
+    else:
+        messages.info(request, "The benchmark is queued again; the runs are not retrained.")
+    return redirect(experiment)
 
 
 @login_required
@@ -150,25 +178,41 @@ def _cell(value):
     return value
 
 
-# Each run against the baseline, as the results table shows it: ratios with the bounds of
-# their 95% intervals, the accuracy delta with its interval, and whether the hardware matched.
+# Each recipe against the baseline, as the results table shows it: ratios with the bounds
+# of their 95% intervals, the accuracy delta with its interval, and whether the hardware
+# matched; then a quantized recipe against the float32 model of its weights and the runtime
+# switch; on the baseline's line, the A/A control (the baseline against itself).
 COMPARISON_COLUMNS = [
-    "train_speedup", "train_ci_low", "train_ci_high", "inference_speedup",
-    "inference_ci_low", "inference_ci_high", "size_reduction", "accuracy_delta",
-    "accuracy_ci_low", "accuracy_ci_high", "comparable",
+    "train_speedup", "train_ci_low", "train_ci_high", "replicates", "inference_speedup",
+    "inference_ci_low", "inference_ci_high", "throughput_speedup", "throughput_ci_low",
+    "throughput_ci_high", "size_reduction", "accuracy_delta", "accuracy_ci_low",
+    "accuracy_ci_high", "comparable",
 ]
+OTHER_ROWS = [("vs_float32", "vs float32 TFLite"), ("switch", "runtime switch"),
+              ("aa", "A/A control")]
+OTHER_COLUMNS = [f"{prefix}_{column}" for prefix, _ in OTHER_ROWS for column in
+                 ("inference_speedup", "inference_ci_low", "inference_ci_high")] \
+    + ["vs_float32_invoke_speedup"]
 
 
-def _comparison_cells(row):
-    if row is None:
-        return [""] * len(COMPARISON_COLUMNS)
+def _bounds(ci):
+    return list(ci) if ci else ["", ""]
 
-    def bounds(ci):
-        return list(ci) if ci else ["", ""]
 
-    return [row["train_speedup"], *bounds(row["train_ci"]), row["inference_speedup"],
-            *bounds(row["inference_ci"]), row["size_reduction"], row["accuracy_delta"],
-            *bounds(row["accuracy_ci"]), row["comparable"]]
+def _comparison_cells(rows):
+    """This run's cells of COMPARISON_COLUMNS and OTHER_COLUMNS: {kind: row} of its rows."""
+    row = rows.get("vs baseline")
+    cells = [""] * len(COMPARISON_COLUMNS) if row is None else [
+        row["train_speedup"], *_bounds(row["train_ci"]), row["replicates"],
+        row["inference_speedup"], *_bounds(row["inference_ci"]), row["throughput_speedup"],
+        *_bounds(row["throughput_ci"]), row["size_reduction"], row["accuracy_delta"],
+        *_bounds(row["accuracy_ci"]), row["comparable"]]
+    for _, kind in OTHER_ROWS:
+        other = rows.get(kind)
+        cells += ["", "", ""] if other is None else [other["inference_speedup"],
+                                                     *_bounds(other["inference_ci"])]
+    reference = rows.get("vs float32 TFLite") or {}
+    return cells + [reference.get("invoke_speedup", "")]
 
 
 @login_required
@@ -191,23 +235,31 @@ def experiment_export(request, pk, fmt):
                            "created_at": experiment.created_at.isoformat()},
             "runs": [{**run_state(run), "steps": run.steps, "epochs": epochs[run.pk],
                       "result": run.result, "stderr_tail": run.stderr_tail} for run in runs],
-            "comparison": compare_runs(runs),
+            # Every benchmark stage, each round of each execution included (raw).
+            "benchmarks": [
+                {**benchmark_state(b), "runs": b.runs, "worker": b.worker,
+                 "created_at": b.created_at.isoformat(), "result": b.result, "raw": b.raw}
+                for b in experiment.benchmarks.order_by("-created_at", "-pk")],
+            "comparison": experiment_comparison(experiment, runs),
         }
         response = JsonResponse(data, json_dumps_params={"indent": 2})
     else:
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         writer = csv.writer(response)
-        writer.writerow(["run_id", "name", "steps", "status", "worker", "device",
-                         "epochs_done", *EXPORT_FIELDS, *COMPARISON_COLUMNS, "error"])
-        against_baseline = {row["run_id"]: row for row in compare_runs(runs)
-                            if row["kind"] == "vs baseline"}
+        writer.writerow(["run_id", "name", "replicate", "steps", "status", "worker", "device",
+                         "epochs_done", *EXPORT_FIELDS, *COMPARISON_COLUMNS, *OTHER_COLUMNS,
+                         "error"])
+        by_run = {}
+        for row in experiment_comparison(experiment, runs):
+            by_run.setdefault(row["run_id"], {})[row["kind"]] = row
         for run in runs:
             result = run.result or {}
             writer.writerow([_cell(value) for value in [
-                run.pk, run.name, " + ".join(s["technique"] for s in run.steps) or "baseline",
+                run.pk, run.name, run.replicate,
+                " + ".join(s["technique"] for s in run.steps) or "baseline",
                 run.status, run.worker, run.device, run.epochs_done,
                 *(result.get(key, "") for key in EXPORT_FIELDS),
-                *_comparison_cells(against_baseline.get(run.pk)), run.error,
+                *_comparison_cells(by_run.get(run.pk, {})), run.error,
             ]])
     response["Content-Disposition"] = f'attachment; filename="experiment-{pk}.{fmt}"'
     return response
@@ -322,6 +374,11 @@ def _runners_context(request):
     for run in running:
         by_worker.setdefault(run.worker, []).append(
             {"run": run, "visible": run.experiment_id in visible})
+    # A worker measuring an experiment's models is busy too.
+    for benchmark in Benchmark.objects.filter(status=Run.Status.RUNNING).select_related(
+            "experiment").defer("raw", "result"):
+        by_worker.setdefault(benchmark.worker, []).append(
+            {"benchmark": benchmark, "visible": benchmark.experiment_id in visible})
     rows = [{"worker": w, "alive": w.is_alive(now), "runs": by_worker.get(w.name, []),
              "age": int((now - w.heartbeat_at).total_seconds())} for w in workers]
     queues = sorted({"cpu", "gpu", *(q for w in workers for q in w.queues)})

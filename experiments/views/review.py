@@ -8,10 +8,10 @@ from django.db.models import Prefetch
 from django.shortcuts import render
 
 from ..access import experiment_for_user, run_ids_from, runs_for_user
-from ..comparison import FINGERPRINT_KEYS, compare_runs, fingerprint_differences
+from ..comparison import FINGERPRINT_KEYS, fingerprint_differences
 from ..markup import render_markdown
 from ..models import Experiment, Run
-from ..selectors import MAX_COMPARED, compared_curves
+from ..selectors import MAX_COMPARED, compared_curves, experiment_comparison
 
 PICKER_EXPERIMENTS = 20
 
@@ -113,7 +113,7 @@ def experiment_report(request, pk):
         "runs": runs,
         "recipes": [{"run": run, "steps": [_step_label(step) for step in run.steps]}
                     for run in runs],
-        "comparison": compare_runs(runs),
+        "comparison": experiment_comparison(experiment, runs),
         "base_fingerprint": sorted((base_result.get("fingerprint") or {}).items()),
         "hardware": hardware,
         "comments": comments,

@@ -301,6 +301,29 @@
     if (worker) worker.textContent = run.worker || "";
   }
 
+  // The benchmark stage: progress while it measures ("benchmarking: execution 3 of 5"),
+  // then the server draws the results again with its speedups.
+  function drawBenchmark(message) {
+    const benchmark = message.benchmark;
+    if (!benchmark) return;
+    state.benchmark = benchmark;
+    const ended = ENDED.includes(benchmark.status);
+    const stage = document.getElementById("benchmark-stage");
+    const bar = document.getElementById("benchmark-progress");
+    if (!ended && stage && bar) {
+      // A progress tick: drawn in place, no request.
+      stage.textContent = benchmark.stage;
+      stage.className = `status status-${benchmark.status}`;
+      bar.value = benchmark.progress;
+    } else {
+      // Queued (the section has no bar yet) or ended (speedups, noise floor, sign-offs).
+      refreshResults();
+    }
+    if (message.comparison) { state.comparison = message.comparison; drawSpeedups(); }
+    // The accuracy/latency front now uses the benchmark's latencies: a snapshot brings it.
+    if (ended) resync();
+  }
+
   function drawAll() {
     drawCurves();
     drawTelemetry();
@@ -339,7 +362,10 @@
   function onMessage(message) {
     if (message.type === "snapshot") {
       const ended = (s) => s.runs.filter((r) => ENDED.includes(r.status)).length;
-      const changed = ended(message.snapshot) !== ended(state);
+      const bench = (s) => (s.benchmark ? `${s.benchmark.id}:${s.benchmark.status}` : "");
+      // A run or the benchmark ended while the socket was down: the tables are stale.
+      const changed = ended(message.snapshot) !== ended(state) ||
+        bench(message.snapshot) !== bench(state);
       state = message.snapshot;
       resyncPending = false;
       drawAll();
@@ -349,6 +375,7 @@
     // A sign-off or comment added or removed elsewhere: the server draws both with the
     // results. A comment's "run" is an id, not a run's state.
     if (message.type === "signoff" || message.type === "comment") { refreshResults(); return; }
+    if (message.type === "benchmark") { drawBenchmark(message); return; }
     if (!message.run) return;
     const merged = mergeRun(message.run);
     if (!merged) { resync(); return; }

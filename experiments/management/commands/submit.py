@@ -9,9 +9,13 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from experiments.access import require_member
-from experiments.comparison import compare_runs
-from experiments.models import Run, Team
-from experiments.services import experiment_create, team_for_user
+from experiments.models import Benchmark, Run, Team
+from experiments.selectors import experiment_comparison
+from experiments.services import benchmark_runs, experiment_create, team_for_user
+
+# After the last run ends, how long to wait for its benchmark to be queued before saying
+# that none came (a runner that died between the two, say).
+BENCHMARK_START_SECONDS = 60
 
 
 class Command(BaseCommand):
@@ -54,7 +58,7 @@ class Command(BaseCommand):
         runs = list(experiment.runs.all())
         self.stdout.write(
             f"Experiment {experiment.pk} “{experiment.name}” in {chosen.name}: "
-            f"{len(runs)} runs queued ({', '.join(r.name for r in runs)})."
+            f"{len(runs)} runs queued ({', '.join(r.label for r in runs)})."
         )
         self.stdout.write(f"  page: {experiment.get_absolute_url()}")
         if follow:
@@ -68,18 +72,19 @@ class Command(BaseCommand):
                     else _Lines(self.stdout, epochs))
         try:
             while True:
-                runs = list(Run.objects.filter(experiment=experiment).order_by("position", "pk"))
+                runs = list(Run.objects.filter(experiment=experiment))
                 progress.update(runs)
                 if all(run.has_ended for run in runs):
                     break
                 time.sleep(poll)
         finally:
             progress.close()
+        self._wait_for_benchmark(experiment, runs, poll)
         failed = [run for run in runs if run.status != Run.Status.SUCCEEDED]
         for run in runs:
             result = run.result or {}
             self.stdout.write(
-                f"  {run.name:<28} {run.status:<10} accuracy {result.get('test_accuracy')}"
+                f"  {run.label:<28} {run.status:<10} accuracy {result.get('test_accuracy')}"
                 f"  latency p50 {result.get('latency_ms_p50')} ms  size {result.get('model_bytes')}"
             )
         self._speedups(runs)
@@ -87,8 +92,32 @@ class Command(BaseCommand):
             raise CommandError(f"{len(failed)} of {len(runs)} runs did not succeed.")
         self.stdout.write(self.style.SUCCESS(f"All {len(runs)} runs succeeded."))
 
+    def _wait_for_benchmark(self, experiment, runs, poll):
+        """The speedups come from the benchmark stage, which starts when the runs end."""
+        measured = benchmark_runs(runs)
+        baseline = next((run for run in runs if run.is_baseline and not run.replicate), None)
+        if baseline is None or baseline.status != Run.Status.SUCCEEDED:
+            return
+        said, deadline = None, time.monotonic() + BENCHMARK_START_SECONDS
+        while True:
+            latest = Benchmark.objects.filter(experiment=experiment).defer("raw").first()
+            mine = latest is not None and latest.runs == measured
+            if mine:
+                stage = latest.stage
+                if stage != said:
+                    self.stdout.write(f"  {stage}" + (f": {latest.error}" if latest.error
+                                                      else ""))
+                    said = stage
+                if latest.has_ended:
+                    return
+            elif time.monotonic() > deadline:
+                self.stdout.write("  no benchmark was queued for these runs: the speedups "
+                                  "below wait for one (Re-benchmark on the page).")
+                return
+            time.sleep(poll)
+
     def _speedups(self, runs):
-        rows = compare_runs(runs)
+        rows = experiment_comparison(runs[0].experiment, runs) if runs else []
         if not rows:
             self.stdout.write("No speedups: they need a succeeded baseline and a succeeded "
                               "recipe.")
@@ -109,12 +138,18 @@ SPEEDUP_COLUMNS = ["run", "kind", "train speedup", "inference speedup", "size re
                    "accuracy delta", "comparable"]
 
 
+def _speed(row, what):
+    if row.get(f"{what}_speedup") is None:
+        return "-" if row.get(f"{what}_verdict") == "not measured" \
+            else f"- ({row.get(f'{what}_verdict')})"
+    text = _times(row[f"{what}_speedup"], row.get(f"{what}_ci"))
+    return text if row.get(f"{what}_ci") else f"{text} ({row.get(f'{what}_verdict')})"
+
+
 def speedup_table(rows) -> list[str]:
     """compare_runs' rows as aligned text lines, the header first."""
     cells = [SPEEDUP_COLUMNS] + [[
-        row["name"], row["kind"],
-        _times(row.get("train_speedup"), row.get("train_ci")),
-        _times(row.get("inference_speedup"), row.get("inference_ci")),
+        row["name"], row["kind"], _speed(row, "train"), _speed(row, "inference"),
         _times(row.get("size_reduction")),
         "-" if row.get("accuracy_delta") is None else f"{row['accuracy_delta']:+.4f}",
         "yes" if row.get("comparable") else "no (different hardware or versions)",
@@ -140,7 +175,7 @@ class _Lines:
             if self.seen.get(run.pk) != key:
                 self.seen[run.pk] = key
                 self.stdout.write(
-                    f"  {run.name:<28} {run.status:<10} epoch {run.epochs_done}/{self.epochs}"
+                    f"  {run.label:<28} {run.status:<10} epoch {run.epochs_done}/{self.epochs}"
                     + (f"  {run.error}" if run.error else "")
                 )
 
@@ -158,12 +193,12 @@ class _Bars:
         self.epochs, self.bars = epochs, {}
 
     def update(self, runs):
-        width = max(len(run.name) for run in runs)
+        width = max(len(run.label) for run in runs)
         for run in runs:
             bar = self.bars.get(run.pk)
             if bar is None:
                 bar = self.bars[run.pk] = tqdm(
-                    total=self.epochs, position=len(self.bars), desc=run.name.ljust(width),
+                    total=self.epochs, position=len(self.bars), desc=run.label.ljust(width),
                     file=self.file, leave=True, dynamic_ncols=True, unit="epoch",
                     bar_format="{desc} |{bar}| {n_fmt}/{total_fmt} epochs{postfix}",
                 )

@@ -57,13 +57,17 @@ class Command(BaseCommand):
 
     def _fail_interrupted_runs(self, hostname):
         # The runner thread dies with this process; its run must not stay "running".
-        from experiments.models import Run
-        from experiments.services import run_status_changed
+        from experiments.models import Benchmark, Run
+        from experiments.services import benchmark_changed, run_status_changed
 
         for run in Run.objects.filter(status=Run.Status.RUNNING, worker=hostname):
             if run.mark_finished(Run.Status.FAILED,
                                  error="The server stopped while this run was running."):
                 run_status_changed(run)
+        for benchmark in Benchmark.objects.filter(status=Run.Status.RUNNING, worker=hostname):
+            if benchmark.mark_finished(Run.Status.FAILED, error="The server stopped while "
+                                       "this benchmark was running: re-benchmark."):
+                benchmark_changed(benchmark, ended=True)
 
     def _demo_password(self):
         if settings.ACCELWEB_DEMO_PASSWORD:
