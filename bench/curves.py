@@ -31,10 +31,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from stage import ROOT, write_section
 
-from runners.engine.fingerprint import fingerprint  # noqa: E402
+from runners.engine.fingerprint import fingerprint
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -364,21 +363,6 @@ count is set after `validate_spec`, which allows at most 500.
 """
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of the file (up to the next level-2 heading), or
-    add it at the end; the other sections stay as they are."""
-    lines = path.read_text().splitlines(keepends=True) if path.exists() else []
-    start = next((i for i, line in enumerate(lines) if line.startswith(SECTION)), None)
-    if start is None:
-        before, after = "".join(lines).rstrip("\n") + "\n\n", ""
-    else:
-        end = next((i for i in range(start + 1, len(lines))
-                    if lines[i].startswith(("## ", "# "))), len(lines))
-        before, after = "".join(lines[:start]), "".join(lines[end:])
-        after = "\n" + after if after else ""
-    path.write_text(before + text.rstrip("\n") + "\n" + after)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", default="10,1000,10000", help="comma-separated epoch counts")
@@ -466,7 +450,7 @@ def main(argv=None):
     print(table(cases))
     print(f"\nmachine: {json.dumps(found)}\n{minutes:.1f} min", file=sys.stderr)
     if args.write:
-        write_section(Path(args.output), text)
+        write_section(Path(args.output), SECTION, text)
         print(f"wrote {args.output}", file=sys.stderr)
 
 

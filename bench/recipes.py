@@ -1,30 +1,33 @@
-"""Run every registered technique on the seed models and write docs/benchmarks.md.
+"""Run every registered technique on the seed models; writes the "Recipes" section of
+docs/benchmarks.md.
 
-A benchmark, not a test: each recipe is a `python -m runners run` child, one at a time so runs
-do not compete for the cores, on seed_cnn and seed_mlp, on digits and synthetic 32x32x3.
+A benchmark, not a test, and the product's own path: per model and dataset, every recipe
+and the baseline train `--repeats` times, one `python -m runners run` child at a time,
+queued interleaved (baseline 1, recipe A 1, ..., baseline 2, ...) as a worker runs an
+experiment; then one benchmark stage (`python -m runners bench`) measures every shipped
+model side by side in fresh processes, the baseline twice as the A/A control. The rows
+are experiments.comparison.compare_runs over those runs and that benchmark: the very
+figures the dashboard would show.
 
-    .venv/bin/python bench/recipes.py [--epochs 3] [--samples 600] [--only xla,ptq]
-
-Speedups are ratios of medians against the baseline of the same model and dataset, with a
-bootstrap 95% interval over per-trial medians (latency) or per-epoch rates (training).
+    .venv/bin/python bench/recipes.py [--epochs 3] [--repeats 2] [--only xla,ptq] [--write]
 """
 
 import argparse
 import datetime
 import json
-import os
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from stage import ROOT, benchmark, machine, measured, train, write_section
 
-from runners.engine import measure, steps  # noqa: E402
-from runners.engine.fingerprint import fingerprint  # noqa: E402
+from experiments.comparison import compare_runs, primary_run, recipe_groups
+from runners.engine import steps
+
+SECTION = "## Recipes"
+
 
 # Parameters that make a technique's row meaningful on a short run; others use defaults.
 STEP_PARAMS = {
@@ -57,156 +60,137 @@ def datasets(samples):
                                   "shape": [32, 32, 3], "classes": 10}}
 
 
-def run_one(spec, workdir):
-    path = Path(workdir) / "spec.json"
-    path.write_text(json.dumps(spec))
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "runners", "run", str(path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=900)
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    last = events[-1] if events else {"event": "error", "message": proc.stderr[-300:]}
-    last["wall_seconds"] = time.perf_counter() - started
-    return last
-
-
-def fmt(value, digits=3):
+def fmt_ratio(value, ci, verdict=None):
     if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
+        return "–" if not verdict or verdict == "not measured" else verdict
+    text = f"{value:.2f}x"
+    if ci:
+        text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
+    elif verdict:
+        text += f" ({verdict})"
+    return text
 
 
-def ratio_cell(baseline, candidate, invert=False):
-    if not baseline or not candidate:
-        return "–"
-    a, b = (candidate, baseline) if invert else (baseline, candidate)
-    if len(a) < 2 or len(b) < 2:
-        return fmt(float(sum(a) / len(a) / (sum(b) / len(b))))
-    speedup, (low, high) = measure.speedup_ci(a, b)
-    return f"{speedup:.2f} [{low:.2f}, {high:.2f}]"
+def fmt_break_even(costs):
+    out = []
+    for cost in costs:
+        after = f"after {cost['after']:,} {cost['unit']}" if cost["after"] else "never"
+        out.append(f"{cost['what']} {cost['seconds']:.2f} s: {after}")
+    return "; ".join(out)
 
 
-def table(rows):
+def table(rows, runs, failed):
     lines = [
-        "| recipe | runtime | train samples/s [95% CI] | train speedup | latency p50 ms "
-        "[95% CI] | latency speedup | vs reference | infer samples/s | test acc | Δ acc | "
-        "bytes | gzip bytes | note |",
-        "|" + "---|" * 13,
+        "| comparison | kind | runtime | train speedup [95% CI] | inference speedup, batch 1 "
+        "[95% CI] | throughput speedup [95% CI] | size reduction | Δ accuracy [95% CI] | "
+        "break-even |",
+        "|" + "---|" * 9,
     ]
-    base = rows[0][1] if rows and rows[0][0] == "baseline" else {}
-    for label, r in rows:
-        if r.get("event") != "result":
-            message = r.get("message", r.get("event", "?")).replace("|", "/")
-            lines.append(f"| {label} | failed | | | | | | | | | | | {message[:160]} |")
-            continue
-        train_ci = r.get("train_samples_per_s_ci95")
-        lat_ci = r.get("latency_ms_ci95") or [None, None]
-        ref = r.get("reference") or {}
-        note = []
-        for key in ("replicas", "scaling_efficiency", "sparsity", "time_to_accuracy_seconds",
-                    "quantized_layers"):
-            if r.get(key) not in (None, 0, 0.0):
-                note.append(f"{key}={fmt(r[key])}")
-        note += [a["technique"] + " advice" for a in r.get("advice") or []]
-        delta = f"{r['test_accuracy'] - base['test_accuracy']:+.3f}" \
-            if base.get("event") == "result" else "–"
-        train = fmt(r.get("train_samples_per_s"), 4)
-        if train_ci:
-            train += f" [{fmt(train_ci[0], 4)}, {fmt(train_ci[1], 4)}]"
+    for row in rows:
+        accuracy = "–" if row["accuracy_delta"] is None else (
+            f"{row['accuracy_delta']:+.3f}" + (
+                f" [{row['accuracy_ci'][0]:+.3f}, {row['accuracy_ci'][1]:+.3f}]"
+                if row["accuracy_ci"] else ""))
         cells = [
-            label, r["runtime"], train,
-            ratio_cell(base.get("train_samples_per_s_epochs"),
-                       r.get("train_samples_per_s_epochs"), invert=True),
-            f"{fmt(r['latency_ms_p50'])} [{fmt(lat_ci[0])}, {fmt(lat_ci[1])}]",
-            ratio_cell(base.get("latency_samples"), r.get("latency_samples")),
-            ratio_cell(ref.get("latency_samples"), r.get("latency_samples")),
-            fmt(r.get("inference_samples_per_s"), 4), f"{r['test_accuracy']:.3f}", delta,
-            str(r["model_bytes"]), str(r["model_gzip_bytes"]), ", ".join(note),
+            row["name"], row["kind"], row.get("runtime") or "",
+            fmt_ratio(row["train_speedup"], row["train_ci"], row["train_verdict"]),
+            fmt_ratio(row["inference_speedup"], row["inference_ci"],
+                      row["inference_verdict"]),
+            fmt_ratio(row["throughput_speedup"], row["throughput_ci"],
+                      row["throughput_verdict"]),
+            "–" if row["size_reduction"] is None else f"{row['size_reduction']:.2f}x",
+            accuracy, fmt_break_even(row.get("break_even") or []),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    for label, message in failed:
+        lines.append(f"| {label} | failed | | | | | | | {message[:160]} |")
     return "\n".join(lines)
-
-
-# The sections this script writes; other benchmarks (bench/curves.py) add their own.
-OWN_SECTIONS = ("## Fingerprint", "## Results")
-
-
-def other_sections(text: str, *, own) -> str:
-    """The level-2 sections of a benchmarks file that another script wrote."""
-    kept, keep = [], False
-    for line in text.splitlines(keepends=True):
-        if line.startswith("## "):
-            keep = not line.startswith(own)
-        if keep:
-            kept.append(line)
-    return "".join(kept)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--samples", type=int, default=600, help="synthetic samples")
-    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--executions", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--only", default="", help="comma-separated techniques")
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--datasets", default="digits,synthetic 32x32x3")
+    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args(argv)
     only = {name for name in args.only.split(",") if name}
     command = "python bench/recipes.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     started = time.perf_counter()
     sections = []
-    with tempfile.TemporaryDirectory() as workdir:
-        for dataset_label, dataset in datasets(args.samples).items():
+    chosen = {name: spec for name, spec in datasets(args.samples).items()
+              if name in args.datasets.split(",")}
+    with tempfile.TemporaryDirectory(prefix="accelweb-recipes-") as workdir:
+        for dataset_label, dataset in chosen.items():
             for model in args.models.split(","):
-                rows = []
-                for label, step_list in recipes(only):
-                    spec = {
-                        "name": label, "model": {"arch": model, "params": {}},
-                        "dataset": dataset, "hardware": "cpu", "steps": step_list,
-                        "training": {"epochs": args.epochs, "batch_size": 64, "seed": 0},
-                        "benchmark": {"trials": args.trials, "latency_samples": 30,
-                                      "warmup": 10},
-                    }
-                    result = run_one(spec, workdir)
-                    print(f"{dataset_label} {model} {label}: {result.get('event')} "
-                          f"{result['wall_seconds']:.1f}s", file=sys.stderr, flush=True)
-                    rows.append((label, result))
-                sections.append(f"### {model} on {dataset_label}\n\n{table(rows)}\n")
-    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-    import keras  # noqa: F401  (so the fingerprint names the versions the children used)
-
-    if backend == "tensorflow":
-        import tensorflow  # noqa: F401
-    found = fingerprint(backend)
+                base_spec = {
+                    "name": f"{model} on {dataset_label}", "model": {"arch": model,
+                                                                   "params": {}},
+                    "dataset": dataset, "hardware": "cpu", "steps": [],
+                    "training": {"epochs": args.epochs, "batch_size": 64, "seed": 0},
+                    "benchmark": {"trials": 2, "latency_samples": 10, "warmup": 5},
+                }
+                runs = []
+                for replicate in range(args.repeats):
+                    for position, (label, step_list) in enumerate(recipes(only)):
+                        run = train({**base_spec, "steps": step_list}, workdir, label=label,
+                                    replicate=replicate, position=position)
+                        print(f"{dataset_label} {model} {label} #{replicate + 1}: "
+                              f"{run.status} {run.result['wall_seconds']:.1f}s",
+                              file=sys.stderr, flush=True)
+                        runs.append(run)
+                # Each recipe's first succeeded replicate, as the worker picks them.
+                first = [run for run in map(primary_run, recipe_groups(runs).values())
+                         if run.ok]
+                stage = benchmark(base_spec, first, workdir, executions=args.executions,
+                                  rounds=args.rounds) if first and first[0].is_baseline \
+                    else {"event": "error", "message": "the baseline failed",
+                          "wall_seconds": 0.0}
+                print(f"{dataset_label} {model} benchmark: {stage.get('event')} "
+                      f"{stage['wall_seconds']:.0f}s", file=sys.stderr, flush=True)
+                benchmarks = [measured(stage, first)] if stage.get("event") == "result" \
+                    else []
+                failed = [(f"{run.label} #{run.replicate + 1}",
+                           str(run.result.get("message", "?")).replace("|", "/"))
+                          for run in runs if not run.ok]
+                if stage.get("event") != "result":
+                    failed.append(("benchmark", str(stage.get("message", "?"))))
+                rows = compare_runs(runs, benchmarks)
+                sections.append(f"### {model} on {dataset_label}\n\n"
+                                f"{table(rows, runs, failed)}\n")
     minutes = (time.perf_counter() - started) / 60
-    text = f"""# Benchmarks
+    text = f"""{SECTION}
 
-Written by `bench/recipes.py` on {datetime.date.today().isoformat()} in {minutes:.1f} minutes.
+Written by `bench/recipes.py` on {datetime.date.today().isoformat()} in {minutes:.0f} minutes.
+Command: `{command}`
 
-Command: `{command}` (KERAS_BACKEND={backend})
+Per table: every recipe and the baseline trained {args.repeats} times ({args.epochs} epochs,
+batch 64, seed 0 + replicate; synthetic data: {args.samples} samples), interleaved, one engine
+process per run; then one benchmark stage over the first replicate's models
+({args.executions} fresh processes x {args.rounds} rounds, random order). The first row of
+each table is the A/A control: the baseline's file measured against itself. Inference and
+throughput intervals: Student t over the benchmark's processes. Training intervals: the
+replicates, paired. "vs float32 TFLite" compares a quantized model with the float32 model of
+the same weights in the same runtime; "runtime switch" is Keras against that float32 model.
+Break-even: after how many inferences (or training samples) a one-time cost is paid back.
 
-Each row is one `python -m runners run` child ({args.epochs} epochs, batch 64, seed 0,
-{args.trials} timing trials). Synthetic data: {args.samples} samples. Speedups are ratios of
-medians against the baseline of the same table with a bootstrap 95% interval; "vs reference"
-compares a quantized model with the float32 model of the same weights in the same runtime.
-Keras latency is a warm compiled inference function (see each run's notes), TFLite runs in
-LiteRT. Train figures are the epochs after the first; with few epochs the CIs are wide.
-This machine's timings are noisy (other processes share its two cores); read the intervals.
-
-## Fingerprint
+Machine:
 
 ```json
-{json.dumps(found, indent=2)}
+{json.dumps(machine(), indent=2)}
 ```
 
-## Results
-
 {chr(10).join(sections)}"""
-    output = Path(args.output)
-    kept = other_sections(output.read_text() if output.exists() else "", own=OWN_SECTIONS)
-    output.write_text(text.rstrip("\n") + "\n" + ("\n" + kept if kept else ""))
-    print(f"wrote {args.output} in {minutes:.1f} min", file=sys.stderr)
+    print(text)
+    if args.write:
+        write_section(Path(args.output), SECTION, text)
+        print(f"wrote {args.output} in {minutes:.1f} min", file=sys.stderr)
 
 
 if __name__ == "__main__":
