@@ -44,45 +44,40 @@ def worker_stopped(name: str) -> None:
     Worker.objects.filter(name=name).update(stopped_at=timezone.now())
 
 
-def reap_stale_runs(*, reaper: str, timeout: int | None = None) -> list[int]:
-    """Fail every running run silent for longer than the heartbeat timeout."""
+def _reap(model, *, reaper, timeout, what, ended, advice=""):
+    """Fail every running row of `model` silent for longer than the heartbeat timeout;
+    `ended(row)` tells the browsers (and may start what follows)."""
     timeout = timeout or settings.ACCELWEB_HEARTBEAT_TIMEOUT
     cutoff = timezone.now() - timedelta(seconds=timeout)
     reaped = []
-    for run in Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff):
-        error = (f"The runner {run.worker or '?'} stopped sending heartbeats for more than "
-                 f"{timeout} s (its worker or engine process died); found by {reaper}.")
-        # Conditional: only one reaper wins, and never against a run that just beat.
-        claimed = Run.objects.filter(
-            pk=run.pk, status=Run.Status.RUNNING, heartbeat_at__lt=cutoff
+    for row in model.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff):
+        error = (f"The runner {row.worker or '?'} stopped sending heartbeats for more than "
+                 f"{timeout} s {what} (its worker or engine process died); found by "
+                 f"{reaper}.{advice}")
+        # Conditional: only one reaper wins, and never against a row that just beat.
+        claimed = model.objects.filter(
+            pk=row.pk, status=Run.Status.RUNNING, heartbeat_at__lt=cutoff
         ).update(status=Run.Status.FAILED, error=error, finished_at=timezone.now())
         if claimed:
-            run.refresh_from_db()
-            run_ended(run)
-            reaped.append(run.pk)
-            log.warning("reaped run %s: %s", run.pk, error)
+            row.refresh_from_db()
+            ended(row)
+            reaped.append(row.pk)
+            log.warning("reaped %s %s: %s", model.__name__, row.pk, error)
     return reaped
+
+
+def reap_stale_runs(*, reaper: str, timeout: int | None = None) -> list[int]:
+    """Fail every running run silent for longer than the heartbeat timeout."""
+    return _reap(Run, reaper=reaper, timeout=timeout, what="while running",
+                 ended=run_ended)
 
 
 def reap_stale_benchmarks(*, reaper: str, timeout: int | None = None) -> list[int]:
-    """Fail every running benchmark silent for longer than the heartbeat timeout."""
-    timeout = timeout or settings.ACCELWEB_HEARTBEAT_TIMEOUT
-    cutoff = timezone.now() - timedelta(seconds=timeout)
-    reaped = []
-    for benchmark in Benchmark.objects.filter(status=Run.Status.RUNNING,
-                                              heartbeat_at__lt=cutoff).defer("raw"):
-        error = (f"The runner {benchmark.worker or '?'} stopped sending heartbeats for more "
-                 f"than {timeout} s while benchmarking (its worker or engine process died); "
-                 f"found by {reaper}. Re-benchmark to measure again.")
-        claimed = Benchmark.objects.filter(
-            pk=benchmark.pk, status=Run.Status.RUNNING, heartbeat_at__lt=cutoff
-        ).update(status=Run.Status.FAILED, error=error, finished_at=timezone.now())
-        if claimed:
-            benchmark.refresh_from_db()
-            benchmark_changed(benchmark, ended=True)
-            reaped.append(benchmark.pk)
-            log.warning("reaped benchmark %s: %s", benchmark.pk, error)
-    return reaped
+    """Fail every running benchmark silent for longer than the heartbeat timeout; a
+    person decides whether to measure again (Re-benchmark)."""
+    return _reap(Benchmark, reaper=reaper, timeout=timeout, what="while benchmarking",
+                 advice=" Re-benchmark to measure again.",
+                 ended=lambda benchmark: benchmark_changed(benchmark, ended=True))
 
 
 class Heartbeat:

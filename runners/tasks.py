@@ -79,15 +79,7 @@ def execute_run(self, run_id: int) -> str:
         run_ended(run)
         return run.status
 
-    # A time limit stops the engine the way a cancel does, and it says "cancelled": the
-    # limit is the reason.
-    if outcome.cancelled and not outcome.timed_out:
-        run.mark_finished(Run.Status.CANCELLED, stderr_tail=outcome.stderr_tail)
-    elif outcome.returncode == 0 and outcome.result is not None:
-        run.mark_finished(Run.Status.SUCCEEDED, result=outcome.result)
-    else:
-        run.mark_finished(Run.Status.FAILED, error=_failure(outcome, device, "run"),
-                          stderr_tail=outcome.stderr_tail)
+    _finish(run, outcome, device, "run", result=outcome.result)
     run_ended(run)
     return run.status
 
@@ -147,16 +139,9 @@ def execute_benchmark(self, benchmark_id: int) -> str:
         benchmark.mark_finished(Run.Status.FAILED, error=f"The runner failed: {exc}")
         _benchmark_ended(benchmark)
         return benchmark.status
-    if outcome.cancelled and not outcome.timed_out:
-        benchmark.mark_finished(Run.Status.CANCELLED, stderr_tail=outcome.stderr_tail)
-    elif outcome.returncode == 0 and outcome.result is not None:
-        result = {key: value for key, value in outcome.result.items()
-                  if key not in ("event", "raw")}
-        benchmark.mark_finished(Run.Status.SUCCEEDED, result=result,
-                                raw=outcome.result.get("raw"))
-    else:
-        benchmark.mark_finished(Run.Status.FAILED, error=_failure(outcome, device, "benchmark"),
-                                stderr_tail=outcome.stderr_tail)
+    result = outcome.result or {}
+    _finish(benchmark, outcome, device, "benchmark", raw=result.get("raw"),
+            result={key: value for key, value in result.items() if key not in ("event", "raw")})
     _benchmark_ended(benchmark)
     return benchmark.status
 
@@ -185,6 +170,20 @@ def _beating(model, pk):
         return model.objects.filter(pk=pk, cancel_requested=True).exists()
 
     return should_stop
+
+
+def _finish(row, outcome, device, what, **succeeded):
+    """End a run or a benchmark as the engine's outcome says; `succeeded` are the fields
+    stored on success."""
+    # A time limit stops the engine the way a cancel does, and the engine says
+    # "cancelled": the limit is the reason.
+    if outcome.cancelled and not outcome.timed_out:
+        row.mark_finished(Run.Status.CANCELLED, stderr_tail=outcome.stderr_tail)
+    elif outcome.returncode == 0 and outcome.result is not None:
+        row.mark_finished(Run.Status.SUCCEEDED, **succeeded)
+    else:
+        row.mark_finished(Run.Status.FAILED, error=_failure(outcome, device, what),
+                          stderr_tail=outcome.stderr_tail)
 
 
 def _failure(outcome, device, what):
