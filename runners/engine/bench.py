@@ -216,19 +216,23 @@ def execute_one(spec, index, inputs_path, cancel):
     singles = [x[i : i + 1] for i in range(len(x))]
     batch = measure._pad(x[: spec["batch_size"]], spec["batch_size"])
     throughput_calls = max(2, -(-THROUGHPUT_SAMPLES_PER_BLOCK // spec["batch_size"]))
-    runtimes = [load_runtime(model) for model in spec["models"]]
-    cancel.check()
-    for runtime in runtimes:
+    count, rounds, calls = len(spec["models"]), spec["rounds"], spec["calls"]
+    rng = np.random.default_rng([spec["seed"], index])
+    # Loaded and warmed up in a fresh order per execution too: where a model lands in
+    # memory is fixed for the life of a process, and a fixed order would hand the same
+    # model the same place in every execution (a bias no number of executions averages).
+    runtimes = [None] * count
+    for m in rng.permutation(count):
+        runtimes[m] = load_runtime(spec["models"][m])
+        cancel.check()
         for i in range(spec["warmup"]):
-            runtime.predict(singles[i % len(singles)])
+            runtimes[m].predict(singles[i % len(singles)])
         for _ in range(2):
-            runtime.predict(batch)
-    count, rounds, calls = len(runtimes), spec["rounds"], spec["calls"]
+            runtimes[m].predict(batch)
     latency = np.empty((count, rounds))
     invoke = np.full((count, rounds), np.nan)
     rate = np.empty((count, rounds))
     pooled = np.empty((count, rounds * calls))
-    rng = np.random.default_rng([spec["seed"], index])
     call = 0
     for r in range(rounds):
         gc.collect()
