@@ -208,6 +208,16 @@ def _row(run_id, name, kind, *, slow, fast, pair, waiting, comparable=True, reas
     return row
 
 
+def _read_as_noise(row, prefix):
+    """A thing against itself is never faster or slower: its figure either contains 1.0,
+    as it must, or says the machine was too noisy to tell."""
+    if row[f"{prefix}_ci"] is None:
+        return
+    noisy = excludes_one(row[f"{prefix}_ci"])
+    row[f"{prefix}_verdict"] = "too noisy: excludes 1.0" if noisy else "contains 1.0"
+    row[f"{prefix}_tone"] = "bad" if noisy else "unclear"
+
+
 def _replicate_pairs(base_group, group):
     """(baseline result, recipe result) of each replicate both succeeded in, on the same
     hardware and software (two workers may have run the two halves of a pair)."""
@@ -300,6 +310,8 @@ def compare_runs(runs, benchmarks=()) -> list[dict]:
     aa.update(size_reduction=None, accuracy_delta=None, accuracy_ci=None,
               accuracy_verdict="not measured", accuracy_tone="unclear",
               benchmark_id=covering.pk if covering else None)
+    for prefix in ("inference", "throughput"):
+        _read_as_noise(aa, prefix)
     rows = [aa]
     for position, group in groups.items():
         run = primary_run(group)

@@ -270,6 +270,7 @@ def test_it_compares_identical_runs_as_equal(experiment, benchmarked):
     aa, row = compare(experiment)
 
     assert aa["kind"] == "A/A control" and aa["inference_ci"] == [0.97, 1.03]
+    assert (aa["inference_verdict"], aa["inference_tone"]) == ("contains 1.0", "unclear")
     assert row["name"] == "XLA"
     assert row["kind"] == "vs baseline"
     assert row["inference_speedup"] == 1.0
