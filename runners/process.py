@@ -12,11 +12,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .engine.events import follow_lines
 from .telemetry import make_sampler
 
 STDERR_TAIL_CHARS = 4000
@@ -84,14 +84,7 @@ def run_engine(spec, *, artifacts_dir=None, on_event, should_stop=lambda: False,
 
 
 def _follow(proc, outcome, on_event, should_stop, max_seconds, sampler):
-    lines = queue.Queue()
-
-    def pump():
-        for raw in proc.stdout:
-            lines.put(raw)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
+    lines = follow_lines(proc.stdout)
     started = time.monotonic()
     sampled_at = started
     stop_sent_at = None

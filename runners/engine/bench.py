@@ -31,7 +31,6 @@ import queue
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 
@@ -161,14 +160,7 @@ def _execution_process(spec_path, index, inputs_path, spec, cancel):
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=root, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     measured, error, cancelled = None, None, False
-    lines = queue.Queue()
-
-    def pump():
-        for line in proc.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
+    lines = events.follow_lines(proc.stdout)
     try:
         while True:
             try:

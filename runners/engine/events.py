@@ -3,7 +3,9 @@
 import json
 import math
 import os
+import queue
 import sys
+import threading
 
 import numpy as np
 
@@ -53,3 +55,17 @@ def emit(event, **fields):
 
 def phase(name):
     emit("phase", phase=name)
+
+
+def follow_lines(stream) -> queue.Queue:
+    """The lines of a child's output as a queue a reader thread fills, None after the last:
+    the reader can wait on it with a timeout, which a blocking readline cannot."""
+    lines = queue.Queue()
+
+    def pump():
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
