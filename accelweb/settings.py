@@ -69,7 +69,6 @@ ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -193,7 +192,10 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
-DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Every request body is bounded before it is read (accelweb.bodylimit): this much
+# anywhere, plus ACCELWEB_MAX_UPLOAD_BYTES on the upload endpoints for a logged-in user.
+ACCELWEB_MAX_BODY_BYTES = envint("ACCELWEB_MAX_BODY_BYTES", 12 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = ACCELWEB_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 ACCELWEB_MAX_UPLOAD_BYTES = envint("ACCELWEB_MAX_UPLOAD_BYTES", 200 * 1024 * 1024)
 # The size limit first, so a file over ACCELWEB_MAX_UPLOAD_BYTES is not written to disk.

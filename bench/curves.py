@@ -6,7 +6,7 @@ series, min/max per bucket) so a run with 10,000 epochs draws as fast as a short
 Synthetic load, not training: for each epoch count, one experiment of 5 succeeded runs whose
 epoch events are written straight into RunEvent. It runs in the embedded mode (SQLite and
 the in-process channel layer in a temporary ACCELWEB_DATA_DIR; DATABASE_URL and REDIS_URL
-are dropped), serves the page with Daphne, and loads it in headless Chromium (Playwright).
+are dropped), serves the page with uvicorn, and loads it in headless Chromium (Playwright).
 
     .venv/bin/python bench/curves.py [--epochs 10,1000,10000] [--repeats 7] [--loads 5] [--write]
 
@@ -223,7 +223,7 @@ def wait_healthy(url: str, proc, log: Path, timeout: float = 60) -> None:
                     return
         except OSError:
             time.sleep(0.3)
-    raise RuntimeError(f"daphne did not become healthy:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(f"uvicorn did not become healthy:\n{log.read_text()[-3000:]}")
 
 
 def http_get(url: str, session: str) -> bytes:
@@ -287,7 +287,7 @@ def spread(values: list[float]) -> str:
 def table(cases: list[dict]) -> str:
     lines = [
         "| epochs per run | points per series sent (of all) | experiment_snapshot ms | "
-        "page GET, test Client ms | page GET, HTTP via Daphne ms | snapshot JSON bytes | "
+        "page GET, test Client ms | page GET, HTTP via uvicorn ms | snapshot JSON bytes | "
         "page HTML bytes | snapshot JSON bytes without downsampling | "
         "browser: charts drawn ms [min–max] | browser: DOMContentLoaded ms | "
         "browser: websocket snapshot in ms |",
@@ -306,14 +306,14 @@ def table(cases: list[dict]) -> str:
 
 def machine(chromium: str) -> dict:
     import channels
-    import daphne
     import django
+    import uvicorn
     from django.db import connection
 
     found = fingerprint("none")
     keep = ("cpu_model", "logical_cores", "cpu_flags", "gpus", "python", "platform")
     return {**{key: found[key] for key in keep}, "django": django.get_version(),
-            "channels": channels.__version__, "daphne": daphne.__version__,
+            "channels": channels.__version__, "uvicorn": uvicorn.__version__,
             "sqlite": connection.Database.sqlite_version, "chromium": chromium}
 
 
@@ -338,12 +338,12 @@ count is set after `validate_spec`, which allows at most 500.
 
 - Server columns: median of {args.repeats} calls after one warm-up, in the benchmark process
   (`experiment_snapshot(experiment)`, and `GET /experiments/<id>/` through Django's test
-  `Client`), and over HTTP from a Daphne subprocess on loopback (same database).
+  `Client`), and over HTTP from a uvicorn subprocess on loopback (same database).
 - Bytes: the snapshot as `json_script` embeds it and the websocket sends it; the whole page's
   HTML. "Without downsampling": the same snapshot with each run's series from
   `series_from_epochs` without `max_points` and its full list of epoch records (never sent;
   size only).
-- Browser: headless Chromium through Playwright against that Daphne, logged in through
+- Browser: headless Chromium through Playwright against that uvicorn, logged in through
   `/login/`. "Charts drawn": milliseconds from navigation start until both curve charts
   hold {2 * RUNS} datasets and the time chart {RUNS}, each with every point the snapshot sent
   (checked in the page at every animation frame, just before it is painted, so up to one
@@ -419,11 +419,11 @@ def main(argv=None):
 
         port = free_port()
         base_url = f"http://127.0.0.1:{port}/"
-        log = Path(tmp) / "daphne.log"
+        log = Path(tmp) / "uvicorn.log"
         with open(log, "w") as out:
             server = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                 "accelweb.asgi:application"],
+                [sys.executable, "-m", "uvicorn", "accelweb.asgi:application", "--host",
+                 "127.0.0.1", "--port", str(port)],
                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
         try:

@@ -1,4 +1,4 @@
-"""HEALTHCHECK of the web image: GET /healthz on the local Daphne, exit 0 only on 200.
+"""HEALTHCHECK of the web image: GET /healthz on the local uvicorn, exit 0 only on 200.
 
 Django answers 400 to a Host header that ALLOWED_HOSTS lacks, so the probe sends the first
 allowed name (``localhost`` when that is ``*`` or unset) rather than 127.0.0.1.

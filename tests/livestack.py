@@ -1,4 +1,4 @@
-"""Real processes for the full-stack tests: Daphne, Celery workers, `manage.py` commands,
+"""Real processes for the full-stack tests: uvicorn, Celery workers, `manage.py` commands,
 pointed at the test database that pytest-django created and at real Redis."""
 
 import os

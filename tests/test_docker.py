@@ -21,7 +21,7 @@ DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 GPU_HOST_COMPOSE = DOCKER / "compose.gpu-host.yaml"
 # The web command of README's "Production mode" and of tests/test_fullstack.py.
-DAPHNE = ["daphne", "-b", "0.0.0.0", "-p", "8000", "accelweb.asgi:application"]
+SERVER = ["uvicorn", "accelweb.asgi:application", "--host", "0.0.0.0", "--port", "8000"]
 APP_SERVICES = ("migrate", "web", "worker-cpu", "worker-gpu")
 MEDIA = "/data/media"
 DUMMY_ENV = {"SECRET_KEY": "test-secret", "POSTGRES_PASSWORD": "test-db-password",
@@ -71,7 +71,8 @@ def worker_queues(command):
 # --- compose.yaml ---------------------------------------------------------------------
 
 def test_compose_has_the_topology_of_the_design(services):
-    assert set(services) == {"postgres", "redis", "migrate", "web", "worker-cpu", "worker-gpu"}
+    assert set(services) == {"postgres", "redis", "migrate", "web", "proxy", "worker-cpu",
+                             "worker-gpu"}
     assert services["postgres"]["image"].startswith("postgres:15")
     assert services["redis"]["image"].startswith("redis:7")
     assert "healthcheck" in services["postgres"]
@@ -79,10 +80,10 @@ def test_compose_has_the_topology_of_the_design(services):
 
 
 def test_web_serves_the_asgi_app_the_readme_and_tests_serve(services):
-    assert services["web"]["command"] == DAPHNE
-    assert dockerfile_cmd("Dockerfile.web") == DAPHNE
+    assert services["web"]["command"][:len(SERVER)] == SERVER
+    assert dockerfile_cmd("Dockerfile.web") == SERVER
     readme = (ROOT / "README.md").read_text()
-    assert " ".join(DAPHNE) in readme
+    assert " ".join(SERVER) in readme
     assert "accelweb.asgi:application" in (ROOT / "tests" / "test_fullstack.py").read_text()
 
 
@@ -365,3 +366,18 @@ def test_gpu_check_script_runs_on_the_cpu(tmp_path):
     assert result["fingerprint"]["backend"] == "jax"
     assert [r["status"] for r in result["runs"]] == ["ok", "needs TensorFlow"]
     assert (out / "events" / "baseline_b64.jsonl").read_text().count('"event": "epoch"') == 1
+
+
+def test_only_the_proxy_is_published_and_its_body_limits_are_the_apps(services):
+    from django.conf import settings
+
+    assert "ports" not in services["web"]
+    assert services["proxy"]["ports"][0].endswith(":8080")
+    conf = (DOCKER / "nginx.conf").read_text()
+    sizes = [int(size) for size in re.findall(r"client_max_body_size (\d+)m;", conf)]
+    mib = 1024 * 1024
+    # nginx refuses first; the app (accelweb.bodylimit) must not refuse below it, nor allow
+    # more than it.
+    assert sizes == [settings.ACCELWEB_MAX_BODY_BYTES // mib,
+                     (settings.ACCELWEB_MAX_BODY_BYTES + settings.ACCELWEB_MAX_UPLOAD_BYTES) // mib]
+    assert "proxy_request_buffering off" in conf and "server web:8000" in conf

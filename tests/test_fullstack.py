@@ -1,4 +1,4 @@
-"""The whole path with real parts: Daphne serving the ASGI app, a real `celery worker`
+"""The whole path with real parts: uvicorn serving the ASGI app, a real `celery worker`
 process, PostgreSQL and Redis on loopback, and headless Chromium driven by Playwright.
 
 Also `manage.py submit --follow` of a two-recipe spec, against these production
@@ -44,12 +44,12 @@ def production_stack(django_db_setup, tmp_path_factory):
     stack.manage("collectstatic", "--noinput", "-v0")
     stack.manage("shell", "-c", "from accelweb.celery import app; app.control.purge()")
     stack.start_worker(f"e2e-{port}")
-    web_log = stack.start("daphne", [
-        sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-        "accelweb.asgi:application",
+    web_log = stack.start("uvicorn", [
+        sys.executable, "-m", "uvicorn", "accelweb.asgi:application", "--host", "127.0.0.1",
+        "--port", str(port),
     ])
     try:
-        wait_for(lambda: healthy(stack.url), timeout=60, what="daphne", logs=[web_log])
+        wait_for(lambda: healthy(stack.url), timeout=60, what="uvicorn", logs=[web_log])
         yield stack
     finally:
         stack.stop()

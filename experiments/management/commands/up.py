@@ -1,7 +1,7 @@
 """Serve the dashboard and a runner in one process: the embedded default.
 
 Same task and consumer code as production; only the transports differ (see settings).
-Daphne owns the main thread and its signals; the Celery worker runs in a thread beside it.
+uvicorn owns the main thread and its signals; the Celery worker runs in a thread beside it.
 """
 
 import os
@@ -40,16 +40,16 @@ class Command(BaseCommand):
             self.stdout.write(f"  runner: {worker.hostname} on queues cpu, gpu")
         self.stdout.write("  stop with Ctrl-C")
 
+        import uvicorn
         from channels.routing import get_default_application
-        from daphne.endpoints import build_endpoint_description_strings
-        from daphne.server import Server
 
         try:
-            Server(
-                application=get_default_application(),
-                endpoints=build_endpoint_description_strings(host=host, port=port),
-                signal_handlers=True,
-            ).run()
+            # The ASGI server of production too (README): it hands request bodies over as
+            # they arrive, so accelweb.bodylimit refuses an oversized one before reading it.
+            uvicorn.Server(uvicorn.Config(
+                get_default_application(), host=host, port=port, lifespan="off",
+                timeout_graceful_shutdown=5,
+            )).run()
         finally:
             if worker:
                 worker.stop(in_sighandler=False)
