@@ -92,6 +92,32 @@ def _non_finite_paths(value, path="spec"):
             yield from _non_finite_paths(item, f"{path}.{index}")
 
 
+def _bad_text_paths(value, path="spec"):
+    """Paths of strings (and keys) no database column stores: a NUL or a lone surrogate
+    ("\\ud800" parses from JSON text but cannot be encoded as UTF-8)."""
+    if isinstance(value, str):
+        if "\x00" in value or not _encodes(value):
+            yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            where = key if path == "spec" else f"{path}.{key}"
+            if isinstance(key, str) and ("\x00" in key or not _encodes(key)):
+                yield path
+            else:
+                yield from _bad_text_paths(item, where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _bad_text_paths(item, f"{path}.{index}")
+
+
+def _encodes(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def validate_spec(raw, *, team=None) -> dict:
     """Check a spec for a team and return its normalized copy."""
     errors = _Errors()
@@ -102,6 +128,11 @@ def validate_spec(raw, *, team=None) -> dict:
     # them, and a key the spec keeps unchecked would carry them to the database.
     for path in _non_finite_paths(spec):
         errors.add(path, "Numbers must be finite (not NaN or Infinity).")
+    for path in _bad_text_paths(spec):
+        errors.add(path, "Text cannot contain NUL characters or lone surrogates "
+                         "(invalid Unicode).")
+    if errors.messages:
+        errors.raise_if_any()  # the checks below would store or compare the bad text
 
     name = spec.get("name", "")
     if not isinstance(name, str) or not name.strip():

@@ -620,3 +620,16 @@ def test_the_lists_take_a_fixed_number_of_queries(api, alice, alice_team, make_e
         with django_assert_max_num_queries(3):
             response = client.get(url)
         assert response.json()["count"] == count, url
+
+
+@pytest.mark.parametrize("where", ["name", "recipe"])
+@pytest.mark.parametrize("text", ["a lone \ud800 surrogate", "a NUL\x00byte"])
+def test_it_refuses_invalid_unicode_in_names_with_400(api, alice, where, text):
+    spec = {**SPEC, "name": text} if where == "name" else \
+        {**SPEC, "recipes": [{"name": text, "steps": [{"technique": "xla"}]}]}
+    # As a client sends it: JSON text with the escape (ensure_ascii), which parses into a
+    # str that UTF-8 cannot encode.
+    response = post_spec(api(alice), spec)
+    assert response.status_code == 400, response.content
+    assert "lone surrogates" in response.content.decode()
+    assert not Experiment.objects.exists()

@@ -24,8 +24,8 @@ def plain_json_errors(value, path="", depth=0) -> dict[str, list[str]]:
             add(where, f"Nested deeper than {MAX_DEPTH} levels.")
         elif isinstance(item, float) and not math.isfinite(item):
             add(where, "Numbers must be finite.")
-        elif isinstance(item, str) and "\x00" in item:
-            add(where, "Text cannot contain NUL characters.")
+        elif isinstance(item, str) and ("\x00" in item or not _encodes(item)):
+            add(where, "Text cannot contain NUL characters or lone surrogates.")
         elif isinstance(item, dict):
             for key, child in item.items():
                 if "\x00" in str(key):
@@ -38,3 +38,13 @@ def plain_json_errors(value, path="", depth=0) -> dict[str, list[str]]:
 
     walk(value, path, depth)
     return errors
+
+
+def _encodes(text):
+    """Whether the text is valid Unicode: a lone surrogate ("\\ud800" in JSON) is not, and
+    no database column can store it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
