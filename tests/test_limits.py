@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
+from livestack import Stack, free_port, healthy, production_env, wait_for
 
 from accelweb.bodylimit import BodyLimitMiddleware
-
-from livestack import Stack, free_port, healthy, production_env, wait_for
 
 MB = 1024 * 1024
 HOSTILE = 600 * MB
