@@ -8,6 +8,7 @@ turns a crash or an OOM kill into an exit code and a stderr tail instead of a de
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -147,36 +148,70 @@ def _signal(proc, sig):
 
 
 INSPECT_SECONDS = 120
+# The check's address space (RLIMIT_AS). TensorFlow reserves far more than it touches: the
+# check of a small model peaks at about 1.8 GB of virtual memory (VmPeak) on the CPU.
+INSPECT_MEMORY_BYTES = 4 * 1024**3
+# What a child under RLIMIT_AS says when an allocation or a library mapping fails.
+OUT_OF_MEMORY_SIGNS = ("MemoryError", "Cannot allocate memory", "failed to map segment",
+                       "std::bad_alloc", "out of memory")
 
 
-def inspect_model(path, *, name=None, timeout=INSPECT_SECONDS) -> dict:
+def inspect_model(path, *, name=None, timeout=INSPECT_SECONDS,
+                  memory_limit=INSPECT_MEMORY_BYTES) -> dict:
     """Check and describe an uploaded .keras model in a child process
     (`python -m runners inspect-model`), so Keras never loads in the caller.
 
+    The child's address space is limited to memory_limit bytes, and its temporary files
+    (Keras unpacks assets into TMPDIR) go to a directory of its own, removed on every path.
     ValueError with a message for the user when the model is refused or unreadable."""
-    command = [sys.executable, "-m", "runners", "inspect-model", str(path)]
+    command = [sys.executable, "-m", "runners", "inspect-model", str(path),
+               "--memory-limit", str(memory_limit)]
     if name:
         command += ["--name", name]
+    scratch = tempfile.mkdtemp(prefix="accelweb-inspect-")
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "JAX_PLATFORMS": "cpu",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
+           "TF_CPP_MIN_LOG_LEVEL": "2", "TMPDIR": scratch}
     try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, env=env,
-            cwd=str(Path(__file__).resolve().parent.parent),
-        )
-    except subprocess.TimeoutExpired:
-        raise ValueError(f"Checking the model took longer than {timeout} s.") from None
+        returncode, stdout, stderr = _check_in_child(command, env, timeout)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     found = None
-    for line in done.stdout.splitlines():
+    for line in stdout.splitlines():
         try:
             event = json.loads(line)
         except json.JSONDecodeError:
             continue
         if isinstance(event, dict) and event.get("event") in ("model", "error"):
             found = event
+    if found is None or found["event"] == "error":
+        said = f"{found.get('message', '') if found else ''}\n{stderr}"
+        # The kernel's OOM killer sends SIGKILL; nothing else here does once the check runs.
+        if returncode == -signal.SIGKILL or any(sign in said for sign in OUT_OF_MEMORY_SIGNS):
+            raise ValueError(f"The model check ran out of memory "
+                             f"(limit {memory_limit / 1024**3:g} GiB).")
     if found is None:
-        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        tail = stderr.strip().splitlines()[-1:] or [f"exit status {returncode}"]
         raise ValueError(f"The model check failed: {tail[0][:300]}")
     if found["event"] == "error":
         raise ValueError(str(found.get("message", "")))
     return {key: value for key, value in found.items() if key != "event"}
+
+
+def _check_in_child(command, env, timeout):
+    """(exit status, stdout, stderr) of the command; on a timeout, or anything else that
+    interrupts the wait, its whole process group is killed and reaped first."""
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        cwd=str(Path(__file__).resolve().parent.parent),
+        # A group of its own to kill: nothing the check started outlives it.
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException as exc:
+        _signal(proc, signal.SIGKILL)
+        proc.communicate()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise ValueError(f"Checking the model took longer than {timeout} s.") from None
+        raise
+    return proc.returncode, stdout, stderr

@@ -9,20 +9,27 @@ is involved.
 import io
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 import zipfile
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from engine_runs import BENCHMARK, ROOT, EngineRun
+from test_data import MIB, deflated_zeros, npy, small_arrays, stored, write_zip
 
 from experiments.forms import ExperimentForm, ModelUploadForm
 from experiments.models import Dataset, Run, UploadedModel
 from experiments.spec import engine_spec, validate_spec
+from runners import process as engine_process
 from runners.engine import modelfile
 from runners.tasks import execute_run
 
@@ -191,6 +198,125 @@ def test_it_refuses_files_that_are_not_keras_models(alice, alice_team, filename,
 
     assert not form.is_valid()
     assert form.errors["file"][0].startswith(message)
+
+
+def model_members(keras_files):
+    with zipfile.ZipFile(keras_files / "digits.keras") as model:
+        return {info.filename: stored(model.read(info)) for info in model.infolist()}
+
+
+def bomb_with_one_asset(keras_files, tmp_path):
+    path = tmp_path / "bomb.keras"
+    shutil.copy(keras_files / "digits.keras", path)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("assets/zeros.bin", bytes(128 * MIB), zipfile.ZIP_DEFLATED, 9)
+    return path
+
+
+def bomb_with_assets(count):
+    def build(keras_files, tmp_path):
+        # The bomb: assets of 60 MiB of zeros, each under the per-member limit.
+        zeros = deflated_zeros(60 * MIB)
+        members = {**model_members(keras_files),
+                   **{f"assets/zeros{i}.bin": zeros for i in range(count)}}
+        return write_zip(tmp_path / "bomb.keras", members)
+
+    return build
+
+
+def many_members(keras_files, tmp_path):
+    members = {**model_members(keras_files),
+               **{f"assets/{i}.txt": stored(b"") for i in range(100_000)}}
+    return write_zip(tmp_path / "many.keras", members)
+
+
+@pytest.mark.parametrize("build, message", [
+    (bomb_with_one_asset, r"bomb.keras: assets/zeros.bin unpacks to 134,217,728 bytes from "
+                          r"[\d,]+; AccelWeb refuses archives that expand that much\.$"),
+    (bomb_with_assets(15), r"bomb.keras unpacks to 943,[\d,]+ bytes from [\d,]+; AccelWeb "
+                           r"refuses archives that expand that much\.$"),
+    (bomb_with_assets(30), r"bomb.keras unpacks to 1,887,[\d,]+ bytes; the limit is "
+                           r"1,073,741,824 \(1 GiB\)\.$"),
+    (many_members, r"many.keras holds 100,003 members; the limit is 10,000\.$"),
+], ids=["one-big-asset", "15-assets", "30-assets", "100000-members"])
+def test_it_refuses_a_keras_archive_over_the_limits(alice, alice_team, keras_files, tmp_path,
+                                                    monkeypatch, build, message):
+    path = build(keras_files, tmp_path)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    upload = SimpleUploadedFile(os.path.basename(path), Path(path).read_bytes())
+
+    started = time.perf_counter()
+    form = upload_form(alice, alice_team, upload, max_bytes=20 * MIB)
+    valid = form.is_valid()
+
+    # From the zip's directory, in the web process: no member is read, no Keras child runs.
+    assert time.perf_counter() - started < 1
+    assert not valid
+    assert re.match(message, form.errors["file"][0])
+    assert list(scratch.iterdir()) == []
+    assert not UploadedModel.objects.exists()
+
+
+def test_the_model_check_that_runs_out_of_memory_says_so(keras_files, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    # 1 GiB of address space is too little for TensorFlow to load at all.
+    with pytest.raises(ValueError, match=r"^The model check ran out of memory \(limit 1 GiB\)"):
+        engine_process.inspect_model(keras_files / "digits.keras", memory_limit=1024**3)
+
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_model_check_is_killed_with_its_files_on_a_timeout(keras_files, tmp_path,
+                                                               monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    started = []
+
+    class Popen(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(engine_process.subprocess, "Popen", Popen)
+
+    with pytest.raises(ValueError, match=r"^Checking the model took longer than 1 s\.$"):
+        engine_process.inspect_model(keras_files / "digits.keras", timeout=1)
+
+    [child] = started
+    assert child.returncode is not None
+    with pytest.raises(ProcessLookupError):
+        os.killpg(child.pid, 0)  # its whole group is gone
+    assert list(tmp_path.iterdir()) == []
+
+
+def lying_npz(keras_files, tmp_path):
+    members = {f"{key}.npy": stored(content) for key, content in small_arrays().items()}
+    members["x_train.npy"] = stored(npy(shape=(2_551_021, 28, 28)) + bytes(1000))
+    return write_zip(tmp_path / "liar.npz", members)
+
+
+@pytest.mark.parametrize("endpoint, build, message", [
+    ("/api/datasets/", lying_npz, "This is not a usable .npz dataset: liar.npz unpacks to "
+                                  "2,000,001,472 bytes of arrays; the limit is 1,073,741,824"),
+    ("/api/models/", many_members, "many.keras holds 100,003 members; the limit is 10,000."),
+], ids=["npz-2-gb-in-headers", "keras-100000-members"])
+def test_the_api_refuses_hostile_archives(api, alice, alice_team, keras_files, tmp_path,
+                                          monkeypatch, endpoint, build, message):
+    path = build(keras_files, tmp_path)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    upload = SimpleUploadedFile(os.path.basename(path), Path(path).read_bytes())
+
+    response = api(alice).post(endpoint, {"name": "Hostile", "team": alice_team.pk,
+                                          "file": upload}, format="multipart")
+
+    assert response.status_code == 400
+    assert response.json()["file"] == [message]
+    assert list(scratch.iterdir()) == []
+    assert not Dataset.objects.exists() and not UploadedModel.objects.exists()
 
 
 @pytest.mark.parametrize("page, filename", [("model_list", "big.keras"),

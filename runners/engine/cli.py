@@ -1,6 +1,6 @@
 """``python -m runners run SPEC.json [--artifacts DIR]``,
 ``python -m runners bench BENCH.json`` (the benchmark stage, see runners.engine.bench) and
-``python -m runners inspect-model MODEL.keras [--name NAME]``.
+``python -m runners inspect-model MODEL.keras [--name NAME] [--memory-limit BYTES]``.
 
 Exit status: 0 for a result (a description) or a cancellation, 1 after an error event.
 Tracebacks go to stderr; stdout carries nothing but events.
@@ -9,6 +9,7 @@ Tracebacks go to stderr; stdout carries nothing but events.
 import argparse
 import json
 import os
+import resource
 import signal
 import sys
 import traceback
@@ -39,11 +40,13 @@ def main(argv=None):
         "inspect-model", help="check an uploaded .keras model and describe it")
     inspect_parser.add_argument("path", help="path of the .keras file")
     inspect_parser.add_argument("--name", help="the file's name as the user knows it")
+    inspect_parser.add_argument("--memory-limit", type=int,
+                                help="the address space the check may use, in bytes")
     args = parser.parse_args(argv)
 
     events.claim_stdout()
     if args.command == "inspect-model":
-        return _inspect_model(args.path, args.name)
+        return _inspect_model(args.path, args.name, args.memory_limit)
     try:
         if args.command == "bench":
             _bench(args, cancel)
@@ -69,7 +72,14 @@ def _bench(args, cancel):
         events.emit("execution", **bench.execute_one(spec, args.execution, args.inputs, cancel))
 
 
-def _inspect_model(path, name):
+def _inspect_model(path, name, memory_limit=None):
+    if memory_limit:
+        # Set here, before Keras loads, rather than by the parent between fork and exec
+        # (a preexec_fn), which is unsafe in the web's threaded process.
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        if hard != resource.RLIM_INFINITY:
+            memory_limit = min(memory_limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     from runners.engine import modelfile
 
     # Nothing here needs a GPU, and a web request must not wait for one to initialise.

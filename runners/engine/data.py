@@ -6,11 +6,15 @@ brings its own test set), then 10% of the training part held out for validation.
 
 import math
 import os
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.model_selection import train_test_split
+
+from .modelfile import check_directory, zip_directory
 
 TEST_FRACTION = 0.2
 VALIDATION_FRACTION = 0.1
@@ -22,9 +26,17 @@ MIN_TRAIN_SAMPLES = 20
 MIN_TEST_SAMPLES = 10
 MAX_SYNTHETIC_VALUES = 50_000_000
 MAX_CLASSES = 10_000
-# What an uploaded .npz may unpack to: compressed archives (savez_compressed) can be far
-# larger in memory than on disk.
+# An .npz in the keras.datasets layout holds 4 members; counted from the zip's end record,
+# before zipfile parses a directory entry for each.
+MAX_NPZ_MEMBERS = 64
+# What a run may load: compressed archives (savez_compressed) can be far larger in memory
+# than on disk, so the zip's and the .npy headers' declared sizes are checked first.
 MAX_NPZ_BYTES = 2 * 1024**3
+# What an upload may declare. The upload check (inspect_npz) reads the arrays through a
+# chunk at a time, so this bounds the time it takes, not the web process's memory; it is
+# under MAX_NPZ_BYTES so that whatever is accepted can be loaded by a run.
+MAX_UPLOAD_NPZ_BYTES = 1024**3
+READ_CHUNK_BYTES = 4 * 1024**2
 
 
 @dataclass
@@ -81,21 +93,48 @@ def describe(spec):
 
 
 def inspect_npz(path):
-    """Check an uploaded .npz in keras.datasets layout and describe it; ValueError if unusable."""
-    x_train, x_test, y_train, y_test, classes = _check_npz(_read_npz(path))
+    """Check an uploaded .npz in keras.datasets layout and describe it; ValueError if unusable.
+
+    Shapes and dtypes come from the .npy headers; the arrays are read through a chunk at a
+    time (which also verifies each member's CRC), never held whole."""
+    archive, headers = _open_npz(path, MAX_UPLOAD_NPZ_BYTES)
+    with archive:
+        classes = _check_npz(headers, lambda key: _stream(archive, key, headers[key]))[2]
+    x_train, x_test = headers["x_train"], headers["x_test"]
     fit, val = _split_sizes(len(x_train), VALIDATION_FRACTION)
     return _description(_sample_shape(x_train), classes, fit, val, len(x_test))
 
 
-def _check_npz(arrays):
-    """The arrays as the engine uses them (labels as class indices) and the class count.
+@dataclass(frozen=True)
+class _Header:
+    """An array as its .npy header declares it, and where its data starts in the member."""
+    shape: tuple
+    fortran_order: bool
+    dtype: np.dtype
+    offset: int
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def nbytes(self):
+        return math.prod(self.shape) * self.dtype.itemsize
+
+    def __len__(self):
+        return self.shape[0]
+
+
+def _check_npz(headers, chunks, keep_labels=False):
+    """Check the arrays (each known by its header, its values given by chunks(key)) and
+    return the labels as class indices (None unless keep_labels) and the class count.
 
     Labels may be class indices (N,) or (N, 1), or one-hot rows (N, classes)."""
-    x_train, x_test = arrays["x_train"], arrays["x_test"]
+    x_train, x_test = headers["x_train"], headers["x_test"]
     for key in NPZ_KEYS:
-        if arrays[key].dtype.kind not in "biuf":
+        if headers[key].dtype.kind not in "biuf":
             raise ValueError(
-                f"{key} has dtype {arrays[key].dtype}; only numeric arrays are accepted"
+                f"{key} has dtype {headers[key].dtype}; only numeric arrays are accepted"
             )
     if x_train.ndim not in (2, 3, 4):
         raise ValueError(
@@ -108,22 +147,26 @@ def _check_npz(arrays):
     if 0 in x_train.shape[1:]:
         raise ValueError(f"x_train samples have shape {x_train.shape[1:]}; a sample cannot "
                          "have an empty dimension")
-    labels, widths = {}, []
+    labels, widths, ranges = {}, [], {}
     for x_key, y_key in (("x_train", "y_train"), ("x_test", "y_test")):
-        y, width = _labels(arrays[y_key], y_key)
-        if len(y) != len(arrays[x_key]):
-            raise ValueError(f"{x_key} has {len(arrays[x_key])} samples but {y_key} has {len(y)}")
-        labels[y_key] = y
-        if width is not None:
-            widths.append(width)
-    for key in ("x_train", "x_test"):
-        x = arrays[key]
-        if x.dtype.kind == "f":
-            bad = x.size - int(np.count_nonzero(np.isfinite(x)))
-            if bad:
-                raise ValueError(f"{key} holds {bad:,} NaN or infinite values; inputs must be "
-                                 "finite numbers")
-    y_train, y_test = labels["y_train"], labels["y_test"]
+        shape = headers[y_key].shape
+        _check_label_shape(y_key, shape)
+        parts, lows, highs = [], [], []
+        for chunk in chunks(y_key):
+            y = _labels(chunk, y_key, shape)
+            if len(y):
+                lows.append(int(y.min()))
+                highs.append(int(y.max()))
+            if keep_labels:
+                parts.append(y)
+        if len(headers[y_key]) != len(headers[x_key]):
+            raise ValueError(f"{x_key} has {len(headers[x_key])} samples but {y_key} has "
+                             f"{len(headers[y_key])}")
+        if keep_labels:
+            labels[y_key] = np.concatenate(parts) if parts else np.zeros(0, np.int32)
+        if len(shape) == 2 and shape[1] >= 2:
+            widths.append(int(shape[1]))
+        ranges[y_key] = min(lows, default=None), max(highs, default=None)
     if len(x_train) < MIN_TRAIN_SAMPLES:
         raise ValueError(f"x_train has {len(x_train)} samples; at least {MIN_TRAIN_SAMPLES} needed")
     if len(x_test) < MIN_TEST_SAMPLES:
@@ -131,34 +174,49 @@ def _check_npz(arrays):
             f"the test set has {len(x_test)} samples; at least {MIN_TEST_SAMPLES} are needed "
             "for a meaningful accuracy"
         )
-    if len(np.unique(y_train)) < 2:
+    (train_low, train_high), test_high = ranges["y_train"], ranges["y_test"][1]
+    if train_low == train_high:
         raise ValueError("y_train holds fewer than 2 classes; a classifier needs at least 2")
     # One-hot rows declare the classes; class indices imply them through y_train.
-    classes = max([int(y_train.max()) + 1, *widths])
-    if y_test.max() >= classes:
+    classes = max([train_high + 1, *widths])
+    if test_high >= classes:
         raise ValueError(
-            f"y_test holds label {int(y_test.max())}, out of the range of y_train's classes "
+            f"y_test holds label {test_high}, out of the range of y_train's classes "
             f"(0..{classes - 1}); every test label must be a class the model trains on"
         )
-    return x_train, x_test, y_train, y_test, classes
+    # Last, as the most expensive: every value of the inputs (and, for an upload, every
+    # byte of their members) is read.
+    for key in ("x_train", "x_test"):
+        bad = 0
+        for x in chunks(key):
+            if x.dtype.kind == "f":
+                bad += x.size - int(np.count_nonzero(np.isfinite(x)))
+        if bad:
+            raise ValueError(f"{key} holds {bad:,} NaN or infinite values; inputs must be "
+                             "finite numbers")
+    return labels.get("y_train"), labels.get("y_test"), classes
 
 
-def _labels(y, key):
-    """Class indices (int32) and, for one-hot rows, their width; ValueError otherwise."""
+def _check_label_shape(key, shape):
+    if len(shape) == 2 and shape[1] >= 2:
+        if shape[1] > MAX_CLASSES:
+            raise ValueError(f"{key} has {shape[1]:,} one-hot columns; at most "
+                             f"{MAX_CLASSES:,} classes are accepted")
+    elif not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+        raise ValueError(f"{key} has shape {shape}; expected one integer label per sample")
+
+
+def _labels(y, key, shape):
+    """Labels (all of an array of the given shape, or some of its rows) as class indices
+    (int32); ValueError if they are not class indices or one-hot rows."""
     if y.dtype.kind == "b":
         y = y.astype(np.int32)
-    if y.ndim == 2 and y.shape[1] >= 2:
+    if len(shape) == 2 and shape[1] >= 2:
         if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
-            raise ValueError(f"{key} has shape {y.shape} but is not one-hot; give one class "
+            raise ValueError(f"{key} has shape {shape} but is not one-hot; give one class "
                              "index per sample, or rows with a single 1 and zeros elsewhere")
-        if y.shape[1] > MAX_CLASSES:
-            raise ValueError(f"{key} has {y.shape[1]:,} one-hot columns; at most "
-                             f"{MAX_CLASSES:,} classes are accepted")
-        return y.argmax(axis=1).astype(np.int32), int(y.shape[1])
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"{key} has shape {y.shape}; expected one integer label per sample")
+        return y.argmax(axis=1).astype(np.int32)
+    y = y.reshape(len(y))
     if len(y) and not np.all(np.isfinite(y) & (np.asarray(y) == np.round(y))):
         raise ValueError(f"{key} holds non-integer labels; labels must be class indices")
     if len(y) and y.min() < 0:
@@ -166,15 +224,17 @@ def _labels(y, key):
     if len(y) and y.max() >= MAX_CLASSES:
         raise ValueError(f"{key} holds label {y.max():.0f}; at most {MAX_CLASSES:,} classes "
                          f"(labels 0..{MAX_CLASSES - 1}) are accepted")
-    return y.astype(np.int32), None
+    return y.astype(np.int32)
 
 
 def load(spec, seed):
     """Load a dataset: x float32 in [0, 1] with a channel axis for images, y int32."""
     spec = validate_dataset(spec)
     if spec["name"] == "npz":
-        x_train, x_test, y_train, y_test, classes = _check_npz(_read_npz(spec["path"]))
-        x_train, x_test = _scale(x_train), _scale(x_test)
+        arrays, headers = _read_npz(spec["path"])
+        y_train, y_test, classes = _check_npz(headers, lambda key: (arrays[key],),
+                                              keep_labels=True)
+        x_train, x_test = _scale(arrays["x_train"]), _scale(arrays["x_test"])
     else:
         if spec["name"] == "digits":
             x, y, classes = _digits()
@@ -254,55 +314,137 @@ def _scale(x):
     return scaled.reshape(len(x), *_sample_shape(x))
 
 
+# What zipfile and numpy raise for a damaged, encrypted or oddly compressed member (numpy
+# tokenizes a header that is not a Python literal).
+_READ_ERRORS = (OSError, EOFError, KeyError, RuntimeError, SyntaxError, tokenize.TokenError,
+                zipfile.BadZipFile, zlib.error)
+
+
 def _read_npz(path):
+    """The four arrays, loaded after the checks on their declared sizes, and their headers."""
+    archive, headers = _open_npz(path, MAX_NPZ_BYTES)
+    name = os.path.basename(path)
+    arrays = {}
+    with archive:
+        for key in NPZ_KEYS:
+            try:
+                with archive.open(f"{key}.npy") as member:
+                    arrays[key] = np.lib.format.read_array(member, allow_pickle=False)
+            except ValueError as exc:
+                raise _pickle_error(name, exc) from None
+            except _READ_ERRORS as exc:
+                raise ValueError(f"{name} is not a readable .npz archive ({key}: {exc})") \
+                    from None
+    return arrays, headers
+
+
+def _open_npz(path, limit):
+    """The open archive and the headers of its four arrays, checked against limit (bytes)
+    before any array data is read: the member count and sizes the zip declares first, then
+    the shapes the .npy headers declare. The caller closes the archive."""
     name = os.path.basename(path)
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        if f.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX:
+            raise ValueError(f"{name} is a single .npy array, not an .npz archive")
+    directory = zip_directory(path)
+    if directory is None:
+        raise ValueError(f"{name} is not an .npz archive")
+    check_directory(name, directory, MAX_NPZ_MEMBERS)
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError):
-        # Neither a zip nor a .npy header: numpy's guess (a pickle) would only confuse.
+        archive = zipfile.ZipFile(path)
+    except (ValueError, *_READ_ERRORS):
         raise ValueError(f"{name} is not an .npz archive") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{name} is a single .npy array, not an .npz archive")
-    with archive:
-        missing = [k for k in NPZ_KEYS if k not in archive.files]
-        if missing:
-            raise ValueError(
-                f"{name} lacks {', '.join(missing)}; expected arrays {', '.join(NPZ_KEYS)} "
-                "(the keras.datasets layout)"
-            )
-        _check_headers(name, archive)
-        try:
-            return {k: archive[k] for k in NPZ_KEYS}
-        except ValueError as exc:
-            raise _pickle_error(name, exc) from None
-        except (OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{name} is not a readable .npz archive ({exc})") from None
+    try:
+        return archive, _check_members(name, archive, limit)
+    except BaseException:
+        archive.close()
+        raise
 
 
-def _check_headers(name, archive):
-    """Refuse object arrays and oversized ones from their .npy headers, before any data is
-    read (a compressed archive can unpack to far more memory than its size on disk)."""
+def _check_members(name, archive, limit):
+    infos = archive.infolist()
+    if len(infos) > MAX_NPZ_MEMBERS:
+        raise ValueError(f"{name} holds {len(infos):,} members; the limit is "
+                         f"{MAX_NPZ_MEMBERS:,}.")
+    unpacked = sum(info.file_size for info in infos)
+    if unpacked > limit:
+        raise ValueError(f"{name}'s members unpack to {unpacked:,} bytes; the limit is "
+                         f"{limit:,}")
+    members = {info.filename: info for info in infos}
+    missing = [k for k in NPZ_KEYS if f"{k}.npy" not in members]
+    if missing:
+        raise ValueError(
+            f"{name} lacks {', '.join(missing)}; expected arrays {', '.join(NPZ_KEYS)} "
+            "(the keras.datasets layout)"
+        )
+    headers = {key: _read_header(name, archive, members[f"{key}.npy"]) for key in NPZ_KEYS}
+    total = sum(header.nbytes for header in headers.values())
+    if total > limit:
+        raise ValueError(f"{name} unpacks to {total:,} bytes of arrays; the limit is "
+                         f"{limit:,}")
+    for key, header in headers.items():
+        stored = members[f"{key}.npy"].file_size - header.offset
+        if stored != header.nbytes:
+            raise ValueError(f"{name} is not a readable .npz archive ({key}: its header "
+                             f"declares {header.nbytes:,} bytes of data, the member holds "
+                             f"{stored:,})")
+    return headers
+
+
+def _read_header(name, archive, info):
+    """A member's .npy header, read without its data. Object arrays are refused here."""
+    key = info.filename[:-len(".npy")]
     readers = {(1, 0): np.lib.format.read_array_header_1_0,
                (2, 0): np.lib.format.read_array_header_2_0}
-    total = 0
-    for key in NPZ_KEYS:
-        try:
-            with archive.zip.open(f"{key}.npy") as member:
-                version = np.lib.format.read_magic(member)
-                if version not in readers:
-                    raise ValueError(f".npy format version {version}")
-                shape, _, dtype = readers[version](member)
-        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{name} is not a readable .npz archive ({key}: {exc})") from None
-        if dtype.hasobject:
-            raise ValueError(f"{name} contains Python objects; only plain numeric arrays are "
-                             "accepted")
-        total += math.prod(shape) * dtype.itemsize
-    if total > MAX_NPZ_BYTES:
-        raise ValueError(f"{name} unpacks to {total:,} bytes of arrays; the limit is "
-                         f"{MAX_NPZ_BYTES:,}")
+    try:
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version not in readers:
+                raise ValueError(f".npy format version {version}")
+            shape, fortran_order, dtype = readers[version](member)
+            offset = member.tell()
+    except (ValueError, *_READ_ERRORS) as exc:
+        raise ValueError(f"{name} is not a readable .npz archive ({key}: {exc})") from None
+    if dtype.hasobject:
+        raise ValueError(f"{name} contains Python objects; only plain numeric arrays are "
+                         "accepted")
+    if any(d < 0 for d in shape):
+        raise ValueError(f"{name} is not a readable .npz archive ({key}: shape {shape})")
+    return _Header(tuple(int(d) for d in shape), bool(fortran_order), dtype, offset)
+
+
+def _stream(archive, key, header):
+    """An array's values a chunk at a time: rows of labels, flat runs of anything else.
+
+    Reading to the end of the member makes zipfile check its CRC, so a damaged file is
+    refused although no array is ever held whole."""
+    name = os.path.basename(archive.filename)
+    labels = key in ("y_train", "y_test")
+    row = math.prod(header.shape[1:]) if labels else 1
+    unit = row * header.dtype.itemsize
+    if unit == 0 or not header.nbytes:
+        return
+    if header.fortran_order and row > 1:
+        # Column after column: rows of one-hot labels cannot be read a chunk at a time.
+        raise ValueError(f"{name}: {key} is stored in Fortran order; save it in C order "
+                         "(numpy.ascontiguousarray) to upload it")
+    step = max(unit, READ_CHUNK_BYTES // unit * unit)
+    try:
+        with archive.open(f"{key}.npy") as member:
+            member.read(header.offset)
+            left = header.nbytes
+            while left:
+                raw = member.read(min(step, left))
+                if not raw or len(raw) % unit:
+                    raise EOFError("the data ends early")
+                left -= len(raw)
+                values = np.frombuffer(raw, dtype=header.dtype)
+                yield values.reshape(-1, *header.shape[1:]) if labels else values
+            member.read()
+    except _READ_ERRORS as exc:
+        raise ValueError(f"{name} is not a readable .npz archive ({key}: {exc})") from None
 
 
 def _pickle_error(name, exc):

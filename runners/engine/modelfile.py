@@ -5,18 +5,21 @@ TFSMLayer, TorchModuleWrapper, lookup vocabularies read from files, and non-mode
 APIs; an unregistered custom class fails to resolve. What it lets through: a Lambda that
 wraps a Keras function, and any custom class that happens to be registered in the loading
 process. So ``check_archive`` reads the archive as zip and JSON first (no Keras, cheap
-enough for the web process) and refuses every Lambda and every object that is not a
-built-in Keras one; ``load`` repeats that check and also refuses HDF5 weights that point
-outside the archive (external links, virtual or external datasets) before calling
-``keras.saving.load_model(path, safe_mode=True, compile=False)``.
+enough for the web process): it refuses an archive with too many members or too much
+unpacked data from the zip's directory, before any member is read, then every Lambda and
+every object that is not a built-in Keras one; ``load`` repeats that check and also refuses
+HDF5 weights that point outside the archive (external links, virtual or external datasets)
+before calling ``keras.saving.load_model(path, safe_mode=True, compile=False)``.
 
 ``python -m runners inspect-model PATH`` runs ``inspect`` in a process of its own, so the
-web never imports TensorFlow.
+web never imports TensorFlow; ``runners.process.inspect_model`` limits that process's
+memory and removes its temporary files.
 """
 
 import io
 import json
 import os
+import struct
 import zipfile
 
 CONFIG = "config.json"
@@ -28,6 +31,20 @@ MAX_CONFIG_BYTES = 5 * 1024 * 1024
 # Keras stores members uncompressed; anything far larger unpacked than packed is a bomb.
 MAX_EXPANSION = 20
 MIN_BOMB_BYTES = 64 * 1024 * 1024
+# model.save() writes three members plus one per asset file; a model with thousands of
+# assets is not one AccelWeb trains. Counted from the zip's end record, before zipfile
+# builds an object for every member (100,000 of them cost it 60 MB and 0.7 s).
+MAX_MEMBERS = 10_000
+# All members unpacked, assets included (what Keras extracts to a temporary directory):
+# five times the default upload limit of 200 MB.
+MAX_UNPACKED_BYTES = 1024**3
+# A central directory entry is 46 bytes plus its name, extra field and comment; more than
+# this on average is not a directory that zipfile should parse.
+MAX_DIRECTORY_BYTES_PER_MEMBER = 1024
+# The layouts of the zip format's end records (APPNOTE.TXT 4.3.14 to 4.3.16).
+END_RECORD = "<4s4H2LH"
+ZIP64_LOCATOR = "<4sLQL"
+ZIP64_END_RECORD = "<4sQ2H2L4Q"
 MAX_NESTING = 200
 
 LAMBDA_CLASSES = {"Lambda", "__lambda__"}
@@ -43,12 +60,17 @@ class ModelFileError(ValueError):
 
 
 def check_archive(path, *, name=None):
-    """Check a .keras file without Keras and return its parsed config.json."""
+    """Check a .keras file without Keras and return its parsed config.json.
+
+    The member count and the unpacked sizes come from the zip's directory, so an archive
+    over the limits is refused before any member is read or extracted."""
     name = name or os.path.basename(path)
-    if not zipfile.is_zipfile(path):
+    directory = zip_directory(path)
+    if directory is None:
         raise ModelFileError(
             f"{name} is not a .keras model: it is not a zip archive. Save the model with "
             "model.save('model.keras') (the native Keras format).")
+    check_directory(name, directory, MAX_MEMBERS, ModelFileError)
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
@@ -58,6 +80,7 @@ def check_archive(path, *, name=None):
                     f"{name} is not a native .keras model: the archive has no config.json.")
             for info in infos:
                 _check_member(name, info)
+            _check_members(name, infos)
             raw = archive.read(CONFIG)
     except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
         raise ModelFileError(f"{name} is not a readable .keras archive ({exc}).") from None
@@ -70,6 +93,67 @@ def check_archive(path, *, name=None):
         raise ModelFileError(f"{name} is not a .keras model: config.json describes no model.")
     check_config(config)
     return config
+
+
+def zip_directory(path):
+    """(member count, central directory bytes) from a zip's end record, or None when there
+    is no end record. Reads the end of the file only: nothing is parsed per member."""
+    end_size, locator_size = struct.calcsize(END_RECORD), struct.calcsize(ZIP64_LOCATOR)
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        # The end record closes the file, followed only by a comment of up to 64 KiB.
+        start = max(0, size - end_size - 0xFFFF)
+        f.seek(start)
+        tail = f.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < end_size:
+            return None
+        record = struct.unpack(END_RECORD, tail[at:at + end_size])
+        count, directory_bytes = record[4], record[5]
+        if count != 0xFFFF and directory_bytes != 0xFFFFFFFF:
+            return count, directory_bytes
+        # Zip64 (more than 65,535 members, or a directory over 4 GiB): its own end record.
+        locator = tail[at - locator_size:at] if at >= locator_size else b""
+        if len(locator) != locator_size or not locator.startswith(b"PK\x06\x07"):
+            return None
+        f.seek(struct.unpack(ZIP64_LOCATOR, locator)[2])
+        record64 = f.read(struct.calcsize(ZIP64_END_RECORD))
+        if len(record64) != struct.calcsize(ZIP64_END_RECORD) \
+                or not record64.startswith(b"PK\x06\x06"):
+            return None
+        record64 = struct.unpack(ZIP64_END_RECORD, record64)
+        return record64[7], record64[8]
+
+
+def check_directory(name, directory, max_members, error=ValueError):
+    """Refuse an archive with too many members, read from zip_directory, before zipfile
+    parses the directory."""
+    count, directory_bytes = directory
+    if count > max_members:
+        raise error(f"{name} holds {count:,} members; the limit is {max_members:,}.")
+    if directory_bytes > max_members * MAX_DIRECTORY_BYTES_PER_MEMBER:
+        raise error(f"{name} has a {directory_bytes:,}-byte list of members; the limit is "
+                    f"{max_members * MAX_DIRECTORY_BYTES_PER_MEMBER:,}.")
+
+
+def _check_members(name, infos):
+    """Refuse the archive as a whole: too many members, or too much unpacked data."""
+    # The end record only claims a count; the directory zipfile read is what holds.
+    if len(infos) > MAX_MEMBERS:
+        raise ModelFileError(f"{name} holds {len(infos):,} members; the limit is "
+                             f"{MAX_MEMBERS:,}.")
+    unpacked = sum(info.file_size for info in infos)
+    packed = sum(info.compress_size for info in infos)
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise ModelFileError(
+            f"{name} unpacks to {unpacked:,} bytes; the limit is {MAX_UNPACKED_BYTES:,} "
+            f"({MAX_UNPACKED_BYTES / 1024**3:g} GiB).")
+    # Many members each just under the per-member bomb size add up to one bomb.
+    if unpacked > MIN_BOMB_BYTES and unpacked > MAX_EXPANSION * packed:
+        raise ModelFileError(
+            f"{name} unpacks to {unpacked:,} bytes from {packed:,}; AccelWeb refuses "
+            "archives that expand that much.")
 
 
 def _check_member(name, info):
