@@ -64,6 +64,41 @@ def wilson_interval(successes: float, n: int, z: float = Z95):
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def chance_interval(classes: int, n: int, z: float = Z95):
+    """Where the test accuracy of a model that guesses among `classes` lands on `n` test
+    samples: 1/classes ± z·sqrt(p(1 - p)/n), the acceptance region of the score test of
+    p = 1/classes. An accuracy lies in it exactly when its Wilson interval contains
+    1/classes. (low, high), clamped to [0, 1]."""
+    p = 1.0 / classes
+    half = z * math.sqrt(p * (1 - p) / n)
+    return max(0.0, p - half), min(1.0, p + half)
+
+
+def chance_level(accuracy, classes, n, *, replicates: int = 1) -> dict | None:
+    """The verdict on a baseline that scored `accuracy` on `n` test samples of `classes`
+    classes, when it is no better than guessing: at or below the top of chance_interval
+    (a baseline worse than chance has learnt nothing to compare with either). None when
+    it is above, or when the classes or the sample count are unknown."""
+    if accuracy is None or not classes or classes < 2 or not n:
+        return None
+    chance = 1.0 / classes
+    low, high = chance_interval(classes, int(n))
+    if accuracy > high:
+        return None
+    mean = f" (the mean of {replicates} replicates)" if replicates > 1 else ""
+    level = "below chance level" if accuracy < low else "chance level"
+    return {
+        "accuracy": round(accuracy, 4), "classes": int(classes), "chance": round(chance, 4),
+        "ci": [round(low, 4), round(high, 4)], "test_samples": int(n),
+        "replicates": replicates,
+        "message": (
+            f"The baseline scored {accuracy * 100:.1f}% test accuracy{mean}, which is "
+            f"{level} for {classes} classes ({chance * 100:.3g}%, interval "
+            f"{low * 100:.1f}-{high * 100:.1f}% for {int(n):,} test samples): there is "
+            "nothing to compare. Train longer, fix the data, or pick another model."),
+    }
+
+
 def accuracy_delta_ci(accuracy, n, base_accuracy, base_n):
     """95% interval of accuracy - base_accuracy by Newcombe's hybrid score method (Wilson
     intervals of each proportion, combined). It treats the two test passes as independent
@@ -292,10 +327,25 @@ def break_even(base, result, row, base_latency_ms) -> list[dict]:
     return out
 
 
-def compare_runs(runs, benchmarks=()) -> list[dict]:
+def baseline_at_chance(base_group, classes) -> dict | None:
+    """chance_level of the baseline's succeeded replicates. With several, their mean
+    accuracy decides, against the interval of one test set: every replicate is scored on
+    the same test samples, so they do not add up to a larger sample, and one lucky seed
+    does not lift a baseline that guesses."""
+    scored = [r.result for r in base_group if r.status == "succeeded" and r.result
+              and r.result.get("test_accuracy") is not None]
+    if not scored:
+        return None
+    accuracy = sum(result["test_accuracy"] for result in scored) / len(scored)
+    return chance_level(accuracy, classes, scored[0].get("test_samples"),
+                        replicates=len(scored))
+
+
+def compare_runs(runs, benchmarks=(), *, classes=None) -> list[dict]:
     """The experiment's comparison rows: the A/A control first, then per recipe its row
     against the baseline and, for a quantized recipe, against its float32 model and the
-    runtime switch. `benchmarks` are the experiment's benchmarks, newest first."""
+    runtime switch. `benchmarks` are the experiment's benchmarks, newest first; `classes`
+    the dataset's, for the A/A row's `baseline_chance` (baseline_at_chance)."""
     benchmarks = list(benchmarks)
     groups = recipe_groups(runs)
     base_group = groups.get(0, [])
@@ -309,7 +359,8 @@ def compare_runs(runs, benchmarks=()) -> list[dict]:
               fast=base, pair=_pairs(covering).get(AA_PAIR), waiting=waiting)
     aa.update(size_reduction=None, accuracy_delta=None, accuracy_ci=None,
               accuracy_verdict="not measured", accuracy_tone="unclear",
-              benchmark_id=covering.pk if covering else None)
+              benchmark_id=covering.pk if covering else None,
+              baseline_chance=baseline_at_chance(base_group, classes))
     for prefix in ("inference", "throughput"):
         _read_as_noise(aa, prefix)
     rows = [aa]
@@ -377,6 +428,14 @@ def noise_floor(rows) -> dict | None:
     if aa is None:
         return None
     return {**aa, "too_noisy": excludes_one(aa["inference_ci"])}
+
+
+def baseline_chance(rows) -> dict | None:
+    """The A/A row's baseline_at_chance verdict: when the baseline scored no better than
+    guessing, no recipe can be compared with it (and none signed off)."""
+    aa = next((row for row in rows if row["kind"] == "A/A control"), None)
+    return aa.get("baseline_chance") if aa else None
+
 
 def pareto_front(points) -> list[bool]:
     """For (accuracy, latency) pairs, whether each is on the Pareto front: no other point

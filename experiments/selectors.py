@@ -1,7 +1,9 @@
 """Reads that build pages and websocket snapshots from the database."""
 
+from runners.engine.data import SYNTHETIC_DEFAULTS, describe
+
 from .comparison import accuracy_latency_points, compare_runs
-from .models import Benchmark, Run, RunEvent
+from .models import Benchmark, Dataset, Run, RunEvent
 
 EPOCH_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 TELEMETRY_KEYS = ("t", "cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb")
@@ -179,11 +181,31 @@ def benchmark_state(benchmark: Benchmark | None) -> dict | None:
     }
 
 
+def experiment_classes(experiment) -> int | None:
+    """How many classes the experiment's dataset has, as the engine sees them: counted on
+    upload for an uploaded one (a query), from the spec for the built-in ones. None when
+    unknown."""
+    dataset = (experiment.spec or {}).get("dataset") or {}
+    name = dataset.get("name", "digits")
+    if name == "npz":
+        dataset_id = dataset.get("dataset_id")
+        if not isinstance(dataset_id, int) or isinstance(dataset_id, bool):
+            return None
+        return (Dataset.objects.filter(pk=dataset_id, team=experiment.team_id)
+                .values_list("num_classes", flat=True).first())
+    if name == "synthetic":
+        classes = dataset.get("classes", SYNTHETIC_DEFAULTS["classes"])
+        return classes if isinstance(classes, int) and not isinstance(classes, bool) else None
+    if name == "digits":
+        return describe({"name": "digits"})["num_classes"]
+    return None
+
+
 def experiment_comparison(experiment, runs=None, benchmarks=None) -> list[dict]:
     """compare_runs over the experiment's runs and its benchmarks."""
     runs = list(experiment.runs.all()) if runs is None else runs
     benchmarks = experiment_benchmarks(experiment) if benchmarks is None else benchmarks
-    return compare_runs(runs, benchmarks)
+    return compare_runs(runs, benchmarks, classes=experiment_classes(experiment))
 
 
 def experiment_snapshot(experiment, runs=None, benchmarks=None) -> dict:
@@ -209,7 +231,7 @@ def experiment_snapshot(experiment, runs=None, benchmarks=None) -> dict:
         "runs": [{**run_state(run), **curves_of(curves[run.pk]),
                   "telemetry": _thin(telemetry[run.pk], TELEMETRY_POINTS)} for run in runs],
         "benchmark": benchmark_state(benchmarks[0] if benchmarks else None),
-        "comparison": compare_runs(runs, benchmarks),
+        "comparison": compare_runs(runs, benchmarks, classes=experiment_classes(experiment)),
         "tradeoff": accuracy_latency_points(runs, benchmarks),
     }
 

@@ -14,7 +14,14 @@ from django.utils.formats import date_format
 from runners.engine.steps import validate_step
 
 from .access import CHANGE_ROLES, require_member, role_in
-from .comparison import excludes_one, measured_key, noise_floor, primary_run, recipe_groups
+from .comparison import (
+    baseline_chance,
+    excludes_one,
+    measured_key,
+    noise_floor,
+    primary_run,
+    recipe_groups,
+)
 from .models import (
     Benchmark,
     Comment,
@@ -441,7 +448,9 @@ def signoff_blockers(*, run: Run, runs: list[Run], rows: list[dict] | None = Non
     accuracy budget; the benchmark's A/A control must contain 1.0 (else the machine was too
     noisy), and a quantized recipe must not be slower than the float32 model of its own
     weights. A quantized run's speedup over that float32 model does not count on its own:
-    shipping the recipe is only faster if it beats the baseline."""
+    shipping the recipe is only faster if it beats the baseline. A baseline that scored
+    no better than chance (comparison.baseline_at_chance) leaves nothing to compare: that
+    reason alone is given."""
     name = run.label
     if run.is_baseline:
         return [f"“{name}” is the baseline the other runs are measured against."], None
@@ -456,6 +465,9 @@ def signoff_blockers(*, run: Run, runs: list[Run], rows: list[dict] | None = Non
             return [f"A recipe is signed off on its first succeeded replicate, "
                     f"“{primary.label}”."], None
         return ["The baseline has not succeeded, so there is nothing to compare with."], None
+    chance = baseline_chance(rows)
+    if chance:
+        return [chance["message"]], None
     if not row["comparable"]:
         why = row.get("not_comparable_reason") or "their fingerprints differ"
         return [f"“{name}” ran on other hardware or software than the baseline: {why}. "

@@ -135,6 +135,33 @@ def test_it_refuses_a_sign_off_with_the_reasons(api, dave, experiment):
     assert not SignOff.objects.exists()
 
 
+def test_it_refuses_a_sign_off_against_a_baseline_at_chance(api, dave, experiment):
+    # Three replicates of 10% on 360 digits (10 classes), a recipe 1.5x faster to train.
+    finish(experiment.runs.get(name="baseline", replicate=0), accuracy=0.1)
+    run = finish(xla(experiment), train=1500.0, accuracy=0.6)
+    client = api(dave)
+    message = ("The baseline scored 10.0% test accuracy (the mean of 3 replicates), which is "
+               "chance level for 10 classes (10%, interval 6.9-13.1% for 360 test samples): "
+               "there is nothing to compare. Train longer, fix the data, or pick another "
+               "model.")
+
+    response = post(client, "/api/signoffs/", {"run": run.pk})
+    detail = client.get(f"/api/experiments/{experiment.pk}/").json()
+
+    assert response.status_code == 409
+    assert response.json()["detail"] == f"“XLA” cannot be signed off. {message}"
+    assert not SignOff.objects.exists()
+    assert detail["baseline_at_chance"]["message"] == message
+    assert (detail["baseline_at_chance"]["classes"],
+            detail["baseline_at_chance"]["replicates"]) == (10, 3)
+    assert detail["comparison"][0]["baseline_chance"] == detail["baseline_at_chance"]
+    # Over a baseline that learnt something the same recipe is signed off.
+    finish(experiment.runs.get(name="baseline", replicate=0), accuracy=0.5)
+    assert client.get(f"/api/experiments/{experiment.pk}/").json()["baseline_at_chance"] \
+        is None
+    assert post(client, "/api/signoffs/", {"run": run.pk}).status_code == 201
+
+
 def test_it_refuses_a_second_sign_off_and_lets_the_approver_revoke(api, alice, dave,
                                                                    experiment):
     run = finish(xla(experiment), train=1500.0)

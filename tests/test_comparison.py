@@ -2,11 +2,18 @@
 replicates, accuracy deltas over seeds, the A/A control, break-even points."""
 
 import pytest
-from results import benchmark_results, finish_recipe
+from results import benchmark_results, finish_recipe, result
 
-from experiments.comparison import break_even, noise_floor, train_speedup
+from experiments.comparison import (
+    baseline_chance,
+    break_even,
+    chance_interval,
+    chance_level,
+    noise_floor,
+    train_speedup,
+)
 from experiments.models import Run
-from experiments.selectors import experiment_comparison
+from experiments.selectors import experiment_classes, experiment_comparison
 
 
 @pytest.fixture
@@ -127,3 +134,87 @@ def test_it_says_when_a_recipe_pays_back_its_one_time_cost():
     # An interval that reaches 1.0 may never pay back either.
     row["train_ci"] = [0.9, 4.0]
     assert break_even(base, result, row, 2.0)[0]["ci"] == [2667, None]
+
+
+# A baseline at chance level
+
+
+def test_it_puts_the_chance_interval_around_one_over_the_classes():
+    # 0.1 ± 1.96 * sqrt(0.1 * 0.9 / 1000) = 0.1 ± 0.0186.
+    low, high = chance_interval(10, 1000)
+
+    assert (low, high) == pytest.approx((0.08141, 0.11859), abs=1e-5)
+    assert chance_interval(2, 10)[1] == pytest.approx(0.8099, abs=1e-4)
+    # Clamped: with a handful of samples the region would reach below 0.
+    assert chance_interval(100, 20)[0] == 0.0
+
+
+def test_it_reads_a_baseline_at_chance_as_nothing_to_compare():
+    at_chance = chance_level(0.102, 10, 1000)
+
+    assert at_chance["message"] == (
+        "The baseline scored 10.2% test accuracy, which is chance level for 10 classes "
+        "(10%, interval 8.1-11.9% for 1,000 test samples): there is nothing to compare. "
+        "Train longer, fix the data, or pick another model.")
+    assert (at_chance["chance"], at_chance["ci"], at_chance["test_samples"]) == (
+        0.1, [0.0814, 0.1186], 1000)
+    # Worse than guessing is no baseline either.
+    assert "below chance level for 10 classes" in chance_level(0.05, 10, 1000)["message"]
+    # Clearly above chance.
+    assert chance_level(0.5, 10, 1000) is None
+    assert chance_level(0.52, 2, 1000) is not None  # two classes: 50% is chance
+    # Unknown classes or test samples: no verdict.
+    assert chance_level(0.1, None, 1000) is None
+    assert chance_level(0.1, 10, None) is None
+
+
+def test_it_draws_the_chance_line_at_the_top_of_the_interval():
+    # The top is 0.11859 for 10 classes and 1,000 samples: 118 right answers are chance,
+    # 119 are not.
+    assert chance_level(0.118, 10, 1000) is not None
+    assert chance_level(0.119, 10, 1000) is None
+    # The same accuracy on ten times the samples is told apart from guessing.
+    assert chance_level(0.118, 10, 10_000) is None
+
+
+def _score_baseline(experiment, accuracies):
+    for replicate, accuracy in enumerate(accuracies):
+        run = experiment.runs.get(name="baseline", replicate=replicate)
+        Run.objects.filter(pk=run.pk).update(status="succeeded",
+                                             result=result(accuracy=accuracy))
+
+
+def test_it_judges_replicated_baselines_by_their_mean_accuracy(replicated):
+    # 360 test samples, 10 classes: chance tops out at 13.1%. The first replicate (the one
+    # the comparison rows stand on) is above it, the mean of the three is not.
+    _score_baseline(replicated, [0.14, 0.09, 0.10])
+
+    rows = experiment_comparison(replicated)
+    found = baseline_chance(rows)
+
+    assert rows[0]["baseline_chance"] == found
+    assert (found["accuracy"], found["replicates"], found["ci"]) == (0.11, 3, [0.069, 0.131])
+    assert found["message"].startswith(
+        "The baseline scored 11.0% test accuracy (the mean of 3 replicates), which is chance "
+        "level for 10 classes (10%, interval 6.9-13.1% for 360 test samples)")
+    # One replicate at chance does not make the baseline chance when the mean is above it.
+    _score_baseline(replicated, [0.10, 0.20, 0.20])
+    assert baseline_chance(experiment_comparison(replicated)) is None
+    assert baseline_chance([]) is None
+
+
+def test_it_counts_the_classes_of_the_experiments_dataset(alice, alice_team, make_experiment,
+                                                          make_dataset):
+    digits = make_experiment(team=alice_team, user=alice)
+    synthetic = make_experiment(team=alice_team, user=alice, dataset={
+        "name": "synthetic", "samples": 200, "shape": [8], "classes": 4})
+    uploaded = make_dataset(team=alice_team, num_classes=3)
+    npz = make_experiment(team=alice_team, user=alice,
+                          dataset={"name": "npz", "dataset_id": uploaded.pk})
+
+    assert [experiment_classes(e) for e in (digits, synthetic, npz)] == [10, 4, 3]
+    # 30% of 4 classes is chance on 40 test samples; of 10 classes it would not be.
+    Run.objects.filter(pk=synthetic.runs.get().pk).update(
+        status="succeeded", result=result(accuracy=0.3, test_samples=40))
+    assert "chance level for 4 classes (25%" in baseline_chance(
+        experiment_comparison(synthetic))["message"]

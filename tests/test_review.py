@@ -7,6 +7,7 @@ import pytest
 from django.urls import reverse
 from results import benchmark_results
 
+from experiments import services
 from experiments.comparison import (
     accuracy_delta_ci,
     accuracy_latency_points,
@@ -180,6 +181,31 @@ def test_it_colours_a_comparable_faster_run_green_and_slower_red(client, alice, 
     assert 'class="figure train tone-bad">0.50×' in row
     assert 'class="figure inference tone-good">2.00×' in row
     assert 'class="figure accuracy tone-good">0.0500' in row
+
+
+# A baseline at chance level
+
+AT_CHANCE = ("The baseline scored 10.2% test accuracy, which is chance level for 10 classes "
+             "(10%, interval 8.1-11.9% for 1,000 test samples): there is nothing to compare. "
+             "Train longer, fix the data, or pick another model.")
+
+
+def test_it_refuses_a_sign_off_against_a_baseline_at_chance(experiment, dave):
+    baseline, fast, _ = experiment.runs.order_by("position")
+    # Digits have 10 classes; the recipe is twice as fast and far more accurate.
+    succeed(baseline, **base_result(test_accuracy=0.102))
+    succeed(fast, **base_result(test_accuracy=0.5, latency_ms_p50=1.0))
+    benchmark_results(experiment)
+
+    with pytest.raises(services.SignOffRefused) as refused:
+        services.signoff_create(run=fast, user=dave)
+
+    assert str(refused.value) == AT_CHANCE
+    assert not SignOff.objects.exists()
+    # The same recipe against a baseline that learnt something is signed off.
+    succeed(baseline, **base_result(test_accuracy=0.45))
+    benchmark_results(experiment)
+    assert services.signoff_create(run=fast, user=dave).evidence["faster"] == ["inference"]
 
 
 # Pareto front

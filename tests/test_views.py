@@ -415,6 +415,39 @@ def test_it_shows_results_and_speedups(client, alice, experiment):
         "Noise floor: baseline vs itself", "XLA"]
 
 
+def test_it_flags_a_baseline_at_chance_and_offers_no_sign_off(client, alice, experiment):
+    baseline, xla = experiment.runs.order_by("position")
+    fingerprint = {"cpu_model": "x86", "backend": "tensorflow"}
+
+    def score(run, accuracy, latency):
+        Run.objects.filter(pk=run.pk).update(status=Run.Status.SUCCEEDED, result={
+            "latency_ms_p50": latency, "model_bytes": 400, "test_accuracy": accuracy,
+            "test_samples": 1000, "fingerprint": fingerprint, "runtime": "keras"})
+
+    score(baseline, 0.102, 2.0)
+    score(xla, 0.5, 1.0)
+    benchmark_results(experiment)
+    client.force_login(alice)
+    signoff_action = f'action="{reverse("run_signoff", args=[xla.pk])}"'
+
+    body = client.get(reverse("experiment_detail", args=[experiment.pk])).content.decode()
+
+    flag = re.search(r'<p[^>]*id="baseline-at-chance"[^>]*>(.*?)</p>', body, re.S)
+    assert flag, "no chance-level flag on the page"
+    assert flag.group(1).startswith(
+        "The baseline scored 10.2% test accuracy, which is chance level for 10 classes "
+        "(10%, interval 8.1-11.9% for 1,000 test samples): there is nothing to compare.")
+    row = re.search(rf'<tr id="signoff-run-{xla.pk}">.*?</tr>', body, re.S).group(0)
+    assert "Not eligible." in row and "which is chance level for 10 classes" in row
+    assert signoff_action not in body
+    # A baseline that learnt something: no flag, and the faster recipe can be signed off.
+    score(baseline, 0.45, 2.0)
+    benchmark_results(experiment)
+    body = client.get(reverse("experiment_detail", args=[experiment.pk])).content.decode()
+    assert 'id="baseline-at-chance"' not in body
+    assert signoff_action in body
+
+
 def test_it_escapes_a_hostile_experiment_name(client, alice, alice_team, make_experiment):
     experiment = make_experiment(team=alice_team, user=alice, name=XSS, recipes=[
         {"name": XSS, "steps": [{"technique": "xla"}]}])

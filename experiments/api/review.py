@@ -97,8 +97,9 @@ class SignOffViewSet(_DiscussionViewSet):
         summary="Sign a run off",
         description="Allowed to members and admins, and only when the run's training or "
                     "inference speedup interval lies above 1.0, it ran on the baseline's "
-                    "hardware and its accuracy drop is within the experiment's budget; "
-                    "otherwise 409 with the reasons.",
+                    "hardware, its accuracy drop is within the experiment's budget and the "
+                    "baseline scored above chance level (the experiment's "
+                    "`baseline_at_chance`); otherwise 409 with the reasons.",
         request=s.SignOffCreateSerializer,
         responses={201: s.SignOffSerializer, 400: ERRORS, 403: FORBIDDEN, 409: REFUSED},
     )

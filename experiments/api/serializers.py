@@ -9,6 +9,7 @@ from runners.engine import zoo
 from runners.engine.steps import TECHNIQUES, validate_step
 
 from .. import spec as specs
+from ..comparison import baseline_chance
 from ..markup import render_markdown
 from ..models import (
     Comment,
@@ -97,6 +98,20 @@ class BreakEvenSerializer(serializers.Serializer):
                                allow_null=True, min_length=2, max_length=2)
 
 
+class BaselineChanceSerializer(serializers.Serializer):
+    """A baseline that scored no better than guessing: nothing to compare, no sign-off."""
+
+    accuracy = serializers.FloatField(
+        help_text="The baseline's test accuracy; the mean of its replicates when several.")
+    classes = serializers.IntegerField()
+    chance = serializers.FloatField(help_text="1 / classes.")
+    ci = _interval(help_text="The 95% interval around chance for this many test samples "
+                             "(score test of p = 1/classes); at or below its top is chance.")
+    test_samples = serializers.IntegerField()
+    replicates = serializers.IntegerField(help_text="Baseline replicates averaged.")
+    message = serializers.CharField()
+
+
 class ComparisonRowSerializer(serializers.Serializer):
     """One line of comparison.compare_runs: the A/A control (the baseline against itself
     in the benchmark), a recipe against the baseline, a quantized recipe against the
@@ -130,6 +145,9 @@ class ComparisonRowSerializer(serializers.Serializer):
     train_verdict = serializers.CharField()
     replicates = serializers.IntegerField(help_text="Replicate pairs the train speedup uses.")
     break_even = BreakEvenSerializer(many=True)
+    baseline_chance = BaselineChanceSerializer(
+        required=False, allow_null=True,
+        help_text="On the A/A row: set when the baseline scored at chance level.")
 
 
 class BenchmarkSerializer(serializers.Serializer):
@@ -150,11 +168,13 @@ class ExperimentDetailSerializer(serializers.ModelSerializer):
     runs = RunDetailSerializer(many=True, read_only=True)
     benchmark = serializers.SerializerMethodField()
     comparison = serializers.SerializerMethodField()
+    baseline_at_chance = serializers.SerializerMethodField()
 
     class Meta:
         model = Experiment
         fields = ["id", "name", "team", "hardware", "accuracy_budget", "created_by",
-                  "created_at", "spec", "runs", "benchmark", "comparison"]
+                  "created_at", "spec", "runs", "benchmark", "comparison",
+                  "baseline_at_chance"]
         read_only_fields = fields
 
     def get_benchmark(self, experiment) -> BenchmarkSerializer(allow_null=True):
@@ -164,6 +184,10 @@ class ExperimentDetailSerializer(serializers.ModelSerializer):
     def get_comparison(self, experiment) -> ComparisonRowSerializer(many=True):
         # Computed by the view (comparison.compare_runs over the runs shown here).
         return self.context["comparison"]
+
+    def get_baseline_at_chance(self, experiment) -> BaselineChanceSerializer(allow_null=True):
+        # null unless the baseline scored at chance level: then no recipe can be signed off.
+        return baseline_chance(self.context["comparison"])
 
 
 class RunFilterSerializer(serializers.Serializer):

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from .. import services
 from ..access import can_change, experiment_for_user, require_member, run_for_user, run_to_change
-from ..comparison import advice_checks, noise_floor
+from ..comparison import advice_checks, baseline_chance, noise_floor
 from ..forms import DatasetUploadForm, ExperimentForm, RecipeForm
 from ..models import Benchmark, Dataset, Experiment, Recipe, Run, RunEvent, Worker
 from ..selectors import (
@@ -117,6 +117,7 @@ def _results_context(experiment, user):
         "comparison": snapshot["comparison"],
         "benchmark": benchmarks[0] if benchmarks else None,
         "noise_floor": noise_floor(snapshot["comparison"]),
+        "baseline_chance": baseline_chance(snapshot["comparison"]),
         "can_rebenchmark": not services.benchmark_blocker(experiment, runs, benchmarks,
                                                           forced=True),
         "advice": advice_checks(runs, snapshot["comparison"]),
