@@ -85,6 +85,19 @@ class Stack:
                  logs=[log])
         return f"{name}@{socket.gethostname()}"
 
+    def start_web(self):
+        """The dashboard under uvicorn on a free port, as production serves it; sets url,
+        port and pid once /healthz answers."""
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        log = self.start("uvicorn", [
+            sys.executable, "-m", "uvicorn", "accelweb.asgi:application", "--host",
+            "127.0.0.1", "--port", str(self.port),
+        ])
+        wait_for(lambda: healthy(self.url), timeout=60, what="uvicorn", logs=[log])
+        self.pid = self.procs["uvicorn"].pid
+        return log
+
     def kill(self, name):
         os.killpg(self.procs[name].pid, signal.SIGKILL)
         self.procs[name].wait(timeout=10)

@@ -84,7 +84,7 @@ def test_web_serves_the_asgi_app_the_readme_and_tests_serve(services):
     assert dockerfile_cmd("Dockerfile.web") == SERVER
     readme = (ROOT / "README.md").read_text()
     assert " ".join(SERVER) in readme
-    assert "accelweb.asgi:application" in (ROOT / "tests" / "test_fullstack.py").read_text()
+    assert "accelweb.asgi:application" in (ROOT / "tests" / "livestack.py").read_text()
 
 
 def test_workers_use_the_celery_app_and_declared_queues(services):

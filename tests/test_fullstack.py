@@ -39,17 +39,11 @@ TWO_RECIPES = {
 def production_stack(django_db_setup, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stack")
     stack = Stack(tmp, production_env(tmp))
-    port = free_port()
-    stack.url = f"http://127.0.0.1:{port}/"
     stack.manage("collectstatic", "--noinput", "-v0")
     stack.manage("shell", "-c", "from accelweb.celery import app; app.control.purge()")
-    stack.start_worker(f"e2e-{port}")
-    web_log = stack.start("uvicorn", [
-        sys.executable, "-m", "uvicorn", "accelweb.asgi:application", "--host", "127.0.0.1",
-        "--port", str(port),
-    ])
     try:
-        wait_for(lambda: healthy(stack.url), timeout=60, what="uvicorn", logs=[web_log])
+        stack.start_worker(f"e2e-{free_port()}")
+        stack.start_web()
         yield stack
     finally:
         stack.stop()

@@ -8,7 +8,6 @@ body (read from /proc), and /healthz answers meanwhile.
 
 import json
 import socket
-import sys
 import threading
 import time
 import urllib.request
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
-from livestack import Stack, free_port, healthy, production_env, wait_for
+from livestack import Stack, production_env
 
 from accelweb.bodylimit import BodyLimitMiddleware
 
@@ -31,17 +30,9 @@ CHUNK = b"x" * MB
 def server(django_db_setup, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("limits")
     stack = Stack(tmp, production_env(tmp))
-    port = free_port()
-    stack.url = f"http://127.0.0.1:{port}/"
-    stack.port = port
     stack.manage("collectstatic", "--noinput", "-v0")
-    log = stack.start("uvicorn", [
-        sys.executable, "-m", "uvicorn", "accelweb.asgi:application", "--host", "127.0.0.1",
-        "--port", str(port),
-    ])
     try:
-        wait_for(lambda: healthy(stack.url), timeout=60, what="uvicorn", logs=[log])
-        stack.pid = stack.procs["uvicorn"].pid
+        stack.start_web()
         yield stack
     finally:
         stack.stop()
