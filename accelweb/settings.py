@@ -168,6 +168,8 @@ SPECTACULAR_SETTINGS = {
                    "sign-offs, compare and team members of your teams.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # 3.1: JSON Schema 2020-12, the dialect runners.engine.schema describes the spec in.
+    "OAS_VERSION": "3.1.0",
 }
 
 LOGIN_URL = "login"

@@ -7,12 +7,16 @@ import zipfile
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 
 from runners import process as engine_process
 from runners.engine import data as engine_data
-from runners.engine import modelfile
-from runners.engine.steps import validate_step
+from runners.engine import modelfile, schema, zoo
+from runners.engine.data import SYNTHETIC
+from runners.engine.fields import MAX_TEXT, Invalid, plain_json_problems, text_problem
+from runners.engine.steps import validate_steps
 
 from . import spec as specs
 from .access import can_change
@@ -47,6 +51,9 @@ FIELD_FOR_PATH = {
     "dataset.samples": "synthetic_samples",
     "dataset.classes": "synthetic_classes",
     "dataset.shape": "synthetic_height",
+    "dataset.shape.0": "synthetic_height",
+    "dataset.shape.1": "synthetic_width",
+    "dataset.shape.2": "synthetic_channels",
     "dataset.seed": "seed",
     "dataset.dataset_id": "npz_dataset",
     "model.arch": "arch",
@@ -81,18 +88,20 @@ class ExperimentForm(forms.Form):
     team = forms.ModelChoiceField(queryset=Team.objects.none(), empty_label=None)
 
     arch = forms.ChoiceField(label="Model", choices=ARCH_CHOICES, initial="seed_mlp")
-    mlp_units = _int("Units per hidden layer", specs.MODEL_PARAM_LIMITS["units"], 64,
+    mlp_units = _int("Units per hidden layer", zoo.PARAM_LIMITS["units"], 64,
                      required=False)
-    mlp_dropout = forms.FloatField(label="Dropout", min_value=0, max_value=0.9, initial=0.2,
+    mlp_dropout = forms.FloatField(label="Dropout", min_value=zoo.PARAM_LIMITS["dropout"][0],
+                                   max_value=zoo.PARAM_LIMITS["dropout"][1], initial=0.2,
                                    required=False)
-    cnn_filters = _int("Filters of the first conv", specs.MODEL_PARAM_LIMITS["filters"], 32,
+    cnn_filters = _int("Filters of the first conv", zoo.PARAM_LIMITS["filters"], 32,
                        required=False)
-    cnn_dense = _int("Dense units", specs.MODEL_PARAM_LIMITS["dense"], 128, required=False)
-    cnn_dropout = forms.FloatField(label="Dropout", min_value=0, max_value=0.9, initial=0.5,
+    cnn_dense = _int("Dense units", zoo.PARAM_LIMITS["dense"], 128, required=False)
+    cnn_dropout = forms.FloatField(label="Dropout", min_value=zoo.PARAM_LIMITS["dropout"][0],
+                                   max_value=zoo.PARAM_LIMITS["dropout"][1], initial=0.5,
                                    required=False)
-    resnet_depth = _int("Bottleneck blocks", specs.MODEL_PARAM_LIMITS["depth"], 3,
+    resnet_depth = _int("Bottleneck blocks", zoo.PARAM_LIMITS["depth"], 3,
                         required=False)
-    resnet_width = _int("Base width (filters)", specs.MODEL_PARAM_LIMITS["width"], 16,
+    resnet_width = _int("Base width (filters)", zoo.PARAM_LIMITS["width"], 16,
                         required=False)
     resnet_batch_norm = forms.BooleanField(label="BatchNorm", initial=True, required=False)
     uploaded_model = forms.ModelChoiceField(
@@ -100,33 +109,33 @@ class ExperimentForm(forms.Form):
     )
 
     dataset = forms.ChoiceField(choices=DATASET_CHOICES, initial="digits")
-    synthetic_samples = _int("Samples", specs.SYNTHETIC_SAMPLES, 2000, required=False)
-    synthetic_height = _int("Height", specs.SYNTHETIC_SIDE, 32, required=False)
-    synthetic_width = _int("Width", specs.SYNTHETIC_SIDE, 32, required=False)
-    synthetic_channels = _int("Channels", specs.SYNTHETIC_SIDE, 3, required=False)
-    synthetic_classes = _int("Classes", specs.SYNTHETIC_CLASSES, 10, required=False)
+    synthetic_samples = _int("Samples", SYNTHETIC.fields["samples"].bounds, 2000, required=False)
+    synthetic_height = _int("Height", SYNTHETIC.fields["shape"].item.bounds, 32, required=False)
+    synthetic_width = _int("Width", SYNTHETIC.fields["shape"].item.bounds, 32, required=False)
+    synthetic_channels = _int("Channels", SYNTHETIC.fields["shape"].item.bounds, 3, required=False)
+    synthetic_classes = _int("Classes", SYNTHETIC.fields["classes"].bounds, 10, required=False)
     npz_dataset = forms.ModelChoiceField(
         label="Uploaded dataset", queryset=Dataset.objects.none(), required=False
     )
 
-    epochs = _int("Epochs", specs.EPOCHS, 5)
-    batch_size = _int("Batch size", specs.BATCH_SIZE, 64)
-    optimizer = forms.ChoiceField(choices=[(o, o) for o in specs.OPTIMIZERS], initial="adam")
+    epochs = _int("Epochs", schema.EPOCHS, 5)
+    batch_size = _int("Batch size", schema.BATCH_SIZE, 64)
+    optimizer = forms.ChoiceField(choices=[(o, o) for o in schema.OPTIMIZERS], initial="adam")
     learning_rate = forms.FloatField(
-        min_value=specs.LEARNING_RATE[0], max_value=specs.LEARNING_RATE[1], initial=0.001
+        min_value=schema.LEARNING_RATE[0], max_value=schema.LEARNING_RATE[1], initial=0.001
     )
-    seed = _int("Seed", specs.SEED, 0)
+    seed = _int("Seed", schema.SEED, 0)
     repeats = _int(
-        "Repeats", specs.REPEATS, 1, required=False,
+        "Repeats", schema.REPEATS, 1, required=False,
         help_text="Train the baseline and every recipe this many times (seed, seed + 1, ...), "
                   "interleaved in the queue. Training speedups get an interval from 2 up.")
     bench_executions = _int(
-        "Benchmark processes", specs.BENCHMARK_LIMITS["executions"],
-        specs.STAGE_DEFAULTS["executions"], required=False,
+        "Benchmark processes", schema.BENCHMARK_LIMITS["executions"],
+        schema.STAGE_DEFAULTS["executions"], required=False,
         help_text="After training, every model is measured side by side in this many fresh "
                   "processes; the speedup intervals come from the spread between them.")
     bench_rounds = _int(
-        "Rounds per process", specs.BENCHMARK_LIMITS["rounds"], specs.STAGE_DEFAULTS["rounds"],
+        "Rounds per process", schema.BENCHMARK_LIMITS["rounds"], schema.STAGE_DEFAULTS["rounds"],
         required=False,
         help_text="Each process measures every model this many times, in a random order.")
     hardware = forms.ChoiceField(initial="cpu", help_text="Where the runs execute.")
@@ -221,8 +230,8 @@ class ExperimentForm(forms.Form):
                          "repeats": data.get("repeats") or 1},
             "benchmark": {
                 "executions": data.get("bench_executions")
-                or specs.STAGE_DEFAULTS["executions"],
-                "rounds": data.get("bench_rounds") or specs.STAGE_DEFAULTS["rounds"],
+                or schema.STAGE_DEFAULTS["executions"],
+                "rounds": data.get("bench_rounds") or schema.STAGE_DEFAULTS["rounds"],
             },
             "recipes": self._recipes(data),
             "accuracy_budget": round(
@@ -246,11 +255,14 @@ class ExperimentForm(forms.Form):
         return data
 
     def _recipe_errors(self, path, messages, recipes):
-        _, _, index = path.partition(".")
+        index = path.split(".")[1] if path.count(".") else ""
         prefix = ""
         if index.isdigit() and int(index) < len(recipes):
             recipe = recipes[int(index)]
             name = recipe.get("name") if isinstance(recipe, dict) else None
+            # The name as sent: only a short, storable one is repeated in the message.
+            if not isinstance(name, str) or len(name) > 200 or text_problem(name):
+                name = None
             prefix = f"Recipe {int(index) + 1}" + (f" ({name})" if name else "") + ": "
         for message in messages:
             self.add_error("recipes_json", prefix + message)
@@ -367,11 +379,26 @@ class ModelUploadForm(forms.Form):
         return upload
 
 
+def clean_recipe_steps(steps):
+    """A recipe's steps as the engine will run them, for the form and the API; raises
+    ValidationError with every message. Plain JSON first: a lone surrogate (an escape in
+    JSON text) or a 10 MB value would otherwise come back in the "unknown technique"
+    message, and a surrogate fails to encode the answer (a 500)."""
+    problems = plain_json_problems(steps, "steps")
+    if problems:
+        raise ValidationError([message for found in problems.values() for message in found])
+    try:
+        return validate_steps(steps)
+    except Invalid as exc:
+        raise ValidationError(exc.messages["steps"]) from None
+
+
 class RecipeForm(forms.Form):
     """A recipe for the library: from a run (steps given) or written as JSON."""
 
     name = forms.CharField(max_length=200)
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    description = forms.CharField(required=False, max_length=MAX_TEXT,
+                                  widget=forms.Textarea(attrs={"rows": 2}))
     team = forms.ModelChoiceField(queryset=Team.objects.none(), empty_label=None,
                                   required=False)
     steps_json = forms.CharField(
@@ -397,18 +424,16 @@ class RecipeForm(forms.Form):
             raise ValidationError(f"The steps are not valid JSON: {exc}") from None
         if not isinstance(steps, list) or not steps:
             raise ValidationError("Give a non-empty JSON list of steps.")
-        cleaned = []
-        for index, step in enumerate(steps, start=1):
-            try:
-                cleaned.append(validate_step(step))
-            except ValueError as exc:
-                raise ValidationError(f"Step {index}: {exc}") from None
-        return cleaned
+        return clean_recipe_steps(steps)
 
 
 class MemberAddForm(forms.Form):
     username = forms.CharField(max_length=150)
-    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+    # The refusal does not repeat the value: the page shows it as a message, kept in the
+    # session until then, and a 10 MB value would be stored there.
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER,
+                             error_messages={"invalid_choice": "Choose viewer, member or "
+                                                               "admin as the role."})
 
 
 class CommentForm(forms.Form):
@@ -421,8 +446,6 @@ class CommentForm(forms.Form):
                                  empty_label="the whole experiment")
 
     def __init__(self, *args, experiment, **kwargs):
-        from django.core.validators import MaxLengthValidator
-
         from .models import Comment
 
         super().__init__(*args, **kwargs)
@@ -431,6 +454,17 @@ class CommentForm(forms.Form):
         self.fields["body"].validators.append(MaxLengthValidator(
             limit, message=f"The comment is too long: the limit is {limit:,} characters."))
         self.fields["body"].widget.attrs["maxlength"] = limit
+
+
+class LoginForm(AuthenticationForm):
+    """Django's, but a username over the model's limit is refused by the form: Django only
+    sets the widget's maxlength, so a 10 MB username reached authenticate() and django-axes
+    failed to record the failed login in its 255-character column (a 500)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["username"].validators.append(
+            MaxLengthValidator(self.fields["username"].max_length))
 
 
 class SignOffForm(forms.Form):

@@ -93,6 +93,10 @@ class UploadedModel(models.Model):
     num_classes = models.PositiveIntegerField(help_text="Units of the output layer.")
     params = models.PositiveBigIntegerField()
     layers = models.PositiveIntegerField()
+    facts = models.JSONField(
+        null=True, blank=True,
+        help_text="Layer classes, straight chain, nested models (runners.engine.modelfile."
+                  "facts); the recipe checks use them. Empty for models checked before.")
     size_bytes = models.PositiveBigIntegerField()
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL

@@ -11,7 +11,7 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.formats import date_format
 
-from runners.engine.steps import validate_step
+from runners.engine.steps import validate_steps
 
 from .access import CHANGE_ROLES, require_member, role_in
 from .comparison import (
@@ -316,6 +316,7 @@ def uploaded_model_create(*, team: Team, user, name: str, upload, description: d
         num_classes=description["num_classes"],
         params=description["params"],
         layers=description["layers"],
+        facts=description.get("facts"),
         size_bytes=upload.size,
     )
 
@@ -335,7 +336,7 @@ def demo_setup(*, password: str):
 
 def recipe_save(*, team: Team, user, name: str, steps: list, description: str = ""):
     """Save (or replace) a named recipe in the team's library."""
-    steps = [validate_step(step) for step in steps]
+    steps = validate_steps(steps)
     return Recipe.objects.update_or_create(
         team=team, name=name,
         defaults={"steps": steps, "description": description, "created_by": user},
@@ -362,7 +363,8 @@ def _other_admins(membership: Membership) -> bool:
 
 def team_member_set_role(*, membership: Membership, role: str) -> None:
     if role not in Membership.Role.values:
-        raise ValueError(f"“{role}” is not a role: choose viewer, member or admin.")
+        # Not repeated: the value is anything a request sent (a 10 MB string, say).
+        raise ValueError("That is not a role: choose viewer, member or admin.")
     demoted = membership.role == Membership.Role.ADMIN and role != Membership.Role.ADMIN
     if demoted and not _other_admins(membership):
         raise ValueError("A team needs at least one admin: make someone else admin first.")

@@ -1,379 +1,58 @@
-"""The experiment spec: one contract for the form, the API, the CLI and the engine.
+"""The experiment spec at the web's doors: runners.engine.schema checks it, with the team's
+uploads looked up here, and the engine's and the benchmark stage's inputs are made from it.
 
-`validate_spec` is the single gate. It returns a normalized copy (defaults filled in) or
-raises ValidationError with messages keyed by the spec path ("training.epochs"), so the
-form can put each message next to its field and the CLI can print it.
+`validate_spec` is the single gate of the form, the API, `manage.py submit` and the recipe
+library. It returns a normalized copy (defaults filled in) or raises ValidationError with
+messages keyed by the spec path ("training.epochs"), so the form can put each message next
+to its field and the CLI can print it.
 """
 
 import copy
-import math
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from runners.engine import data as engine_data
-from runners.engine import steps as engine_steps
-from runners.engine import zoo
-
-EPOCHS = (1, 500)
-BATCH_SIZE = (1, 65_536)
-LEARNING_RATE = (1e-7, 10.0)
-SEED = (0, 2**31 - 1)
-OPTIMIZERS = ["adam", "sgd", "rmsprop", "adamw"]
-HARDWARE = ["cpu", "gpu"]
-MAX_RECIPES = 20
-SYNTHETIC_SAMPLES = (100, 200_000)
-SYNTHETIC_SIDE = (1, 512)
-SYNTHETIC_CLASSES = (2, 1000)
-ACCURACY_BUDGET = (0.0, 1.0)
-REPEATS = (1, 10)
-# trials, latency_samples: each run's own measurement, right after it trained (the figures
-# of its result). executions, rounds, calls: the benchmark stage, which measures every
-# run's model side by side and gives the speedups; warmup is for both.
-BENCHMARK_LIMITS = {"trials": (1, 50), "latency_samples": (1, 10_000), "warmup": (0, 1000),
-                    "executions": (2, 20), "rounds": (2, 200), "calls": (1, 1000)}
-STAGE_DEFAULTS = {"executions": 5, "rounds": 20, "calls": 20, "warmup": 20}
-RUN_BENCHMARK_KEYS = ("trials", "latency_samples", "warmup")
-
-# Bounds of the zoo's parameters; the engine fills defaults, the web refuses nonsense.
-MODEL_PARAM_LIMITS = {
-    "units": (1, 4096),
-    "filters": (1, 1024),
-    "dense": (1, 8192),
-    "dropout": (0.0, 0.9),
-    "depth": (1, 50),
-    "width": (1, 512),
-}
+from runners.engine import schema
+from runners.engine.fields import Invalid
+from runners.engine.schema import RUN_BENCHMARK_KEYS, STAGE_DEFAULTS
 
 
-class _Errors:
-    def __init__(self):
-        self.messages = {}
+class TeamUploads:
+    """The team's uploads, as runners.engine.schema.check_spec looks them up."""
 
-    def add(self, path, message):
-        self.messages.setdefault(path, []).append(message)
+    def __init__(self, team):
+        self.team = team
 
-    def raise_if_any(self):
-        if self.messages:
-            raise ValidationError(self.messages)
+    def dataset(self, pk):
+        from .models import Dataset
 
+        found = Dataset.objects.filter(pk=pk, team=self.team).first() if self.team else None
+        if found is None:
+            return None
+        return {"label": found.name, "input_shape": list(found.input_shape),
+                "num_classes": found.num_classes, "train_samples": found.train_samples,
+                "test_samples": found.test_samples}
 
-def _number(errors, path, value, bounds, *, integer=True, label=None):
-    label = label or path.rsplit(".", 1)[-1].replace("_", " ")
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind):
-        errors.add(path, f"{label.capitalize()} must be {'an integer' if integer else 'a number'}.")
-        return None
-    low, high = bounds
-    if not low <= value <= high:
-        errors.add(
-            path, f"{label.capitalize()} must be between {low:,} and {high:,} (got {value:,})."
-        )
-        return None
-    return value
+    def model(self, pk):
+        from .models import UploadedModel
 
-
-def _section(errors, spec, key):
-    value = spec.get(key, {})
-    if not isinstance(value, dict):
-        errors.add(key, f"'{key}' must be an object.")
-        return {}
-    return value
-
-
-def _non_finite_paths(value, path="spec"):
-    if isinstance(value, float) and not math.isfinite(value):
-        yield path
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _non_finite_paths(item, key if path == "spec" else f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _non_finite_paths(item, f"{path}.{index}")
-
-
-def _bad_text_paths(value, path="spec"):
-    """Paths of strings (and keys) no database column stores: a NUL or a lone surrogate
-    ("\\ud800" parses from JSON text but cannot be encoded as UTF-8)."""
-    if isinstance(value, str):
-        if "\x00" in value or not _encodes(value):
-            yield path
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            where = key if path == "spec" else f"{path}.{key}"
-            if isinstance(key, str) and ("\x00" in key or not _encodes(key)):
-                yield path
-            else:
-                yield from _bad_text_paths(item, where)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _bad_text_paths(item, f"{path}.{index}")
-
-
-def _encodes(text):
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+        found = UploadedModel.objects.filter(pk=pk, team=self.team).first() if self.team \
+            else None
+        if found is None:
+            return None
+        return {"label": found.name, "input_shape": list(found.input_shape),
+                "num_classes": found.num_classes, "params": found.params,
+                "facts": found.facts}
 
 
 def validate_spec(raw, *, team=None) -> dict:
-    """Check a spec for a team and return its normalized copy."""
-    errors = _Errors()
-    if not isinstance(raw, dict):
-        raise ValidationError({"spec": ["The spec must be a JSON object."]})
-    spec = copy.deepcopy(raw)
-    # NaN and Infinity parse from JSON text (Python's json does) but no JSON column stores
-    # them, and a key the spec keeps unchecked would carry them to the database.
-    for path in _non_finite_paths(spec):
-        errors.add(path, "Numbers must be finite (not NaN or Infinity).")
-    for path in _bad_text_paths(spec):
-        errors.add(path, "Text cannot contain NUL characters or lone surrogates "
-                         "(invalid Unicode).")
-    if errors.messages:
-        errors.raise_if_any()  # the checks below would store or compare the bad text
-
-    name = spec.get("name", "")
-    if not isinstance(name, str) or not name.strip():
-        errors.add("name", "Give the experiment a name.")
-    elif len(name) > 200:
-        errors.add("name", "The name is longer than 200 characters.")
-    else:
-        spec["name"] = name.strip()
-
-    training = _section(errors, spec, "training")
-    training.setdefault("epochs", 5)
-    training.setdefault("batch_size", 64)
-    training.setdefault("optimizer", "adam")
-    training.setdefault("learning_rate", 0.001)
-    training.setdefault("seed", 0)
-    training.setdefault("repeats", 1)
-    _number(errors, "training.epochs", training["epochs"], EPOCHS)
-    if _number(errors, "training.repeats", training["repeats"], REPEATS, label="repeats") \
-            and isinstance(training["seed"], int) and not isinstance(training["seed"], bool) \
-            and training["seed"] + training["repeats"] - 1 > SEED[1]:
-        # Replicate i trains with seed + i.
-        errors.add("training.seed", f"With {training['repeats']} repeats the seed must be at "
-                                    f"most {SEED[1] - training['repeats'] + 1:,}.")
-    _number(errors, "training.batch_size", training["batch_size"], BATCH_SIZE, label="batch size")
-    _number(errors, "training.learning_rate", training["learning_rate"], LEARNING_RATE,
-            integer=False, label="learning rate")
-    _number(errors, "training.seed", training["seed"], SEED)
-    if training["optimizer"] not in OPTIMIZERS:
-        errors.add("training.optimizer", f"Optimizer must be one of {', '.join(OPTIMIZERS)}.")
-    spec["training"] = training
-
-    spec.setdefault("hardware", "cpu")
-    if spec["hardware"] not in HARDWARE:
-        errors.add("hardware", f"Hardware must be one of {', '.join(HARDWARE)}.")
-    gpu_model = spec.get("gpu_model")
-    if gpu_model is not None:
-        if spec["hardware"] != "gpu" or not isinstance(gpu_model, str) or not gpu_model.strip():
-            errors.add("hardware", "A GPU model can be chosen only with hardware gpu.")
-        elif len(gpu_model) > 200:
-            errors.add("hardware", "The GPU model name is longer than 200 characters.")
-
-    # The largest test-accuracy drop (a fraction) a recipe may cost and still be signed off.
-    spec.setdefault("accuracy_budget", 0.01)
-    _number(errors, "accuracy_budget", spec["accuracy_budget"], ACCURACY_BUDGET,
-            integer=False, label="accuracy budget")
-
-    description = _validate_dataset(errors, spec, team)
-    _validate_model(errors, spec, description, team)
-    _validate_recipes(errors, spec)
-    _validate_benchmark(errors, spec)
-
-    if description and isinstance(training.get("batch_size"), int):
-        if training["batch_size"] > description["train_samples"]:
-            errors.add(
-                "training.batch_size",
-                f"Batch size {training['batch_size']:,} is larger than the "
-                f"{description['train_samples']:,} training samples of this dataset.",
-            )
-    errors.raise_if_any()
-    return spec
-
-
-def _validate_dataset(errors, spec, team):
-    dataset = _section(errors, spec, "dataset")
-    name = dataset.get("name", "digits")
-    dataset["name"] = name
-    spec["dataset"] = dataset
-    if name == "digits":
-        pass
-    elif name == "synthetic":
-        dataset.setdefault("samples", 2000)
-        dataset.setdefault("shape", [32, 32, 3])
-        dataset.setdefault("classes", 10)
-        dataset.setdefault("seed", 0)
-        _number(errors, "dataset.samples", dataset["samples"], SYNTHETIC_SAMPLES)
-        _number(errors, "dataset.classes", dataset["classes"], SYNTHETIC_CLASSES)
-        _number(errors, "dataset.seed", dataset["seed"], SEED)
-        shape = dataset["shape"]
-        if not isinstance(shape, list) or len(shape) not in (1, 3):
-            errors.add("dataset.shape", "Shape must be [features] or [height, width, channels].")
-        else:
-            for side in shape:
-                _number(errors, "dataset.shape", side, SYNTHETIC_SIDE, label="each dimension")
-    elif name == "npz":
-        from .models import Dataset
-
-        dataset_id = dataset.get("dataset_id")
-        found = None
-        if isinstance(dataset_id, int) and not isinstance(dataset_id, bool) and team is not None:
-            found = Dataset.objects.filter(pk=dataset_id, team=team).first()
-        if found is None:
-            errors.add("dataset.dataset_id", "Choose one of your team's uploaded datasets.")
-            return None
-        dataset["label"] = found.name
-        return {
-            "input_shape": list(found.input_shape),
-            "num_classes": found.num_classes,
-            "train_samples": found.train_samples,
-            "test_samples": found.test_samples,
-        }
-    else:
-        errors.add("dataset.name", "Dataset must be digits, synthetic or npz.")
-        return None
-    if any(key.startswith("dataset.") for key in errors.messages):
-        return None
+    """Check a spec for a team and return its normalized copy; ValidationError with
+    messages keyed by spec path ("training.epochs") otherwise."""
     try:
-        # The engine's own checks (unknown keys, more than 5 samples per class, a size
-        # limit) go beyond the bounds above: refuse with its message, not an exception.
-        return engine_data.describe(dataset)
-    except ValueError as exc:
-        errors.add("dataset", f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
-        return None
-
-
-def _validate_model(errors, spec, description, team):
-    model = _section(errors, spec, "model")
-    spec["model"] = model
-    arch = model.get("arch")
-    if not isinstance(arch, str) or arch not in zoo.ARCHS:
-        errors.add("model.arch", f"Model must be one of {', '.join(zoo.ARCHS)}.")
-        return
-    if arch == "uploaded":
-        # Not the zoo's: nothing to build or count here; the upload check measured it.
-        _validate_uploaded_model(errors, model, description, team)
-        return
-    params = model.get("params") or {}
-    if not isinstance(params, dict):
-        errors.add("model.params", "Model parameters must be an object.")
-        return
-    unknown = sorted(set(params) - set(zoo.ARCHS[arch]))
-    if unknown:
-        errors.add("model.params", f"Unknown parameter(s) for {arch}: {', '.join(unknown)}.")
-        return
-    params = {**zoo.ARCHS[arch], **params}
-    for key, value in params.items():
-        if key in MODEL_PARAM_LIMITS:
-            low, high = MODEL_PARAM_LIMITS[key]
-            _number(errors, f"model.params.{key}", value, (low, high),
-                    integer=isinstance(low, int))
-        elif key == "batch_norm" and not isinstance(value, bool):
-            errors.add("model.params.batch_norm", "BatchNorm must be true or false.")
-    model["params"] = params
-    if description is None or any(k.startswith("model.") for k in errors.messages):
-        return
-    try:
-        zoo.check_input_shape(arch, params, description["input_shape"])
-    except ValueError as exc:
-        errors.add("model.arch", str(exc))
-        return
-    count = zoo.count_params(arch, params, description["input_shape"], description["num_classes"])
-    limit = settings.ACCELWEB_MAX_PARAMS
-    if count > limit:
-        errors.add(
-            "model.params",
-            f"This model has {count:,} parameters; the limit is {limit:,}. "
-            "Make it narrower or shallower.",
-        )
-
-
-def _validate_uploaded_model(errors, model, description, team):
-    from .models import UploadedModel
-
-    model_id = model.get("model_id")
-    found = None
-    if isinstance(model_id, int) and not isinstance(model_id, bool) and team is not None:
-        found = UploadedModel.objects.filter(pk=model_id, team=team).first()
-    if found is None:
-        errors.add("model.model_id", "Choose one of your team's uploaded models.")
-        return
-    if model.get("params"):
-        errors.add("model.params", "An uploaded model takes no parameters.")
-        return
-    unknown = sorted(set(model) - {"arch", "model_id", "params", "label"})
-    if unknown:
-        errors.add("model", f"Unknown model setting(s): {', '.join(unknown)}.")
-        return
-    model["params"] = {}
-    model["label"] = found.name
-    if found.params > settings.ACCELWEB_MAX_PARAMS:
-        errors.add("model.model_id", f"“{found.name}” has {found.params:,} parameters; the "
-                                     f"limit is {settings.ACCELWEB_MAX_PARAMS:,}.")
-    if description is None:
-        return
-    data_shape = list(description["input_shape"])
-    if list(found.input_shape) != data_shape:
-        errors.add(
-            "model.model_id",
-            f"“{found.name}” takes samples of shape {found.shape_label}, but this dataset's "
-            f"samples have shape {'x'.join(str(d) for d in data_shape)}.",
-        )
-    if found.num_classes != description["num_classes"]:
-        errors.add(
-            "model.model_id",
-            f"“{found.name}” has {found.num_classes} output units, but this dataset has "
-            f"{description['num_classes']} classes.",
-        )
-
-
-def _validate_recipes(errors, spec):
-    recipes = spec.get("recipes", [])
-    if not isinstance(recipes, list):
-        errors.add("recipes", "Recipes must be a list.")
-        return
-    if len(recipes) > MAX_RECIPES:
-        errors.add("recipes", f"At most {MAX_RECIPES} recipes per experiment.")
-        return
-    names = set()
-    normalized = []
-    for index, recipe in enumerate(recipes):
-        path = f"recipes.{index}"
-        if not isinstance(recipe, dict) or not isinstance(recipe.get("steps"), list):
-            errors.add(path, "Each recipe needs a name and a list of steps.")
-            continue
-        steps = []
-        for step in recipe["steps"]:
-            try:
-                steps.append(engine_steps.validate_step(step))
-            except ValueError as exc:
-                errors.add(path, str(exc))
-        if not steps:
-            errors.add(path, "A recipe needs at least one step (the baseline is added for you).")
-        name = str(recipe.get("name") or " + ".join(s["technique"] for s in steps)).strip()
-        if name.lower() == "baseline" or name in names:
-            errors.add(path, f"Recipe name '{name}' is used twice (or is 'baseline').")
-        names.add(name)
-        normalized.append({"name": name[:200], "steps": steps})
-    spec["recipes"] = normalized
-
-
-def _validate_benchmark(errors, spec):
-    benchmark = _section(errors, spec, "benchmark")
-    for key, bounds in BENCHMARK_LIMITS.items():
-        if key in benchmark:
-            _number(errors, f"benchmark.{key}", benchmark[key], bounds)
-    unknown = sorted(set(benchmark) - set(BENCHMARK_LIMITS))
-    if unknown:
-        errors.add("benchmark", f"Unknown benchmark setting(s): {', '.join(unknown)}.")
-    if benchmark:
-        spec["benchmark"] = benchmark
-    else:
-        spec.pop("benchmark", None)
+        return schema.check_spec(raw, lookup=TeamUploads(team),
+                                 max_params=settings.ACCELWEB_MAX_PARAMS)
+    except Invalid as exc:
+        raise ValidationError(exc.messages) from None
 
 
 def engine_spec(spec: dict, steps: list, *, dataset_path: str | None = None,

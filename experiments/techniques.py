@@ -1,6 +1,7 @@
 """The technique catalog the recipe builder draws from, read off the engine's registry so the
 form offers exactly the steps and parameters the engine validates."""
 
+from runners.engine import fields
 from runners.engine.steps import TECHNIQUES
 
 # technique -> (label, what a user should know before choosing it)
@@ -56,33 +57,32 @@ DESCRIPTIONS = {
 }
 
 
-def _kind(default, choices):
-    if choices:
+def _kind(field):
+    if isinstance(field, fields.Choice):
         return "choice"
-    if isinstance(default, bool):
+    if field.default is None:
+        return "optional"  # null, or a list left empty: the engine's default
+    if isinstance(field, fields.Boolean):
         return "bool"
-    if isinstance(default, int):
+    if isinstance(field, fields.Integer):
         return "int"
-    if isinstance(default, float):
+    if isinstance(field, fields.Number):
         return "float"
-    if isinstance(default, str):
-        return "text"
-    return "optional"  # None or a list: empty means the engine's default
+    return "text"
 
 
 def catalog() -> list[dict]:
     entries = []
     for name, cls in sorted(TECHNIQUES.items(), key=lambda item: _order(item[0])):
         label, help_text = DESCRIPTIONS.get(name, (name.replace("_", " "), ""))
-        choices = getattr(cls, "choices", {}) or {}
         entries.append({
             "technique": name,
             "label": label,
             "help": help_text,
             "params": [
-                {"name": param, "default": default, "kind": _kind(default, choices.get(param)),
-                 "choices": list(choices.get(param) or [])}
-                for param, default in (cls.defaults or {}).items()
+                {"name": param, "default": field.default, "kind": _kind(field),
+                 "choices": list(getattr(field, "options", ()))}
+                for param, field in cls.fields.items()
             ],
         })
     return entries

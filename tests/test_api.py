@@ -457,9 +457,9 @@ def test_it_replaces_a_recipe_of_the_same_name(api, alice, alice_team):
 
 @pytest.mark.parametrize("body, key, message", [
     ({"name": "x", "steps": [{"technique": "warp_drive"}]}, "steps",
-     "Step 1: unknown technique 'warp_drive'"),
+     "Step 1: Unknown technique 'warp_drive'"),
     ({"name": "x", "steps": [{"technique": "ptq", "mode": "int3"}]}, "steps",
-     "Step 1: ptq mode must be one of"),
+     "Step 1: The ptq mode must be one of"),
     ({"name": "x", "steps": []}, "steps", ""),
     ({"name": "x", "steps": "xla"}, "steps", ""),
     ({"name": "", "steps": [{"technique": "xla"}]}, "name", ""),
@@ -600,7 +600,7 @@ def test_it_answers_an_infinite_step_parameter_with_400(api, alice):
     response = api(alice).post("/api/recipes/", body, content_type="application/json")
 
     assert response.status_code == 400
-    assert response.json() == {"steps": ["Numbers must be finite."]}
+    assert response.json() == {"steps": ["Numbers must be finite (not NaN or Infinity)."]}
     assert not Recipe.objects.exists()
 
 

@@ -95,7 +95,8 @@ def test_it_refuses_a_bad_benchmark_spec_with_a_message(trained, tmp_path):
 
     assert returncode == 1
     assert events[-1] == {"event": "error",
-                          "message": "each benchmark pair names a slow and a fast model by id"}
+                          "message": "pairs.3: Each benchmark pair names a slow and a fast "
+                                     "model by id."}
 
 
 def test_it_fails_with_the_reason_when_a_model_will_not_load(trained, tmp_path):

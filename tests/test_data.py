@@ -363,9 +363,16 @@ def test_it_refuses_files_that_are_not_npz_archives(tmp_path):
 
 
 def test_it_rejects_bad_dataset_specs():
-    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+    with pytest.raises(ValueError, match="Dataset name must be one of digits, synthetic, npz"):
         data.describe({"name": "mnist"})
-    with pytest.raises(ValueError, match="synthetic classes must be an integer from 2 to 1000"):
+    with pytest.raises(ValueError, match="Classes must be between 2 and 1,000 \\(got 1\\)"):
         data.describe({"name": "synthetic", "classes": 1})
-    with pytest.raises(ValueError, match='dataset "npz" needs "path"'):
+    with pytest.raises(ValueError, match="The path of an .npz must be absolute"):
         data.describe({"name": "npz", "path": "relative.npz"})
+    with pytest.raises(ValueError, match="Path is required"):
+        data.describe({"name": "npz"})
+    with pytest.raises(ValueError, match="at least 5 samples per class: 1,000 for 200 classes"):
+        data.describe({"name": "synthetic", "classes": 200, "samples": 999})
+    with pytest.raises(ValueError, match="Unknown setting 'sample' for dataset "
+                                         "\\(did you mean 'samples'\\?\\)"):
+        data.describe({"name": "synthetic", "sample": 999})

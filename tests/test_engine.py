@@ -141,7 +141,7 @@ def test_it_reports_an_unknown_technique_as_an_error(tmp_path):
     returncode, events, _ = run.wait()
     assert returncode == 1
     assert [e["event"] for e in events] == ["error"]
-    assert "unknown technique 'warp_drive'" in events[0]["message"]
+    assert "Unknown technique 'warp_drive'" in events[0]["message"]
 
 
 def test_it_stops_at_the_next_batch_on_sigterm(tmp_path):

@@ -3,7 +3,9 @@ with a validation message, never an exception, and the pages never answer 500.
 
 Hypothesis feeds arbitrary JSON (and JSON shaped like a spec with wild values) to
 experiments.spec.validate_spec, and arbitrary field values, recipe JSON and uploaded bytes
-to the forms, both directly and POSTed through the test client.
+to the forms, both directly and POSTed through the test client. Its text has NULs mixed in,
+and lone surrogates where JSON carries it; a few @example cases post a 10 MB string. Nothing
+stored may hold what plain_json_problems refuses.
 """
 
 import io
@@ -13,16 +15,19 @@ import math
 import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.messages import get_messages
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from experiments import spec as specs
 from experiments.forms import DatasetUploadForm, ExperimentForm, RecipeForm
-from experiments.models import Membership
+from experiments.models import Comment, Experiment, Membership, Recipe, SignOff
+from runners.engine import schema
+from runners.engine.fields import plain_json_problems
 from runners.engine.steps import TECHNIQUES
 from runners.engine.zoo import ARCHS
 
@@ -30,12 +35,28 @@ FUZZ = settings(deadline=None, max_examples=40,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 
+
+
+def mixed(*bad):
+    """Ordinary text with these characters mixed in."""
+    return st.lists(st.text(max_size=4) | st.sampled_from(bad), min_size=1,
+                    max_size=6).map("".join)
+
+
+# Text a form post can carry: Django decodes the body with errors="replace", so a NUL
+# arrives but a lone surrogate never does.
+posted_text = st.text(max_size=12) | mixed("\x00")
+# Text JSON can carry: a lone surrogate too ("\ud800" in JSON text, plain ASCII).
+json_text = st.text(max_size=20) | mixed("\x00", "\ud800", "\udfff")
+# The 10 MB string, drawn only in the @example cases: few, so the suite stays fast.
+HUGE = "x" * 10_000_000
+
 scalars = (st.none() | st.booleans() | st.integers()
-           | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20))
+           | st.floats(allow_nan=True, allow_infinity=True) | json_text)
 json_values = st.recursive(
     scalars,
     lambda children: (st.lists(children, max_size=4)
-                      | st.dictionaries(st.text(max_size=10), children, max_size=4)),
+                      | st.dictionaries(json_text, children, max_size=4)),
     max_leaves=12,
 )
 
@@ -57,10 +78,10 @@ steps = st.fixed_dictionaries(
 ) | json_values
 recipes = st.fixed_dictionaries(
     {"steps": st.lists(steps, max_size=3) | json_values},
-    optional={"name": st.text(max_size=30) | json_values},
+    optional={"name": st.text(max_size=30) | json_text | json_values},
 ) | json_values
 spec_shaped = st.fixed_dictionaries({}, optional={
-    "name": st.text(max_size=250) | json_values,
+    "name": st.text(max_size=250) | json_text | json_values,
     "model": st.fixed_dictionaries({}, optional={
         "arch": near(*ARCHS),
         "params": st.dictionaries(key("units", "dropout", "filters", "dense", "depth",
@@ -76,12 +97,12 @@ spec_shaped = st.fixed_dictionaries({}, optional={
     }) | json_values,
     "training": st.fixed_dictionaries({}, optional={
         key: numbers for key in ("epochs", "batch_size", "learning_rate", "seed")
-    } | {"optimizer": near(*specs.OPTIMIZERS)}) | json_values,
+    } | {"optimizer": near(*schema.OPTIMIZERS)}) | json_values,
     "hardware": near("cpu", "gpu", "tpu"),
     "gpu_model": json_values,
     "accuracy_budget": numbers,
     "recipes": st.lists(recipes, max_size=4) | json_values,
-    "benchmark": st.dictionaries(key(*specs.BENCHMARK_LIMITS), numbers, max_size=3)
+    "benchmark": st.dictionaries(key(*schema.BENCHMARK_LIMITS), numbers, max_size=3)
                  | json_values,
 })
 
@@ -94,9 +115,10 @@ def check_spec(raw, team=None):
         assert exc.message_dict
         assert all(isinstance(m, str) and m for ms in exc.message_dict.values() for m in ms)
         return None
-    # What passes can be stored in a JSON column, and is normalized: it passes again,
-    # unchanged.
+    # What passes can be stored in a JSON column (no NaN, NUL, lone surrogate or runaway
+    # text), and is normalized: it passes again, unchanged.
     json.dumps(spec, allow_nan=False)
+    assert not plain_json_problems(spec)
     assert specs.validate_spec(spec, team=team) == spec
     return spec
 
@@ -116,19 +138,24 @@ def test_validate_spec_refuses_wild_specs_with_messages(db, alice_team, make_dat
     check_spec(raw, team=alice_team)
 
 
+def as_posted(value):
+    """A value as a form post delivers it: text, with no lone surrogate (see posted_text)."""
+    return str(value).encode("utf-8", "replace").decode("utf-8")
+
+
 # Form fields arrive as text; these are the values a browser (or anyone) can send.
-form_text = (st.text(max_size=12)
+form_text = (posted_text
              | st.integers(-10**12, 10**12).map(str)
              | st.floats(allow_nan=True, allow_infinity=True).map(str)
              | st.sampled_from(["", "on", "1e309", "-0", " 5 ", "0x10", "１２"]))
 experiment_data = st.fixed_dictionaries({
-    "name": st.text(max_size=210),
-    "arch": near("seed_mlp", "seed_cnn", "resnet", "uploaded").map(str),
-    "dataset": near("digits", "synthetic", "npz").map(str),
-    "optimizer": near(*specs.OPTIMIZERS).map(str),
-    "hardware": near("cpu", "gpu", "gpu:A100", "tpu").map(str),
+    "name": st.text(max_size=210) | posted_text,
+    "arch": near("seed_mlp", "seed_cnn", "resnet", "uploaded").map(as_posted),
+    "dataset": near("digits", "synthetic", "npz").map(as_posted),
+    "optimizer": near(*schema.OPTIMIZERS).map(as_posted),
+    "hardware": near("cpu", "gpu", "gpu:A100", "tpu").map(as_posted),
     "recipes_json": st.one_of(st.lists(recipes, max_size=3).map(json.dumps),
-                              json_values.map(json.dumps), st.text(max_size=30)),
+                              json_values.map(json.dumps), posted_text),
     # In range often enough that many examples reach the spec gate, wild otherwise.
     "epochs": st.integers(1, 3).map(str) | form_text,
     "batch_size": st.integers(1, 2000).map(str) | form_text,
@@ -147,6 +174,21 @@ def with_team(data, team):
     return {"team": str(team.pk), **data} if "team" not in data else data
 
 
+def stored_problems(model, *fields):
+    """What plain_json_problems finds in the rows' text: nothing, for any row stored."""
+    return plain_json_problems([list(row) for row in model.objects.values_list(*fields)])
+
+
+EXPERIMENT_FORM = {"name": "x", "arch": "seed_mlp", "dataset": "digits", "optimizer": "adam",
+                   "hardware": "cpu", "recipes_json": "", "epochs": "1", "batch_size": "64",
+                   "learning_rate": "0.001", "seed": "0", "synthetic_samples": "2000",
+                   "synthetic_classes": "10"}
+
+
+def recipes_named(name):
+    return json.dumps([{"name": name, "steps": [{"technique": "xla"}]}])
+
+
 @FUZZ
 @given(data=experiment_data)
 def test_experiment_form_answers_with_errors(alice, alice_team, data):
@@ -162,19 +204,23 @@ def test_experiment_form_answers_with_errors(alice, alice_team, data):
 
 @FUZZ
 @given(data=experiment_data)
+@example(data={**EXPERIMENT_FORM, "name": HUGE})
+@example(data={**EXPERIMENT_FORM, "recipes_json": recipes_named(HUGE)})
+@example(data={**EXPERIMENT_FORM, "recipes_json": recipes_named("a\ud800")})
 def test_the_new_experiment_page_never_fails(client, alice, alice_team, data):
     client.force_login(alice)
 
     response = client.post(reverse("experiment_new"), with_team(data, alice_team))
 
     assert response.status_code in (302, 400)
+    assert not stored_problems(Experiment, "name", "spec")
 
 
 recipe_data = st.fixed_dictionaries({
-    "name": st.text(max_size=210),
+    "name": st.text(max_size=210) | posted_text,
     "steps_json": st.one_of(st.lists(steps, max_size=3).map(json.dumps),
-                            json_values.map(json.dumps), st.text(max_size=30)),
-}, optional={"team": form_text, "description": st.text(max_size=30)})
+                            json_values.map(json.dumps), posted_text),
+}, optional={"team": form_text, "description": st.text(max_size=30) | posted_text})
 
 
 @FUZZ
@@ -193,12 +239,17 @@ def test_recipe_form_answers_with_errors(alice, alice_team, data):
 
 @FUZZ
 @given(data=recipe_data)
+@example(data={"name": HUGE, "steps_json": '[{"technique": "xla"}]'})
+@example(data={"name": "r", "description": HUGE, "steps_json": '[{"technique": "xla"}]'})
+@example(data={"name": "r", "steps_json": json.dumps([{"technique": HUGE}])})
+@example(data={"name": "r", "steps_json": json.dumps([{"technique": "xla\ud800"}])})
 def test_the_recipe_page_never_fails(client, alice, alice_team, data):
     client.force_login(alice)
 
     response = client.post(reverse("recipe_list"), with_team(data, alice_team))
 
     assert response.status_code in (302, 400)
+    assert not stored_problems(Recipe, "name", "description", "steps")
 
 
 def npz_bytes(arrays):
@@ -271,7 +322,7 @@ def test_the_new_experiment_page_refuses_too_few_samples_per_class(client, alice
     })
 
     assert response.status_code == 400
-    assert "Synthetic samples must be an integer, at least 5 per class." in (
+    assert "Synthetic data needs at least 5 samples per class: 5,000 for 1000 classes." in (
         response.content.decode())
 
 
@@ -318,6 +369,10 @@ def fuzzed_experiment(alice, alice_team, make_experiment):
 
 @settings(FUZZ, max_examples=25)
 @given(data=discussion_data, username=form_text)
+# One 10 MB value a request: two are over the body limit, refused before any form.
+@example(data={"body": HUGE, "role": "member"}, username=HUGE)
+@example(data={"note": HUGE}, username="fuzzy")
+@example(data={"role": HUGE}, username="fuzzy")
 def test_the_discussion_and_team_forms_never_fail(client, alice, alice_team, fuzzed_experiment,
                                                   data, username):
     experiment, member = fuzzed_experiment
@@ -334,3 +389,8 @@ def test_the_discussion_and_team_forms_never_fail(client, alice, alice_team, fuz
     ]
 
     assert [response.status_code in (302, 400) for response in answers] == [True] * 4
+    assert not stored_problems(Comment, "body")
+    assert not stored_problems(SignOff, "note")
+    # A refusal shown as a message is kept in the session until shown: never the value.
+    assert not [str(message)[:80] for response in answers
+                for message in get_messages(response.wsgi_request) if len(str(message)) > 20_000]

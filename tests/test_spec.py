@@ -55,7 +55,7 @@ def test_it_refuses_an_unknown_technique(tiny_spec):
     errors = errors_of(tiny_spec(recipes=[{"name": "warp", "steps": [
         {"technique": "warp_drive"}]}]))
 
-    assert "unknown technique 'warp_drive'" in errors["recipes.0"][0]
+    assert "Unknown technique 'warp_drive'" in errors["recipes.0.steps.0"][0]
 
 
 def test_it_refuses_a_recipe_without_steps(tiny_spec):
@@ -86,7 +86,7 @@ def test_it_refuses_a_recipe_called_baseline(tiny_spec):
 def test_it_refuses_bad_hardware(tiny_spec):
     errors = errors_of(tiny_spec(hardware="tpu"))
 
-    assert errors == {"hardware": ["Hardware must be one of cpu, gpu."]}
+    assert errors == {"hardware": ["Hardware must be one of cpu, gpu (did you mean 'gpu'?)."]}
 
 
 def test_it_refuses_out_of_range_training_values(tiny_spec):
@@ -119,7 +119,8 @@ def test_it_refuses_a_cnn_on_flat_samples(tiny_spec):
 def test_it_refuses_an_unknown_model_parameter(tiny_spec):
     errors = errors_of(tiny_spec(model={"arch": "seed_mlp", "params": {"filters": 3}}))
 
-    assert errors["model.params"] == ["Unknown parameter(s) for seed_mlp: filters."]
+    assert errors["model.params"] == ["Unknown setting 'filters' for seed_mlp; it takes units, "
+                                      "dropout."]
 
 
 def test_it_refuses_a_model_over_the_parameter_cap(settings, tiny_spec):
@@ -134,7 +135,8 @@ def test_it_refuses_unknown_benchmark_settings(tiny_spec):
     errors = errors_of(tiny_spec(benchmark={"trials": 0, "speed": "max"}))
 
     assert errors["benchmark.trials"] == ["Trials must be between 1 and 50 (got 0)."]
-    assert errors["benchmark"] == ["Unknown benchmark setting(s): speed."]
+    assert errors["benchmark"] == ["Unknown setting 'speed' for benchmark; it takes trials, "
+                                   "latency_samples, warmup, executions, rounds, calls."]
 
 
 def test_it_refuses_an_npz_dataset_without_a_team(tiny_spec):

@@ -103,7 +103,7 @@ def test_it_refuses_an_invalid_spec_with_each_message(alice, spec_file):
     message = str(info.value)
     assert message.startswith("The spec is not valid:\n")
     assert "  training.epochs: Epochs must be between 1 and 500 (got 0)." in message
-    assert "  hardware: Hardware must be one of cpu, gpu." in message
+    assert "  hardware: Hardware must be one of cpu, gpu (did you mean 'gpu'?)." in message
     assert not Experiment.objects.exists()
 
 

@@ -28,7 +28,7 @@ def test_it_fails_a_run_the_engine_refuses(experiment):
 
     run.refresh_from_db()
     assert run.status == Run.Status.FAILED
-    assert "unknown technique 'warp_drive'" in run.error
+    assert "Unknown technique 'warp_drive'" in run.error
     assert "Traceback (most recent call last)" in run.stderr_tail
     assert "warp_drive" in run.stderr_tail
     assert run.worker != ""

@@ -70,7 +70,7 @@ def test_it_refuses_a_bad_role(client, alice, alice_team, bob):
     membership = Membership.objects.get(team=alice_team, user=bob)
     response = client.post(reverse("team_member_update", args=[alice_team.pk, membership.pk]),
                            {"role": "owner"}, follow=True)
-    assert "“owner” is not a role" in response.text
+    assert "That is not a role: choose viewer, member or admin." in response.text
     membership.refresh_from_db()
     assert membership.role == "viewer"
 

@@ -188,18 +188,28 @@ def test_it_validates_technique_parameters():
     assert steps.validate_step({"technique": "data_parallel"}) == {
         "technique": "data_parallel", "replicas": None, "devices": None}
     for bad, message in [
-        ({"technique": "data_parallel", "replicas": 0}, "replicas must be an integer"),
+        ({"technique": "data_parallel", "replicas": 0},
+         "The data_parallel replicas must be between 1 and 64"),
         ({"technique": "data_parallel", "replicas": 3, "devices": ["/gpu:0"]}, "must equal"),
-        ({"technique": "model_parallel", "devices": 1}, "devices must be an integer"),
-        ({"technique": "op_parallelism", "intra_op_threads": -1}, "intra_op_threads"),
-        ({"technique": "input_pipeline", "cache": "yes"}, "cache must be true or false"),
-        ({"technique": "keras_quantize", "mode": "int2"}, "mode must be one of"),
-        ({"technique": "optimizer", "name": "adagrad"}, "name must be one of"),
-        ({"technique": "lr_schedule", "factor": 1.5}, "factor must be a number"),
-        ({"technique": "large_batch", "factor": 1}, "factor must be an integer"),
-        ({"technique": "early_stop", "target_val_accuracy": 1.5}, "target_val_accuracy"),
+        ({"technique": "data_parallel", "devices": ["/gpu:0", ""]}, "name cannot be empty"),
+        ({"technique": "model_parallel", "devices": 1},
+         "The model_parallel devices must be between 2 and 16"),
+        ({"technique": "op_parallelism", "intra_op_threads": -1},
+         "The op_parallelism intra op threads must be between 0 and 256"),
+        ({"technique": "input_pipeline", "cache": "yes"},
+         "The input_pipeline cache must be true or false"),
+        ({"technique": "keras_quantize", "mode": "int2"},
+         "The keras_quantize mode must be one of int8, int4, float8"),
+        ({"technique": "optimizer", "name": "adagrad"}, "The optimizer name must be one of"),
+        ({"technique": "lr_schedule", "factor": 1.5},
+         "The lr_schedule factor must be above 0 and at most 0.999"),
+        ({"technique": "large_batch", "factor": 1},
+         "The large_batch factor must be between 2 and 1,024"),
+        ({"technique": "early_stop", "target_val_accuracy": 1.5},
+         "The early_stop target val accuracy must be above 0 and at most 1"),
         ({"technique": "early_stop", "target_val_accuracy": None}, "needs target"),
-        ({"technique": "regularization", "dropout": 1.0}, "dropout must be a number"),
+        ({"technique": "regularization", "dropout": 1.0},
+         "The regularization dropout must be between 0 and 0.95"),
     ]:
         with pytest.raises(ValueError, match=message):
             steps.validate_step(bad)
@@ -220,11 +230,13 @@ def test_it_advises_against_techniques_this_hardware_lacks():
     assert isinstance(advisor.advise(["xla"], "cpu", params=10), list)
 
 
-@pytest.mark.parametrize("step", [
-    {"technique": "pruning", "begin_step": float("inf")},
-    {"technique": "clustering", "fine_tune_epochs": float("nan")},
-    {"technique": "qat", "fine_tune_epochs": 1e999},
+@pytest.mark.parametrize("step, message", [
+    ({"technique": "pruning", "begin_step": float("inf")}, "pruning begin step must be an integer"),
+    ({"technique": "clustering", "fine_tune_epochs": float("nan")}, "must be an integer"),
+    ({"technique": "qat", "fine_tune_epochs": 1e999}, "must be an integer"),
+    ({"technique": "lr_schedule", "factor": float("nan")}, "lr_schedule factor must be a number"),
+    ({"technique": "pruning", "power": float("-inf")}, "pruning power must be a number"),
 ])
-def test_it_refuses_numbers_that_are_not_finite(step):
-    with pytest.raises(ValueError, match="must be a finite number"):
+def test_it_refuses_numbers_that_are_not_finite(step, message):
+    with pytest.raises(ValueError, match=message):
         steps.validate_step(step)

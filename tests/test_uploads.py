@@ -25,6 +25,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from engine_runs import BENCHMARK, ROOT, EngineRun
 from test_data import MIB, deflated_zeros, npy, small_arrays, stored, write_zip
+from test_schema import refused_at_every_door
 
 from experiments.forms import ExperimentForm, ModelUploadForm
 from experiments.models import Dataset, Run, UploadedModel
@@ -35,6 +36,8 @@ from runners.tasks import execute_run
 
 pytestmark = pytest.mark.timeout(300)
 MAX_UPLOAD = 10 * 1024 * 1024
+KERAS_QUANTIZE_REFUSAL = ("The keras_quantize int8 step quantizes only Dense, EinsumDense or "
+                          "Embedding layers; “Pooled” has none.")
 LAMBDA_MESSAGE = "This model contains a Lambda layer, which AccelWeb refuses to load: "
 
 BUILD = textwrap.dedent("""
@@ -51,6 +54,10 @@ BUILD = textwrap.dedent("""
                       layers.Dense(10, "softmax")]).save(f"{out}/digits.keras")
     inputs = keras.Input((8, 8, 1))
     save("logits", inputs, layers.Dense(10)(layers.Dense(16, "relu")(layers.Flatten()(inputs))))
+    # A classifier without a Dense layer: nothing for keras_quantize to quantize.
+    inputs = keras.Input((8, 8, 1))
+    save("pooled", inputs, layers.Activation("softmax")(
+        layers.GlobalAveragePooling2D()(layers.Conv2D(10, 3)(inputs))))
     inputs = keras.Input((4,))
     save("sigmoid", inputs, layers.Dense(1, "sigmoid")(inputs))
     # The classic exploit: Python bytecode in a Lambda, run when the model loads.
@@ -120,12 +127,35 @@ def test_it_uploads_and_lists_a_keras_model(client, alice, alice_team, keras_fil
     assert uploaded.num_classes == 10
     assert uploaded.params == 64 * 16 + 16 + 16 * 10 + 10
     assert uploaded.layers == 3
+    assert uploaded.facts == {"arch": "uploaded", "layers": {"Flatten": 1, "Dense": 2},
+                              "chain": True, "nested": False}
     assert uploaded.size_bytes == (keras_files / "digits.keras").stat().st_size
     # Stored as uploaded: the engine loads this very file.
     with uploaded.file.open("rb") as stored:
         assert stored.read() == (keras_files / "digits.keras").read_bytes()
     page = client.get(reverse("model_list")).content.decode()
     assert "Digits MLP" in page and "8x8x1" in page
+
+
+def test_a_technique_the_uploaded_model_cannot_take_is_refused_at_every_door(
+        client, api, tmp_path, alice, alice_team, keras_files, make_dataset, tiny_spec):
+    client.force_login(alice)
+    response = client.post(reverse("model_list"), {
+        "name": "Pooled", "team": alice_team.pk, "file": upload_of(keras_files, "pooled")})
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    pooled = UploadedModel.objects.get()
+    assert pooled.facts["layers"] == {"Conv2D": 1, "GlobalAveragePooling2D": 1,
+                                      "Activation": 1}
+    digits = make_dataset(team=alice_team, name="digits", num_classes=10)
+    recipes = [{"name": "int8", "steps": [{"technique": "keras_quantize"}]}]
+
+    refused_at_every_door(
+        client=client, api=api, tmp_path=tmp_path, user=alice, team=alice_team,
+        spec=tiny_spec(model={"arch": "uploaded", "model_id": pooled.pk},
+                       dataset={"name": "npz", "dataset_id": digits.pk}, recipes=recipes),
+        path="recipes.0.steps.0", message=KERAS_QUANTIZE_REFUSAL,
+        form_changes={"arch": "uploaded", "uploaded_model": pooled.pk, "dataset": "npz",
+                      "npz_dataset": digits.pk, "recipes_json": json.dumps(recipes)})
 
 
 def test_it_refuses_a_lambda_layer(alice, alice_team, keras_files):

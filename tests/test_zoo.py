@@ -1,5 +1,6 @@
 """The model zoo: analytic parameter counts against Keras, and shape checks the web shows."""
 
+import collections
 import subprocess
 import sys
 from pathlib import Path
@@ -73,15 +74,17 @@ def test_it_lets_the_mlp_take_any_shape():
 
 
 def test_it_rejects_bad_model_parameters():
-    with pytest.raises(ValueError, match="seed_mlp does not take filters"):
+    with pytest.raises(ValueError, match="Unknown setting 'filters' for seed_mlp"):
         zoo.resolve_params("seed_mlp", {"filters": 3})
-    with pytest.raises(ValueError, match="seed_cnn dropout must be between 0.0 and 0.95"):
+    with pytest.raises(ValueError, match="Dropout must be between 0 and 0.9"):
         zoo.resolve_params("seed_cnn", {"dropout": 1.0})
-    with pytest.raises(ValueError, match="resnet batch_norm must be true or false"):
+    with pytest.raises(ValueError, match="BatchNorm must be true or false"):
         zoo.resolve_params("resnet", {"batch_norm": "yes"})
     with pytest.raises(ValueError, match="unknown model arch 'vgg'"):
         zoo.count_params("vgg", {}, (8, 8, 1), 10)
-    assert zoo.resolve_params("resnet", {"depth": 5.0}) == {
+    with pytest.raises(ValueError, match="Depth must be an integer"):
+        zoo.resolve_params("resnet", {"depth": 5.0})
+    assert zoo.resolve_params("resnet", {"depth": 5}) == {
         "depth": 5, "width": 16, "batch_norm": True}
 
 
@@ -94,3 +97,22 @@ def test_it_loads_an_uploaded_model_in_safe_mode(tmp_path):
     assert not loaded.compiled
     with pytest.raises(ValueError, match="known only after loading"):
         zoo.count_params("uploaded", {}, (4,), 3)
+
+
+@pytest.mark.parametrize("arch, params, shape", [
+    ("seed_mlp", {}, (8, 8, 1)),
+    ("seed_cnn", {"filters": 4, "dense": 8}, (8, 8, 1)),
+    ("resnet", {"depth": 3, "width": 4}, (16, 16, 3)),
+    ("resnet", {"depth": 7, "width": 2, "batch_norm": False}, (16, 16, 3)),
+])
+def test_its_layer_facts_are_those_of_the_model_it_builds(arch, params, shape):
+    from runners.engine.modelfile import straight_chain
+
+    model = zoo.build_model({"arch": arch, "params": params}, shape, 10)
+    built = collections.Counter(layer.__class__.__name__ for layer in model.layers
+                                if layer.__class__.__name__ != "InputLayer")
+
+    facts = zoo.facts(arch, params)
+    assert facts["layers"] == dict(built)
+    assert facts["chain"] == (straight_chain(model) is not None)
+    assert facts["nested"] is False

@@ -1,15 +1,17 @@
 """Serializers turn rows into JSON and check the shape of what comes in; the spec gate
 (spec.validate_spec) and the services do the rest. Some exist only to describe a request
-body in the OpenAPI schema (the spec, the upload): their names end in Doc."""
+body in the OpenAPI schema (the upload): their names end in Doc. The spec's schema is
+runners.engine.schema's own."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from runners.engine import zoo
-from runners.engine.steps import TECHNIQUES, validate_step
+from runners.engine.fields import MAX_TEXT
+from runners.engine.steps import steps_schema
 
-from .. import spec as specs
 from ..comparison import baseline_chance
+from ..forms import clean_recipe_steps
 from ..markup import render_markdown
 from ..models import (
     Comment,
@@ -23,9 +25,21 @@ from ..models import (
     UploadedModel,
     WithdrawnSignOff,
 )
-from .validation import plain_json_errors
 
 MAX_POINTS = (2, 100_000)
+
+
+class ChoiceField(serializers.ChoiceField):
+    """DRF's, but a refusal lists the choices instead of repeating the value: a 10 MB value
+    would come back whole, and a lone surrogate fails to encode the answer (a 500)."""
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError:
+            choices = ", ".join(map(str, self.choices))
+            raise serializers.ValidationError(f"Choose one of: {choices}.",
+                                              code="invalid_choice") from None
 
 
 class TeamSerializer(serializers.ModelSerializer):
@@ -192,7 +206,7 @@ class ExperimentDetailSerializer(serializers.ModelSerializer):
 
 class RunFilterSerializer(serializers.Serializer):
     experiment = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
-    status = serializers.ChoiceField(choices=Run.Status.choices, required=False)
+    status = ChoiceField(choices=Run.Status.choices, required=False)
 
 
 class MetricsQuerySerializer(serializers.Serializer):
@@ -225,32 +239,15 @@ class MetricsSerializer(serializers.Serializer):
     series = SeriesSerializer()
 
 
-@extend_schema_field({
-    "type": "object",
-    "properties": {"technique": {"type": "string", "enum": sorted(TECHNIQUES)}},
-    "required": ["technique"],
-    "additionalProperties": True,
-    "description": "A technique and its parameters (DESIGN.md); defaults are filled in.",
-})
+@extend_schema_field({**steps_schema(),
+                      "description": "A technique and its parameters (DESIGN.md); defaults "
+                                     "are filled in."})
 class StepField(serializers.DictField):
     pass
 
 
 class StepsField(serializers.ListField):
     child = StepField()
-
-
-def _clean_steps(steps):
-    problems = plain_json_errors(steps, "steps")
-    if problems:
-        raise serializers.ValidationError([m for messages in problems.values() for m in messages])
-    cleaned = []
-    for index, step in enumerate(steps, start=1):
-        try:
-            cleaned.append(validate_step(step))
-        except ValueError as exc:
-            raise serializers.ValidationError(f"Step {index}: {exc}") from None
-    return cleaned
 
 
 class RecipeSerializer(serializers.ModelSerializer):
@@ -272,7 +269,7 @@ class RecipeCreateSerializer(serializers.Serializer):
         queryset=Team.objects.none(), required=False,
         help_text="One of your teams; your first team when left out.")
     name = serializers.CharField(max_length=200)
-    description = serializers.CharField(max_length=10_000, required=False, allow_blank=True,
+    description = serializers.CharField(max_length=MAX_TEXT, required=False, allow_blank=True,
                                         default="")
     steps = StepsField(min_length=1, max_length=50)
 
@@ -283,7 +280,10 @@ class RecipeCreateSerializer(serializers.Serializer):
             self.fields["team"].queryset = Team.objects.filter(memberships__user=request.user)
 
     def validate_steps(self, steps):
-        return _clean_steps(steps)
+        try:
+            return clean_recipe_steps(steps)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -345,11 +345,11 @@ class MemberAddSerializer(serializers.Serializer):
     """An existing user to add to the team; one already in it gets the role instead."""
 
     username = serializers.CharField(max_length=150)
-    role = serializers.ChoiceField(choices=Membership.Role.choices, default=Membership.Role.MEMBER)
+    role = ChoiceField(choices=Membership.Role.choices, default=Membership.Role.MEMBER)
 
 
 class MemberRoleSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=Membership.Role.choices)
+    role = ChoiceField(choices=Membership.Role.choices)
 
 
 class CommentSerializer(serializers.ModelSerializer):
@@ -456,49 +456,6 @@ class CompareSerializer(serializers.Serializer):
     hardware_differences = FingerprintDifferenceSerializer(
         many=True, help_text="Fingerprint keys on which the measured runs disagree: their "
                              "timings are not comparable where this is not empty.")
-
-
-def _bounded(bounds, *, integer=True, **kwargs):
-    field = serializers.IntegerField if integer else serializers.FloatField
-    return field(min_value=bounds[0], max_value=bounds[1], required=False, **kwargs)
-
-
-class TrainingDoc(serializers.Serializer):
-    epochs = _bounded(specs.EPOCHS)
-    batch_size = _bounded(specs.BATCH_SIZE)
-    optimizer = serializers.ChoiceField(choices=specs.OPTIMIZERS, required=False)
-    learning_rate = _bounded(specs.LEARNING_RATE, integer=False)
-    seed = _bounded(specs.SEED)
-
-
-class ModelDoc(serializers.Serializer):
-    arch = serializers.ChoiceField(choices=list(zoo.ARCHS))
-    params = serializers.DictField(required=False)
-
-
-class DatasetDoc(serializers.Serializer):
-    name = serializers.ChoiceField(choices=["digits", "synthetic", "npz"],
-                                   help_text="npz needs the dataset_id of an upload.")
-
-
-class RecipeDoc(serializers.Serializer):
-    name = serializers.CharField(required=False, max_length=200)
-    steps = StepsField()
-
-
-class ExperimentSpecDoc(serializers.Serializer):
-    """The experiment spec of DESIGN.md, plus the team to create it in. Other spec keys
-    (benchmark, gpu_model, ...) are accepted; spec.validate_spec has the final word."""
-
-    team = serializers.IntegerField(required=False,
-                                    help_text="One of your teams; your first team when left out.")
-    name = serializers.CharField(max_length=200)
-    model = ModelDoc()
-    dataset = DatasetDoc(required=False)
-    training = TrainingDoc(required=False)
-    hardware = serializers.ChoiceField(choices=specs.HARDWARE, required=False)
-    accuracy_budget = _bounded(specs.ACCURACY_BUDGET, integer=False)
-    recipes = RecipeDoc(many=True, required=False, max_length=specs.MAX_RECIPES)
 
 
 class ErrorsDoc(serializers.Serializer):

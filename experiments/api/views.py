@@ -13,6 +13,8 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.response import Response
 
+from runners.engine import schema
+
 from .. import services
 from ..access import (
     MAX_ID_DIGITS,
@@ -32,9 +34,14 @@ from ..selectors import (
 )
 from ..uploadhandlers import files_over_limit
 from . import serializers as s
-from .validation import plain_json_errors
 
 ID = r"\d+"
+# The spec's own schema (runners.engine.schema), plus the team to create it in.
+SPEC_REQUEST = {**schema.json_schema(), "description": "The experiment spec of DESIGN.md."}
+SPEC_REQUEST["properties"] = {
+    "team": {"type": "integer", "description": "One of your teams; your first team when left "
+                                               "out."},
+    **SPEC_REQUEST["properties"]}
 ERRORS = OpenApiResponse(s.ErrorsDoc, description="Messages keyed by spec path or field.")
 FORBIDDEN = OpenApiResponse(s.ErrorsDoc, description="Viewers cannot change the team's work.")
 NOT_FOUND = OpenApiResponse(s.ErrorsDoc, description="Not found, or another team's.")
@@ -217,7 +224,7 @@ class ExperimentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         summary="Create an experiment from a spec",
         description="The body is the spec of DESIGN.md, with an optional `team` id. A "
                     "baseline run and one run per recipe are queued.",
-        request=s.ExperimentSpecDoc,
+        request={"application/json": SPEC_REQUEST},
         responses={201: s.ExperimentDetailSerializer, 400: ERRORS, 403: FORBIDDEN},
     )
     def create(self, request):
@@ -225,9 +232,6 @@ class ExperimentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             raise ValidationError({"spec": ["The spec must be a JSON object."]})
         spec = dict(request.data)
         team = _team_to_change(request, spec.pop("team", None))
-        problems = plain_json_errors(spec)
-        if problems:
-            raise ValidationError(problems)
         try:
             experiment = services.experiment_create(team=team, user=request.user, spec=spec)
         except DjangoValidationError as exc:

@@ -39,6 +39,17 @@ import numpy as np
 from runners.engine import data as datasets
 from runners.engine import events, measure
 from runners.engine.events import EngineError
+from runners.engine.fields import (
+    OMIT,
+    Boolean,
+    Choice,
+    Integer,
+    ListOf,
+    Object,
+    Problems,
+    Text,
+    shown,
+)
 from runners.engine.run import Cancelled, _devices, _import_keras
 
 DEFAULTS = {"executions": 5, "rounds": 20, "calls": 20, "warmup": 20, "batch_size": 64,
@@ -46,6 +57,8 @@ DEFAULTS = {"executions": 5, "rounds": 20, "calls": 20, "warmup": 20, "batch_siz
 LIMITS = {"executions": (1, 50), "rounds": (2, 500), "calls": (1, 10_000),
           "warmup": (0, 100_000), "batch_size": (1, 65536), "seed": (0, 2**31 - 1)}
 RUNTIMES = ("keras", "tflite")
+# Every run's shipped model and its reference, and the baseline's twice.
+MAX_MODELS = 1000
 # The batch-1 calls cycle through this many test samples, and the throughput batch is cut
 # from them: enough that no cache favours one input.
 MAX_INPUTS = 1024
@@ -60,49 +73,39 @@ BLOCK_WARMUP = 3
 EXECUTION_SILENCE_SECONDS = 1800
 
 
+MODEL = Object({"id": Text(200, blank=False), "path": Text(4096, blank=False),
+                "runtime": Choice(RUNTIMES), "jit_compile": Boolean(False)}, label="model")
+PAIR = Object({"id": Text(200, OMIT), "slow": Text(200), "fast": Text(200)}, label="pair")
+SPEC = Object({
+    "name": Text(200, ""),
+    **{key: Integer(*LIMITS[key], DEFAULTS[key]) for key in LIMITS},
+    "hardware": Choice(("cpu", "gpu"), DEFAULTS["hardware"]),
+    "models": ListOf(MODEL, min_items=1, max_items=MAX_MODELS),
+    "pairs": ListOf(PAIR, [], max_items=MAX_MODELS**2),
+    "dataset": datasets.DATASET,
+}, label="the benchmark spec")
+
+
 def validate(spec):
-    """The benchmark spec with defaults filled in; ValueError with a readable message."""
-    if not isinstance(spec, dict):
-        raise ValueError("the benchmark spec must be a JSON object")
-    unknown = sorted(set(spec) - {*DEFAULTS, "models", "pairs", "dataset", "name"})
-    if unknown:
-        raise ValueError(f"the benchmark spec does not take {', '.join(unknown)}")
-    out = {**DEFAULTS, **{k: v for k, v in spec.items() if k in DEFAULTS}}
-    for name, (low, high) in LIMITS.items():
-        value = out[name]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(f"benchmark {name} must be an integer from {low} to {high}")
-    if out["hardware"] not in ("cpu", "gpu"):
-        raise ValueError("benchmark hardware must be cpu or gpu")
-    models = spec.get("models")
-    if not isinstance(models, list) or not models:
-        raise ValueError("the benchmark needs a list of models")
-    ids = set()
-    out["models"] = []
-    for model in models:
-        if not isinstance(model, dict) or not isinstance(model.get("id"), str):
-            raise ValueError('each benchmark model needs an "id"')
-        if model["id"] in ids:
-            raise ValueError(f"benchmark model {model['id']!r} appears twice")
-        ids.add(model["id"])
-        if model.get("runtime") not in RUNTIMES:
-            raise ValueError(f"benchmark model {model['id']}: runtime must be keras or tflite")
-        path = model.get("path")
-        if not isinstance(path, str) or not os.path.isabs(path):
-            raise ValueError(f"benchmark model {model['id']}: path must be absolute")
-        out["models"].append({"id": model["id"], "path": path, "runtime": model["runtime"],
-                              "jit_compile": bool(model.get("jit_compile"))})
-    pairs = spec.get("pairs") or []
-    if not isinstance(pairs, list):
-        raise ValueError("benchmark pairs must be a list")
-    out["pairs"] = []
-    for pair in pairs:
-        if not isinstance(pair, dict) or pair.get("slow") not in ids \
-                or pair.get("fast") not in ids:
-            raise ValueError("each benchmark pair names a slow and a fast model by id")
-        out["pairs"].append({"id": str(pair.get("id") or f"{pair['slow']}/{pair['fast']}"),
-                             "slow": pair["slow"], "fast": pair["fast"]})
-    out["dataset"] = datasets.validate_dataset(spec.get("dataset"))
+    """The benchmark spec with defaults filled in; fields.Invalid (a ValueError) with a
+    readable message otherwise."""
+    problems = Problems()
+    out = SPEC.clean(spec, "", problems)
+    problems.raise_if_any()
+    datasets.check_dataset(out["dataset"], "dataset", problems, datasets.DATASET)
+    ids = [model["id"] for model in out["models"]]
+    for index, model in enumerate(out["models"]):
+        if ids.index(model["id"]) != index:
+            problems.add(f"models.{index}", f"Benchmark model {shown(model['id'])} appears "
+                                            "twice.")
+        if not os.path.isabs(model["path"]):
+            problems.add(f"models.{index}.path", "The path of a model must be absolute.")
+    for index, pair in enumerate(out["pairs"]):
+        if pair["slow"] not in ids or pair["fast"] not in ids:
+            problems.add(f"pairs.{index}", "Each benchmark pair names a slow and a fast "
+                                           "model by id.")
+        pair["id"] = pair.get("id") or f"{pair['slow']}/{pair['fast']}"
+    problems.raise_if_any()
     return out
 
 

@@ -65,23 +65,18 @@ import math
 import numpy as np
 
 from runners.engine.events import EngineError
+from runners.engine.fields import Choice, Integer, Number
 from runners.engine.steps import PostTrainingQuantization, TechniqueStep, register
 
+# compressible_layers' classes, by name, for applies_to's ModelFacts.
+COMPRESSIBLE = ("Dense", "Conv1D", "Conv2D", "Conv3D")
 
-def _number(technique, params, name, low, high, *, integer=False, low_open=False,
-            high_open=False, optional=False):
-    value = params[name]
-    if optional and value is None:
-        return
-    kind = "an integer" if integer else "a number"
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and (not integer or value == int(value))
-    ok = ok and (low < value if low_open else low <= value)
-    ok = ok and (value < high if high_open else value <= high)
-    if not ok:
-        low_text = f"above {low}" if low_open else f"from {low}"
-        high_text = f"below {high}" if high_open else f"to {high}"
-        raise ValueError(f"{technique} {name} must be {kind} {low_text} {high_text}, not {value!r}")
+
+def _no_kernels(technique, verb, model):
+    if model.has(*COMPRESSIBLE) is False:
+        return (f"The {technique} step {verb} Dense and convolution kernels "
+                f"({', '.join(COMPRESSIBLE)}); {model.arch} has none.")
+    return None
 
 
 def _steps_per_epoch(ctx):
@@ -221,28 +216,31 @@ class Pruning(TechniqueStep):
     """
 
     technique = "pruning"
-    defaults = {
-        "target_sparsity": 0.8, "schedule": "polynomial_decay", "structure": "unstructured",
-        "begin": 0.0, "end": 0.7, "begin_step": None, "end_step": None, "power": 3,
-        "fine_tune_epochs": 0,
+    fields = {
+        "target_sparsity": Number(0, 0.99, 0.8),
+        "schedule": Choice(("polynomial_decay", "constant"), "polynomial_decay"),
+        "structure": Choice(("unstructured", "2:4"), "unstructured"),
+        "begin": Number(0, 1, 0.0),
+        "end": Number(0, 1, 0.7),
+        "begin_step": Integer(0, 10**9, None, nullable=True),
+        "end_step": Integer(0, 10**9, None, nullable=True),
+        "power": Number(0, 10, 3, above=True),
+        "fine_tune_epochs": Integer(0, 1000, 0),
     }
-    choices = {"schedule": ("polynomial_decay", "constant"),
-               "structure": ("unstructured", "2:4")}
 
     @classmethod
     def check(cls, params):
-        _number(cls.technique, params, "target_sparsity", 0, 1, high_open=True)
-        _number(cls.technique, params, "begin", 0, 1)
-        _number(cls.technique, params, "end", 0, 1)
-        _number(cls.technique, params, "power", 0, 10, low_open=True)
-        _number(cls.technique, params, "fine_tune_epochs", 0, 1000, integer=True)
-        _number(cls.technique, params, "begin_step", 0, 10**9, integer=True, optional=True)
-        _number(cls.technique, params, "end_step", 0, 10**9, integer=True, optional=True)
         if params["begin"] > params["end"]:
-            raise ValueError("pruning begin must not come after end")
-        if None not in (params["begin_step"], params["end_step"]) and \
-                params["begin_step"] > params["end_step"]:
-            raise ValueError("pruning begin_step must not come after end_step")
+            raise ValueError(f"The pruning begin must not come after end (got {params['begin']:g} "
+                             f"and {params['end']:g}).")
+        begin, end = params["begin_step"], params["end_step"]
+        if None not in (begin, end) and begin > end:
+            raise ValueError(f"The pruning begin_step must not come after end_step (got "
+                             f"{begin:,} and {end:,}).")
+
+    @classmethod
+    def applies_to(cls, params, model):
+        return _no_kernels(cls.technique, "prunes", model)
 
     def configure(self, ctx):
         super().configure(ctx)
@@ -381,12 +379,14 @@ class Clustering(TechniqueStep):
     """Weight clustering: k shared values per kernel, then fine-tuning of the centroids."""
 
     technique = "clustering"
-    defaults = {"clusters": 16, "fine_tune_epochs": 2}
+    fields = {"clusters": Integer(2, 65536, 16), "fine_tune_epochs": Integer(0, 1000, 2)}
+    # configure's EngineError at run time, in whichever order the two steps come.
+    conflicts = {"pruning": "Clustering cannot share a recipe with pruning yet: both hold the "
+                            "kernels through a constraint."}
 
     @classmethod
-    def check(cls, params):
-        _number(cls.technique, params, "clusters", 2, 65536, integer=True)
-        _number(cls.technique, params, "fine_tune_epochs", 0, 1000, integer=True)
+    def applies_to(cls, params, model):
+        return _no_kernels(cls.technique, "clusters", model)
 
     def configure(self, ctx):
         super().configure(ctx)
@@ -419,6 +419,8 @@ class Clustering(TechniqueStep):
         if not self.layers:
             # No fine-tuning epochs (or training stopped early): cluster the trained weights.
             self.cluster(ctx)
+        if not self.layers:
+            raise EngineError("clustering found no Dense or convolution kernel to cluster")
         for layer in compressible_layers(ctx.model):
             layer.kernel.constraint = None
         ctx.notes.append(
@@ -486,14 +488,22 @@ class QuantizationAwareTraining(TechniqueStep):
     """Train with int8 fake quantization, then convert to an int8 .tflite (as ptq does)."""
 
     technique = "qat"
-    defaults = {"mode": "full_int8", "fine_tune_epochs": 0, "representative_samples": 100}
-    choices = {"mode": ("full_int8", "dynamic_int8")}
+    fields = {
+        "mode": Choice(("full_int8", "dynamic_int8"), "full_int8"),
+        "fine_tune_epochs": Integer(0, 1000, 0),
+        # As ptq's (a field each: register labels it with the technique's name).
+        "representative_samples": Integer(1, 10_000, 100),
+    }
+    conflicts = {"ptq": "The qat step converts to an int8 .tflite itself; remove ptq from the "
+                        "recipe."}
     requires_backend = "tensorflow"
 
     @classmethod
-    def check(cls, params):
-        _number(cls.technique, params, "fine_tune_epochs", 0, 1000, integer=True)
-        PostTrainingQuantization.check(params)
+    def applies_to(cls, params, model):
+        if model.nested is True:
+            return (f"The qat step supports models without nested models; {model.arch} "
+                    "nests one.")
+        return None
 
     def configure(self, ctx):
         super().configure(ctx)

@@ -14,13 +14,26 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from .fields import INVALID, Integer, ListOf, Object, Problems, Tagged, Text
 from .modelfile import check_directory, zip_directory
 
 TEST_FRACTION = 0.2
 VALIDATION_FRACTION = 0.1
 DIGITS_SAMPLES = 1797
 DIGITS_SHAPE = (8, 8, 1)
-SYNTHETIC_DEFAULTS = {"samples": 2000, "shape": [32, 32, 3], "classes": 10, "seed": 0}
+SYNTHETIC = Object({
+    "samples": Integer(100, 200_000, 2000),
+    "shape": ListOf(Integer(1, 512, label="each dimension"), [32, 32, 3], min_items=1,
+                    max_items=3, help="[features], [height, width] or [height, width, "
+                                      "channels]."),
+    "classes": Integer(2, 1000, 10),
+    "seed": Integer(0, 2**31 - 1, 0),
+})
+SYNTHETIC_DEFAULTS = SYNTHETIC.defaults
+DATASETS = {"digits": Object({}), "synthetic": SYNTHETIC}
+# The engine's dataset: an upload is an .npz named by its absolute path.
+DATASET = Tagged("name", {**DATASETS, "npz": Object({"path": Text(4096, blank=False)})},
+                 default_tag="digits", label="dataset")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 MIN_TRAIN_SAMPLES = 20
 MIN_TEST_SAMPLES = 10
@@ -55,27 +68,34 @@ class Dataset:
 
 
 def validate_dataset(spec):
-    """Return the dataset spec with defaults filled in; ValueError on anything unusable."""
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise ValueError('dataset must be an object with a "name"')
-    name = spec["name"]
-    if name == "digits":
-        _reject_unknown(spec, {"name"})
-        return {"name": "digits"}
-    if name == "synthetic":
-        _reject_unknown(spec, {"name", *SYNTHETIC_DEFAULTS})
-        filled = {"name": "synthetic", **SYNTHETIC_DEFAULTS, **spec}
-        filled["shape"] = list(filled["shape"]) if isinstance(filled["shape"], (list, tuple)) \
-            else filled["shape"]
-        _check_synthetic(filled)
-        return filled
-    if name == "npz":
-        _reject_unknown(spec, {"name", "path"})
-        path = spec.get("path")
-        if not isinstance(path, str) or not os.path.isabs(path):
-            raise ValueError('dataset "npz" needs "path", an absolute path to a .npz file')
-        return {"name": "npz", "path": path}
-    raise ValueError(f"unknown dataset {name!r}; choose digits, synthetic or npz")
+    """Return the dataset spec (the engine's: an .npz named by its path) with defaults filled
+    in; fields.Invalid (a ValueError) on anything unusable."""
+    problems = Problems()
+    cleaned = check_dataset(spec, "dataset", problems, DATASET)
+    problems.raise_if_any()
+    return cleaned
+
+
+def check_dataset(spec, path, problems, field):
+    """A dataset spec checked by one of its fields (DATASET, or the web's, which names an
+    upload by id), with the rules across its settings; fields.INVALID when unusable."""
+    cleaned = field.clean(spec, path, problems)
+    if cleaned is INVALID:
+        return INVALID
+    if cleaned["name"] == "synthetic":
+        samples, classes, shape = cleaned["samples"], cleaned["classes"], cleaned["shape"]
+        if samples < 5 * classes:
+            problems.add(f"{path}.samples", f"Synthetic data needs at least 5 samples per "
+                                            f"class: {5 * classes:,} for {classes} classes.")
+            return INVALID
+        if samples * math.prod(shape) > MAX_SYNTHETIC_VALUES:
+            problems.add(path, f"Synthetic data of {samples:,} x {shape} is too large (limit "
+                               f"{MAX_SYNTHETIC_VALUES:,} values).")
+            return INVALID
+    if cleaned["name"] == "npz" and "path" in cleaned and not os.path.isabs(cleaned["path"]):
+        problems.add(f"{path}.path", "The path of an .npz must be absolute.")
+        return INVALID
+    return cleaned
 
 
 def describe(spec):
@@ -452,36 +472,3 @@ def _pickle_error(name, exc):
     if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
         return ValueError(f"{name} contains Python objects; only plain numeric arrays are accepted")
     return ValueError(f"{name} is not a readable .npz archive ({exc})")
-
-
-def _check_synthetic(spec):
-    shape, classes, samples, seed = (spec[k] for k in ("shape", "classes", "samples", "seed"))
-    if not (isinstance(shape, list) and 1 <= len(shape) <= 3
-            and all(_is_int(d) and d >= 1 for d in shape)):
-        raise ValueError(
-            "synthetic shape must be a list of 1 to 3 positive integers, e.g. [32, 32, 3]"
-        )
-    if not (_is_int(classes) and 2 <= classes <= 1000):
-        raise ValueError("synthetic classes must be an integer from 2 to 1000")
-    if not (_is_int(samples) and samples >= 5 * classes):
-        raise ValueError("synthetic samples must be an integer, at least 5 per class")
-    if samples * math.prod(shape) > MAX_SYNTHETIC_VALUES:
-        raise ValueError(
-            f"synthetic data of {samples} x {shape} is too large "
-            f"(limit {MAX_SYNTHETIC_VALUES:,} values)"
-        )
-    if not _is_int(seed):
-        raise ValueError("synthetic seed must be an integer")
-
-
-def _reject_unknown(spec, allowed):
-    unknown = sorted(set(spec) - allowed)
-    if unknown:
-        raise ValueError(
-            f"dataset {spec['name']!r} does not take {', '.join(unknown)}; "
-            f"it takes {', '.join(sorted(allowed - {'name'})) or 'no parameters'}"
-        )
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

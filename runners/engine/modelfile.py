@@ -303,7 +303,47 @@ def describe(model):
         "params": int(model.count_params()),
         "layers": len(layers),
         "output": kind,
+        "facts": facts(model),
     }
+
+
+def facts(model):
+    """What the recipe checks need to know of a model before a run (steps.ModelFacts): its
+    layer classes, nested models' included, whether it is one straight chain, and whether it
+    nests models."""
+    import keras
+
+    counted = {}
+
+    def count(outer):
+        for layer in outer.layers:
+            if isinstance(layer, keras.Model):
+                count(layer)
+            name = layer.__class__.__name__
+            if name != "InputLayer":
+                counted[name] = counted.get(name, 0) + 1
+
+    count(model)
+    nested = any(isinstance(layer, keras.Model) for layer in model.layers)
+    return {"arch": "uploaded", "layers": counted, "chain": straight_chain(model) is not None,
+            "nested": nested}
+
+
+def straight_chain(model):
+    """The layers of a model that is one straight chain, inputs first; None when it
+    branches (a layer used twice, or fed by anything but the layer before it)."""
+    import keras
+
+    layers = [layer for layer in model.layers if layer.__class__.__name__ != "InputLayer"]
+    if isinstance(model, keras.Sequential):
+        # A chain by construction; once loaded, its layers hold a node per rebuild.
+        return layers
+    previous = model.inputs[0] if len(model.inputs) == 1 else None
+    for layer in layers:
+        if previous is None or len(layer._inbound_nodes) != 1 or layer.input is not previous:
+            return None
+        previous = layer.output
+    return layers
 
 
 def inspect(path, *, name=None):

@@ -12,23 +12,11 @@ import time
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 
-from runners.engine import advisor, events, measure, zoo
+from runners.engine import advisor, events, measure, schema, zoo
 from runners.engine import data as datasets
 from runners.engine.events import EngineError
 from runners.engine.fingerprint import fingerprint
-from runners.engine.steps import build_steps, validate_step
-
-TRAINING_DEFAULTS = {
-    "epochs": 5, "batch_size": 64, "optimizer": "adam", "learning_rate": 0.001, "seed": 0,
-}
-# batch_size None: the training batch size.
-BENCHMARK_DEFAULTS = {"trials": 5, "latency_samples": 50, "warmup": 10, "batch_size": None}
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-HARDWARE = ("cpu", "gpu")
-LIMITS = {
-    "epochs": (1, 1000), "batch_size": (1, 65536), "seed": (0, 2**31 - 1),
-    "trials": (1, 100), "latency_samples": (1, 100_000), "warmup": (0, 100_000),
-}
+from runners.engine.steps import build_steps
 
 
 class Cancelled(Exception):
@@ -108,47 +96,9 @@ class RunContext:
 
 
 def validate_spec(spec):
-    """The engine spec with defaults filled in; ValueError with a readable message otherwise."""
-    if not isinstance(spec, dict):
-        raise ValueError("the spec must be a JSON object")
-    model = spec.get("model")
-    if not isinstance(model, dict) or "arch" not in model:
-        raise ValueError('spec.model must be an object with an "arch"')
-    if model["arch"] == "uploaded":
-        path = model.get("path")
-        if not isinstance(path, str) or not os.path.isabs(path):
-            raise ValueError('an uploaded model needs "path", the absolute path of a .keras file')
-        model = {"arch": "uploaded", "path": path, "params": {}}
-    else:
-        model = {"arch": model["arch"], "params": zoo.resolve_params(model["arch"],
-                                                                      model.get("params"))}
-    training = _section(spec, "training", TRAINING_DEFAULTS)
-    for name in ("epochs", "batch_size", "seed"):
-        _integer("training", name, training[name])
-    if training["optimizer"] not in OPTIMIZERS:
-        raise ValueError(f"training.optimizer must be one of {', '.join(OPTIMIZERS)}")
-    rate = training["learning_rate"]
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 10:
-        raise ValueError("training.learning_rate must be a number above 0 and at most 10")
-    benchmark = _section(spec, "benchmark", BENCHMARK_DEFAULTS)
-    benchmark["batch_size"] = benchmark["batch_size"] or training["batch_size"]
-    for name in ("trials", "latency_samples", "warmup", "batch_size"):
-        _integer("benchmark", name, benchmark[name])
-    hardware = spec.get("hardware", "cpu")
-    if hardware not in HARDWARE:
-        raise ValueError(f"hardware must be one of {', '.join(HARDWARE)}, not {hardware!r}")
-    steps = spec.get("steps", [])
-    if not isinstance(steps, list):
-        raise ValueError("steps must be a list (empty for the baseline)")
-    return {
-        "name": str(spec.get("name", "")),
-        "model": model,
-        "dataset": datasets.validate_dataset(spec.get("dataset")),
-        "training": training,
-        "hardware": hardware,
-        "steps": [validate_step(step) for step in steps],
-        "benchmark": benchmark,
-    }
+    """The engine spec with defaults filled in; ValueError with a readable message otherwise
+    (runners.engine.schema's, the same rules the web's doors apply)."""
+    return schema.check_engine_spec(spec)
 
 
 def execute(spec, artifacts_dir=None, cancel=None):
@@ -423,19 +373,3 @@ def _devices(backend, hardware):
     if hardware == "gpu" and not any("gpu" in d.lower() or "cuda" in d.lower() for d in found):
         raise EngineError(f"hardware gpu was requested but the {backend} backend sees no GPU")
     return found
-
-
-def _section(spec, name, defaults):
-    given = spec.get(name) or {}
-    if not isinstance(given, dict):
-        raise ValueError(f"{name} must be an object")
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ValueError(f"{name} does not take {', '.join(unknown)}")
-    return {**defaults, **given}
-
-
-def _integer(section, name, value):
-    low, high = LIMITS[name]
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{section}.{name} must be an integer from {low} to {high}")

@@ -22,29 +22,55 @@ Parameters are plain JSON values checked by ``validate_step`` without importing 
 so the web process validates recipes with the same rules the engine applies.
 """
 
-import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from runners.engine import events
+from runners.engine import events, fields
 from runners.engine.events import EngineError
+from runners.engine.fields import Boolean, Choice, Integer, ListOf, Number, Text
 
 TECHNIQUES = {}
 BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
+MAX_STEPS = 16
 
 
 def register(cls):
+    for key, field in cls.fields.items():
+        # "The pruning target sparsity must be between 0 and 0.99 (got 2)."
+        field.label = field.label or f"the {cls.technique} {key.replace('_', ' ')}"
+    cls.defaults = fields.Object(cls.fields).defaults
     TECHNIQUES[cls.technique] = cls
     return cls
 
 
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the door knows of a model before any run: its arch (for an upload, its name in
+    quotes, as messages say it), and for the zoo's and for uploads checked since layer
+    inventories were kept, its layer classes ({name: count}), whether it is one straight
+    chain of layers, and whether it nests models. None: unknown (an upload checked before),
+    and a step that needs the fact checks it at run time."""
+
+    arch: str
+    layers: dict | None = None
+    chain: bool | None = None
+    nested: bool | None = None
+
+    def has(self, *classes):
+        """Whether the model has a layer of one of these classes (None: unknown)."""
+        if self.layers is None:
+            return None
+        return any(self.layers.get(name) for name in classes)
+
+
 class TechniqueStep:
     technique = ""
-    # parameter -> default value; a parameter not listed here is rejected.
-    defaults = {}
-    # parameter -> allowed values, for parameters with a fixed set of choices.
-    choices = {}
+    # parameter -> fields.Field (its type, bounds and default); other parameters are refused.
+    fields = {}
+    # technique -> why it cannot share a recipe with this one.
+    conflicts = {}
     requires_backend = None
 
     def __init__(self, **params):
@@ -52,25 +78,33 @@ class TechniqueStep:
 
     @classmethod
     def validate(cls, params):
-        unknown = sorted(set(params) - set(cls.defaults))
-        if unknown:
-            takes = ", ".join(cls.defaults) or "no parameters"
-            raise ValueError(
-                f"{cls.technique} does not take {', '.join(unknown)}; it takes {takes}"
-            )
-        filled = {**cls.defaults, **params}
-        for name, allowed in cls.choices.items():
-            if filled[name] not in allowed:
-                raise ValueError(
-                    f"{cls.technique} {name} must be one of {', '.join(allowed)}, "
-                    f"not {filled[name]!r}"
-                )
-        cls.check(filled)
+        """The parameters with defaults filled in; fields.Invalid (a ValueError) otherwise."""
+        problems = fields.Problems()
+        filled = cls.clean(params, "", problems)
+        problems.raise_if_any(paths=False)
+        return filled
+
+    @classmethod
+    def clean(cls, params, path, problems):
+        filled = fields.Object(cls.fields, label=cls.technique).clean(params, path, problems)
+        if filled is fields.INVALID:
+            return filled
+        try:
+            cls.check(filled)
+        except ValueError as exc:
+            problems.add(path, str(exc))
+            return fields.INVALID
         return filled
 
     @classmethod
     def check(cls, params):
-        """Checks beyond choices; raise ValueError with a message for the user."""
+        """Checks across parameters; raise ValueError with a message for the user."""
+
+    @classmethod
+    def applies_to(cls, params, model):
+        """Why this step cannot apply to the model (a ModelFacts), or None. Asked at the
+        door, so that a recipe that would fail at run time is refused before it is stored."""
+        return None
 
     def configure(self, ctx):
         if self.requires_backend and ctx.backend != self.requires_backend:
@@ -105,35 +139,89 @@ class TechniqueStep:
 
 
 def validate_step(step):
-    """The step with defaults filled in; ValueError with a readable message otherwise."""
+    """The step with defaults filled in; fields.Invalid (a ValueError) with a readable
+    message otherwise."""
+    problems = fields.Problems()
+    cleaned = check_step(step, "", problems)
+    problems.raise_if_any(paths=False)  # each message names its technique and parameter
+    return cleaned
+
+
+def check_step(step, path, problems):
+    """One step checked, its messages added under path; fields.INVALID when it is unusable."""
     if not isinstance(step, dict) or not isinstance(step.get("technique"), str):
-        raise ValueError('each step must be an object with a "technique" name')
-    params = {k: v for k, v in step.items() if k != "technique"}
+        problems.add(path, 'Each step must be an object with a "technique" name.')
+        return fields.INVALID
     name = step["technique"]
     if name not in TECHNIQUES:
-        available = ", ".join(sorted(TECHNIQUES))
-        raise ValueError(f"unknown technique {name!r}; available: {available}")
-    for key, value in params.items():
-        # json.loads accepts Infinity and NaN; no parameter means anything by them.
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{name} {key} must be a finite number, not {value!r}")
-    try:
-        return {"technique": name, **TECHNIQUES[name].validate(params)}
-    except (TypeError, OverflowError) as exc:
-        raise ValueError(f"{name}: a parameter has a value of the wrong type ({exc})") from None
+        problems.add(path, f"Unknown technique {fields.shown(name)}"
+                           f"{fields.did_you_mean(name, TECHNIQUES)}; available: "
+                           f"{', '.join(sorted(TECHNIQUES))}.")
+        return fields.INVALID
+    params = {key: value for key, value in step.items() if key != "technique"}
+    cleaned = TECHNIQUES[name].clean(params, path, problems)
+    return fields.INVALID if cleaned is fields.INVALID else {"technique": name, **cleaned}
+
+
+def check_steps(steps, path, problems):
+    """A recipe's steps checked one by one and together: each technique at most once (a
+    second would only conflict), and no two techniques that exclude each other. Returns the
+    cleaned steps, or fields.INVALID."""
+    if not isinstance(steps, list):
+        problems.add(path, "Steps must be a list.")
+        return fields.INVALID
+    if len(steps) > MAX_STEPS:
+        problems.add(path, f"A recipe has at most {MAX_STEPS} steps (got {len(steps)}).")
+        return fields.INVALID
+    cleaned = [check_step(step, f"{path}.{index}", problems) for index, step in enumerate(steps)]
+    named = [step["technique"] for step in cleaned if step is not fields.INVALID]
+    for name in sorted({name for name in named if named.count(name) > 1}):
+        problems.add(path, f"Technique '{name}' appears twice in the recipe; use it once.")
+    for name in named:
+        for other, why in TECHNIQUES[name].conflicts.items():
+            if other in named:
+                problems.add(path, why)
+    if len(named) < len(cleaned) or problems.under(path):
+        return fields.INVALID
+    return cleaned
+
+
+def validate_steps(steps):
+    """A recipe's steps checked as check_steps does; fields.Invalid with its messages under
+    "steps", each about one step reading "Step 2: ..."."""
+    problems = fields.Problems()
+    cleaned = check_steps(steps, "steps", problems)
+    if problems:
+        raise fields.Invalid({"steps": [
+            f"Step {int(path.split('.')[1]) + 1}: {message}" if path.count(".") else message
+            for path, messages in problems.messages.items() for message in messages]},
+            paths=False)
+    return cleaned
+
+
+def check_applicable(steps, path, problems, model):
+    """Messages under path.N for each cleaned step that cannot apply to the model (a
+    ModelFacts)."""
+    for index, step in enumerate(steps):
+        params = {key: value for key, value in step.items() if key != "technique"}
+        why = TECHNIQUES[step["technique"]].applies_to(params, model)
+        if why:
+            problems.add(f"{path}.{index}", why)
+
+
+def steps_schema():
+    """The JSON Schema of a recipe's steps: one object per technique, by its name."""
+    return fields.Tagged("technique", {name: fields.Object(cls.fields)
+                                       for name, cls in sorted(TECHNIQUES.items())}).describe()
 
 
 def build_steps(step_specs):
-    """Step objects for a recipe; one of each technique, since a second would only conflict."""
-    steps, seen = [], set()
-    for spec in step_specs:
-        spec = validate_step(spec)
-        name = spec.pop("technique")
-        if name in seen:
-            raise ValueError(f"technique {name!r} appears twice in the recipe")
-        seen.add(name)
-        steps.append(TECHNIQUES[name](**spec))
-    return steps
+    """Step objects for a recipe, checked as check_steps does (without model facts)."""
+    problems = fields.Problems()
+    cleaned = check_steps(step_specs, "steps", problems)
+    problems.raise_if_any()
+    return [TECHNIQUES[spec["technique"]](**{k: v for k, v in spec.items() if k != "technique"})
+            for spec in cleaned]
 
 
 @register
@@ -141,8 +229,7 @@ class MixedPrecision(TechniqueStep):
     """Compute in 16-bit floats, keep variables in float32 (Keras dtype policy)."""
 
     technique = "mixed_precision"
-    defaults = {"policy": "mixed_float16"}
-    choices = {"policy": ("mixed_float16", "mixed_bfloat16")}
+    fields = {"policy": Choice(("mixed_float16", "mixed_bfloat16"), "mixed_float16")}
 
     def configure(self, ctx):
         import keras
@@ -195,15 +282,9 @@ class PostTrainingQuantization(TechniqueStep):
     """
 
     technique = "ptq"
-    defaults = {"mode": "dynamic_int8", "representative_samples": 100}
-    choices = {"mode": ("dynamic_int8", "float16", "full_int8")}
+    fields = {"mode": Choice(("dynamic_int8", "float16", "full_int8"), "dynamic_int8"),
+              "representative_samples": Integer(1, 10_000, 100)}
     requires_backend = "tensorflow"
-
-    @classmethod
-    def check(cls, params):
-        samples = params["representative_samples"]
-        if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= 10000:
-            raise ValueError("ptq representative_samples must be an integer from 1 to 10000")
 
     def after_train(self, ctx):
         from runners.engine.measure import TFLiteRuntime
@@ -281,27 +362,8 @@ def _float32_policies(config):
 # --- Shared checks and helpers -------------------------------------------------------------
 
 
-def _integer_param(technique, name, value, low, high, allow_none=False):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{technique} {name} must be an integer from {low} to {high}"
-                         + (" or null" if allow_none else ""))
-
-
-def _number_param(technique, name, value, low, high, allow_none=False, open_low=False):
-    if value is None and allow_none:
-        return
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not numeric or not (low < value if open_low else low <= value) or not value <= high:
-        bound = f"above {low}" if open_low else f"from {low}"
-        raise ValueError(f"{technique} {name} must be a number {bound} to {high}"
-                         + (" or null" if allow_none else ""))
-
-
-def _bool_param(technique, name, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"{technique} {name} must be true or false, not {value!r}")
+def _count(number, noun):
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _import_tensorflow(technique):
@@ -368,15 +430,14 @@ def _dataset_options(ctx, options):
 
 def _chain_layers(model, technique):
     """The layers of a model that is one straight chain (seed_mlp, seed_cnn), inputs first."""
-    layers = [layer for layer in model.layers if layer.__class__.__name__ != "InputLayer"]
-    previous = model.inputs[0] if len(model.inputs) == 1 else None
-    for layer in layers:
-        if previous is None or len(layer._inbound_nodes) != 1 or layer.input is not previous:
-            raise EngineError(
-                f"{technique} rebuilds models layer by layer and needs a straight chain of "
-                f"layers; {model.name} has branches (use the resnet's own options instead)"
-            )
-        previous = layer.output
+    from runners.engine.modelfile import straight_chain
+
+    layers = straight_chain(model)
+    if layers is None:
+        raise EngineError(
+            f"{technique} rebuilds models layer by layer and needs a straight chain of "
+            f"layers; {model.name} has branches (use the resnet's own options instead)"
+        )
     return layers
 
 
@@ -390,6 +451,23 @@ def _rebuild_chain(model, technique, expand):
         for new in expand(layer):
             x = new(x)
     return keras.Model(inputs, x, name=model.name)
+
+
+def _chain_refusal(technique, model):
+    """applies_to's side of _chain_layers: refuse a model known to branch."""
+    if model.chain is False:
+        return (f"The {technique} step rebuilds models layer by layer and needs a straight "
+                f"chain of layers; {model.arch} has branches.")
+    return None
+
+
+def _leaf_layers(model):
+    """The layers of a model, those of nested models in place of the models."""
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.__class__.__name__ != "InputLayer":
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
 
 
 def _is_hidden_weighted(layer):
@@ -412,20 +490,20 @@ class DataParallel(TechniqueStep):
     """
 
     technique = "data_parallel"
-    defaults = {"replicas": None, "devices": None}
+    fields = {
+        "replicas": Integer(1, 64, None, nullable=True),
+        # Device names such as ["/gpu:0", "/gpu:1"]; null: the GPUs, or a split CPU.
+        "devices": ListOf(Text(64, blank=False, label="a data_parallel device name"), None,
+                          min_items=1, max_items=64, nullable=True),
+    }
     requires_backend = "tensorflow"
 
     @classmethod
     def check(cls, params):
-        _integer_param(cls.technique, "replicas", params["replicas"], 1, 64, allow_none=True)
-        devices = params["devices"]
-        if devices is not None:
-            if not isinstance(devices, list) or not devices or not all(
-                    isinstance(d, str) and d for d in devices):
-                raise ValueError("data_parallel devices must be a list of device names such "
-                                 'as ["/gpu:0", "/gpu:1"]')
-            if params["replicas"] is not None and params["replicas"] != len(devices):
-                raise ValueError("data_parallel replicas must equal the number of devices")
+        replicas, devices = params["replicas"], params["devices"]
+        if None not in (replicas, devices) and replicas != len(devices):
+            raise ValueError(f"The data_parallel replicas must equal the number of devices "
+                             f"(got {replicas} for {_count(len(devices), 'device')}).")
 
     def configure(self, ctx):
         super().configure(ctx)
@@ -518,12 +596,12 @@ class ModelParallel(TechniqueStep):
     """
 
     technique = "model_parallel"
-    defaults = {"devices": 2}
+    fields = {"devices": Integer(2, 16, 2)}
     requires_backend = "tensorflow"
 
     @classmethod
-    def check(cls, params):
-        _integer_param(cls.technique, "devices", params["devices"], 2, 16)
+    def applies_to(cls, params, model):
+        return _chain_refusal(cls.technique, model)
 
     def configure(self, ctx):
         super().configure(ctx)
@@ -599,13 +677,8 @@ class OpParallelism(TechniqueStep):
     """
 
     technique = "op_parallelism"
-    defaults = {"intra_op_threads": 0, "inter_op_threads": 0}
+    fields = {"intra_op_threads": Integer(0, 256, 0), "inter_op_threads": Integer(0, 256, 0)}
     requires_backend = "tensorflow"
-
-    @classmethod
-    def check(cls, params):
-        for name in cls.defaults:
-            _integer_param(cls.technique, name, params[name], 0, 256)
 
     def configure(self, ctx):
         import tensorflow as tf
@@ -634,14 +707,11 @@ class InputPipeline(TechniqueStep):
     """Feed model.fit from a tf.data pipeline instead of numpy arrays."""
 
     technique = "input_pipeline"
-    defaults = {"cache": True, "prefetch": True, "parallel_map": True, "shuffle_buffer": None}
-
-    @classmethod
-    def check(cls, params):
-        for name in ("cache", "prefetch", "parallel_map"):
-            _bool_param(cls.technique, name, params[name])
-        _integer_param(cls.technique, "shuffle_buffer", params["shuffle_buffer"], 1, 10_000_000,
-                       allow_none=True)
+    fields = {
+        "cache": Boolean(True), "prefetch": Boolean(True), "parallel_map": Boolean(True),
+        # null: the whole training set.
+        "shuffle_buffer": Integer(1, 10_000_000, None, nullable=True),
+    }
 
     def fit_options(self, ctx, options):
         tf = _import_tensorflow(self.technique)
@@ -697,8 +767,18 @@ class KerasQuantize(TechniqueStep):
     """
 
     technique = "keras_quantize"
-    defaults = {"mode": "int8"}
-    choices = {"mode": ("int8", "int4", "float8")}
+    fields = {"mode": Choice(("int8", "int4", "float8"), "int8")}
+
+    @classmethod
+    def applies_to(cls, params, model):
+        mode = params["mode"]
+        # Keras's Embedding has no float8 mode: model.quantize skips it with a warning.
+        kinds = ("Dense", "EinsumDense") if mode == "float8" else \
+            ("Dense", "EinsumDense", "Embedding")
+        if model.has(*kinds) is False:
+            return (f"The keras_quantize {mode} step quantizes only "
+                    f"{', '.join(kinds[:-1])} or {kinds[-1]} layers; {model.arch} has none.")
+        return None
 
     def after_train(self, ctx):
         from runners.engine.measure import KerasRuntime
@@ -710,7 +790,8 @@ class KerasQuantize(TechniqueStep):
         quantized.set_weights(ctx.model.get_weights())
         quantized.quantize(mode)
         counted = {}
-        for layer in quantized.layers:
+        layers = list(_leaf_layers(quantized))  # model.quantize reaches nested models too
+        for layer in layers:
             policy = layer.dtype_policy.name
             if policy.startswith(mode):
                 counted[layer.__class__.__name__] = counted.get(layer.__class__.__name__, 0) + 1
@@ -721,7 +802,7 @@ class KerasQuantize(TechniqueStep):
         quantized_path = ctx.save_model(quantized, f"model_{mode}.keras")
         ctx.reference = KerasRuntime(ctx.model, reference_path)
         ctx.runtime = KerasRuntime(quantized, quantized_path)
-        floats = sorted({layer.__class__.__name__ for layer in quantized.layers
+        floats = sorted({layer.__class__.__name__ for layer in layers
                          if layer.weights and not layer.dtype_policy.name.startswith(mode)})
         ctx.notes.append(
             f"keras_quantize {mode}: model.quantize converts only Dense/EinsumDense/Embedding "
@@ -742,14 +823,11 @@ class Optimizer(TechniqueStep):
     """The optimizer, replacing training.optimizer; the learning rate (or schedule) carries."""
 
     technique = "optimizer"
-    defaults = {"name": "adam", "momentum": 0.9, "weight_decay": None}
-    choices = {"name": ("sgd", "adam", "adamw", "lion", "rmsprop")}
-
-    @classmethod
-    def check(cls, params):
-        _number_param(cls.technique, "momentum", params["momentum"], 0, 0.999)
-        _number_param(cls.technique, "weight_decay", params["weight_decay"], 0, 1,
-                      allow_none=True)
+    fields = {
+        "name": Choice(("sgd", "adam", "adamw", "lion", "rmsprop"), "adam"),
+        "momentum": Number(0, 0.999, 0.9),  # sgd and rmsprop only
+        "weight_decay": Number(0, 1, None, nullable=True),
+    }
 
     def make_optimizer(self, ctx, optimizer):
         import keras
@@ -779,16 +857,13 @@ class LRSchedule(TechniqueStep):
     """Learning-rate schedules: warmup then cosine decay, cosine decay, reduce-on-plateau."""
 
     technique = "lr_schedule"
-    defaults = {"kind": "warmup_cosine", "warmup_epochs": 1, "min_fraction": 0.0,
-                "factor": 0.5, "patience": 2}
-    choices = {"kind": ("warmup_cosine", "cosine", "reduce_on_plateau")}
-
-    @classmethod
-    def check(cls, params):
-        _integer_param(cls.technique, "warmup_epochs", params["warmup_epochs"], 0, 1000)
-        _number_param(cls.technique, "min_fraction", params["min_fraction"], 0, 1)
-        _number_param(cls.technique, "factor", params["factor"], 0, 0.999, open_low=True)
-        _integer_param(cls.technique, "patience", params["patience"], 0, 1000)
+    fields = {
+        "kind": Choice(("warmup_cosine", "cosine", "reduce_on_plateau"), "warmup_cosine"),
+        "warmup_epochs": Integer(0, 1000, 1),
+        "min_fraction": Number(0, 1, 0.0),
+        "factor": Number(0, 0.999, 0.5, above=True),  # reduce_on_plateau's
+        "patience": Integer(0, 1000, 2),
+    }
 
     def make_optimizer(self, ctx, optimizer):
         import keras
@@ -840,11 +915,11 @@ class BatchNorm(TechniqueStep):
     """BatchNormalization after every hidden Conv/Dense layer, before its activation."""
 
     technique = "batch_norm"
-    defaults = {"momentum": 0.9}
+    fields = {"momentum": Number(0, 0.999, 0.9)}
 
     @classmethod
-    def check(cls, params):
-        _number_param(cls.technique, "momentum", params["momentum"], 0, 0.999)
+    def applies_to(cls, params, model):
+        return _chain_refusal(cls.technique, model)
 
     def transform_model(self, ctx, model):
         import keras
@@ -876,12 +951,18 @@ class Regularization(TechniqueStep):
     """L2 weight penalty on Conv/Dense kernels, and a dropout rate for the Dropout layers."""
 
     technique = "regularization"
-    defaults = {"l2": 0.0001, "dropout": None}
+    fields = {
+        "l2": Number(0, 1, 0.0001),
+        # null: each Dropout layer keeps its rate.
+        "dropout": Number(0, 0.95, None, nullable=True),
+    }
 
     @classmethod
-    def check(cls, params):
-        _number_param(cls.technique, "l2", params["l2"], 0, 1)
-        _number_param(cls.technique, "dropout", params["dropout"], 0, 0.95, allow_none=True)
+    def applies_to(cls, params, model):
+        if params["dropout"] is not None and model.has("Dropout") is False:
+            return (f"The regularization dropout sets the rate of the Dropout layers; "
+                    f"{model.arch} has none (leave dropout null).")
+        return None
 
     def transform_model(self, ctx, model):
         import keras
@@ -920,11 +1001,7 @@ class LargeBatch(TechniqueStep):
     """Batch size x factor with the learning rate x factor (linear scaling, Goyal et al.)."""
 
     technique = "large_batch"
-    defaults = {"factor": 4}
-
-    @classmethod
-    def check(cls, params):
-        _integer_param(cls.technique, "factor", params["factor"], 2, 1024)
+    fields = {"factor": Integer(2, 1024, 4)}
 
     def configure(self, ctx):
         super().configure(ctx)
@@ -944,15 +1021,15 @@ class EarlyStop(TechniqueStep):
     """Stop at a target validation accuracy (time-to-accuracy) or after no improvement."""
 
     technique = "early_stop"
-    defaults = {"target_val_accuracy": 0.9, "patience": None}
+    fields = {
+        "target_val_accuracy": Number(0, 1, 0.9, above=True, nullable=True),
+        "patience": Integer(1, 1000, None, nullable=True),
+    }
 
     @classmethod
     def check(cls, params):
-        _number_param(cls.technique, "target_val_accuracy", params["target_val_accuracy"], 0, 1,
-                      allow_none=True, open_low=True)
-        _integer_param(cls.technique, "patience", params["patience"], 1, 1000, allow_none=True)
         if params["target_val_accuracy"] is None and params["patience"] is None:
-            raise ValueError("early_stop needs target_val_accuracy, patience or both")
+            raise ValueError("The early_stop step needs target_val_accuracy, patience or both.")
 
     def callbacks(self, ctx):
         import keras

@@ -7,23 +7,24 @@ tests/test_zoo.py checks against ``model.count_params()``.
 
 import math
 
-ARCHS = {
-    "seed_mlp": {"units": 64, "dropout": 0.2},
-    "seed_cnn": {"filters": 32, "dense": 128, "dropout": 0.5},
-    "resnet": {"depth": 3, "width": 16, "batch_norm": True},
-    "uploaded": {},
-}
+from runners.engine.fields import Boolean, Integer, Number, Object, Problems
 
-# name -> (kind, low, high); dropout rates are open at 1 because a rate of 1 drops everything.
-_PARAM_RULES = {
-    "units": (int, 1, 8192),
-    "filters": (int, 1, 1024),
-    "dense": (int, 1, 8192),
-    "dropout": (float, 0.0, 0.95),
-    "depth": (int, 1, 50),
-    "width": (int, 1, 512),
-    "batch_norm": (bool, None, None),
+# Each arch's parameters; dropout rates stop short of 1, which drops everything.
+PARAMS = {
+    "seed_mlp": Object({"units": Integer(1, 4096, 64, label="units"),
+                        "dropout": Number(0.0, 0.9, 0.2)}),
+    "seed_cnn": Object({"filters": Integer(1, 1024, 32), "dense": Integer(1, 8192, 128),
+                        "dropout": Number(0.0, 0.9, 0.5)}),
+    "resnet": Object({"depth": Integer(1, 50, 3), "width": Integer(1, 512, 16),
+                      "batch_norm": Boolean(True, label="BatchNorm")}),
+    "uploaded": Object({}),
 }
+for _arch, _params in PARAMS.items():
+    _params.label = _arch  # "Unknown setting 'filters' for seed_mlp; ..."
+ARCHS = {arch: params.defaults for arch, params in PARAMS.items()}
+# Bounds by parameter name, for the form's fields.
+PARAM_LIMITS = {key: field.bounds for params in PARAMS.values()
+                for key, field in params.fields.items() if hasattr(field, "bounds")}
 
 MAX_DOWNSAMPLES = 3
 # Smallest image side each image arch accepts: the CNN pools twice (floor), so it needs 4
@@ -32,29 +33,35 @@ _MIN_SIDE = {"seed_cnn": 4, "resnet": 2**MAX_DOWNSAMPLES}
 
 
 def resolve_params(arch, params=None):
-    """The arch's parameters with defaults filled in; ValueError names the bad one."""
+    """The arch's parameters with defaults filled in; fields.Invalid (a ValueError) names the
+    bad one."""
     if arch not in ARCHS:
         raise ValueError(f"unknown model arch {arch!r}; choose one of {', '.join(ARCHS)}")
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(ARCHS[arch]))
-    if unknown:
-        takes = ", ".join(ARCHS[arch]) or "no parameters"
-        raise ValueError(f"model {arch} does not take {', '.join(unknown)}; it takes {takes}")
-    resolved = {**ARCHS[arch], **params}
-    for name, value in resolved.items():
-        kind, low, high = _PARAM_RULES[name]
-        if kind is bool:
-            if not isinstance(value, bool):
-                raise ValueError(f"{arch} {name} must be true or false, not {value!r}")
-            continue
-        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not numeric or (kind is int and value != int(value)):
-            raise ValueError(f"{arch} {name} must be {'an integer' if kind is int else 'a number'}"
-                             f", not {value!r}")
-        if not low <= value <= high:
-            raise ValueError(f"{arch} {name} must be between {low} and {high}, not {value}")
-        resolved[name] = kind(value)
+    problems = Problems()
+    resolved = PARAMS[arch].clean(dict(params or {}), "model.params", problems)
+    problems.raise_if_any()
     return resolved
+
+
+def facts(arch, params):
+    """What the recipe checks need to know of a zoo model (steps.ModelFacts' fields): the
+    layer classes ``build_model`` makes, whether they form one chain, no nested models."""
+    p = resolve_params(arch, params)
+    if arch == "seed_mlp":
+        layers = {"Flatten": 1, "Dense": 3, "Dropout": 2, "Activation": 1}
+    elif arch == "seed_cnn":
+        layers = {"Conv2D": 2, "MaxPooling2D": 2, "Flatten": 1, "Dense": 2, "Dropout": 1,
+                  "Activation": 1}
+    else:
+        convs, channels = 1, p["width"]
+        for _, out, stride in _resnet_blocks(p):
+            convs += 3 + (stride != 1 or channels != out)
+            channels = out
+        layers = {"Conv2D": convs, "Add": p["depth"], "GlobalAveragePooling2D": 1, "Dense": 1,
+                  "Activation": 2 + 3 * p["depth"]}
+        if p["batch_norm"]:
+            layers["BatchNormalization"] = convs
+    return {"arch": arch, "layers": layers, "chain": arch != "resnet", "nested": False}
 
 
 def check_input_shape(arch, params, input_shape):
