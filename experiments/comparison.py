@@ -288,6 +288,9 @@ def replicate_accuracy_delta(pairs):
     if len(deltas) < 2:
         return None
     low, high = t_interval(deltas)
+    # Two replicates give t = 12.7: the interval can reach past what a difference of two
+    # accuracies can be, and it loses no coverage cut to [-1, 1].
+    low, high = max(low, -1.0), min(high, 1.0)
     return round(sum(deltas) / len(deltas), 4), [round(low, 4), round(high, 4)]
 
 

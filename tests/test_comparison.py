@@ -10,6 +10,7 @@ from experiments.comparison import (
     chance_interval,
     chance_level,
     noise_floor,
+    replicate_accuracy_delta,
     train_speedup,
 )
 from experiments.models import Run
@@ -97,6 +98,18 @@ def test_it_takes_the_accuracy_delta_over_the_replicates(replicated):
     low, high = row["accuracy_ci"]
     assert low < -0.015 < high < 0
     assert row["accuracy_verdict"] == "worse"
+
+
+def test_an_accuracy_delta_interval_stays_within_what_a_difference_can_be():
+    # Two seeds that disagree wildly: t(1 df) = 12.7 times a spread of 0.45.
+    pairs = [({"test_accuracy": 0.1}, {"test_accuracy": 0.9}),
+             ({"test_accuracy": 0.9}, {"test_accuracy": 0.8})]
+
+    delta, (low, high) = replicate_accuracy_delta(pairs)
+
+    assert delta == pytest.approx(0.35)
+    assert (low, high) == (-1.0, 1.0)
+    assert replicate_accuracy_delta(pairs[:1]) is None
 
 
 def test_it_reads_the_noise_floor_from_the_a_a_control(replicated, benchmarked):
