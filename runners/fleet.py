@@ -50,7 +50,10 @@ def _reap(model, *, reaper, timeout, what, ended, advice=""):
     timeout = timeout or settings.ACCELWEB_HEARTBEAT_TIMEOUT
     cutoff = timezone.now() - timedelta(seconds=timeout)
     reaped = []
-    for row in model.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff):
+    # Only what the message needs: a run's result and a benchmark's raw timings can be
+    # large, and every worker looks every few seconds.
+    stale = model.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff)
+    for row in stale.only("pk", "worker"):
         error = (f"The runner {row.worker or '?'} stopped sending heartbeats for more than "
                  f"{timeout} s {what} (its worker or engine process died); found by "
                  f"{reaper}.{advice}")
