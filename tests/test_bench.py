@@ -84,6 +84,11 @@ def test_it_finds_two_runs_of_one_spec_alike_and_a_wider_model_slower(trained, t
     result = events[-1]
     assert len(result["raw"]) == 3
     assert all(len(e["models"]["a"]["latency_ms"]) == 6 for e in result["raw"])
+    # Each execution loads the models in an order of its own: where a model lands in
+    # memory stays put for a process's life.
+    orders = [tuple(e["load_order"]) for e in result["raw"]]
+    assert all(sorted(order) == sorted(result["models"]) for order in orders)
+    assert len(set(orders)) > 1, orders
     assert result["models"]["wide"]["latency_ms_p50"] > result["models"]["a"]["latency_ms_p50"]
 
 

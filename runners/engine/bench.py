@@ -217,7 +217,8 @@ def execute_one(spec, index, inputs_path, cancel):
     # memory is fixed for the life of a process, and a fixed order would hand the same
     # model the same place in every execution (a bias no number of executions averages).
     runtimes = [None] * count
-    for m in rng.permutation(count):
+    load_order = rng.permutation(count)
+    for m in load_order:
         runtimes[m] = load_runtime(spec["models"][m])
         cancel.check()
         for i in range(spec["warmup"]):
@@ -270,6 +271,7 @@ def execute_one(spec, index, inputs_path, cancel):
     return {
         "index": index,
         "fingerprint": fingerprint(backend),
+        "load_order": [spec["models"][m]["id"] for m in load_order],
         "models": {
             model["id"]: {
                 "latency_ms": latency[m].tolist(),
@@ -339,5 +341,6 @@ def summarize(spec, executions):
         "fingerprint": executions[0]["fingerprint"] if executions else None,
         "models": models,
         "pairs": pairs,
-        "raw": [{"index": e["index"], "models": e["models"]} for e in executions],
+        "raw": [{"index": e["index"], "load_order": e["load_order"], "models": e["models"]}
+                for e in executions],
     }
