@@ -289,7 +289,8 @@ def test_it_reviews_compares_comments_and_signs_off(production_stack, alice, tmp
             expect(page.locator("#compare-table tbody tr")).to_have_count(2)
             expect(page.locator("#hardware-warning")).to_have_count(0)  # one worker ran both
             page.wait_for_function(
-                "() => window.accelweb.compareChart.data.datasets.length >= 2")
+                "() => window.accelweb && window.accelweb.compareChart"
+                " && window.accelweb.compareChart.data.datasets.length >= 2")
             expect(page.locator("#compare-table")).to_contain_text(names[1])
             page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
             assert dialogs == []  # no alert(1) ran anywhere
