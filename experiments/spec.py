@@ -60,11 +60,18 @@ def engine_spec(spec: dict, steps: list, *, dataset_path: str | None = None,
     """The engine's input: the spec with one recipe's steps in place of the recipes, and
     uploaded files (a .npz, a .keras) named by their paths instead of their ids.
     Replicate i trains with seed + i."""
-    out = {key: copy.deepcopy(value) for key, value in spec.items() if key != "recipes"}
+    # Only what the engine takes: a spec stored before the schema refused unknown keys may
+    # carry others ("description", a training "epoch"), and its runs must still re-run.
+    engine = schema.ENGINE_SPEC.fields
+    out = {key: copy.deepcopy(value) for key, value in spec.items()
+           if key in engine and value is not None}
     out["steps"] = copy.deepcopy(steps)
-    training = out.setdefault("training", {})
-    training.pop("repeats", None)
-    training["seed"] = training.get("seed", 0) + replicate
+    out["training"] = {key: value for key, value in (spec.get("training") or {}).items()
+                       if key in engine["training"].fields}
+    out["training"]["seed"] = out["training"].get("seed", 0) + replicate
+    model = spec.get("model") or {}
+    if model.get("arch") != "uploaded":
+        out["model"] = {"arch": model.get("arch"), "params": model.get("params") or {}}
     if "benchmark" in out:
         out["benchmark"] = {key: value for key, value in out["benchmark"].items()
                             if key in RUN_BENCHMARK_KEYS}

@@ -141,7 +141,7 @@ def test_it_says_qat_needs_tensorflow_under_jax(runs):
 
 @pytest.mark.parametrize("step, message", [
     ({"technique": "pruning", "target_sparsity": 1},
-     "The pruning target sparsity must be between 0 and 0.99"),
+     "The pruning target_sparsity must be at least 0 and below 1"),
     ({"technique": "pruning", "structure": "4:8"}, "The pruning structure must be one of"),
     ({"technique": "pruning", "begin": 0.8, "end": 0.2}, "begin must not come after end"),
     ({"technique": "clustering", "clusters": 1},

@@ -369,7 +369,7 @@ def test_it_rejects_bad_dataset_specs():
         data.describe({"name": "synthetic", "classes": 1})
     with pytest.raises(ValueError, match="The path of an .npz must be absolute"):
         data.describe({"name": "npz", "path": "relative.npz"})
-    with pytest.raises(ValueError, match="Path is required"):
+    with pytest.raises(ValueError, match="'path' is required"):
         data.describe({"name": "npz"})
     with pytest.raises(ValueError, match="at least 5 samples per class: 1,000 for 200 classes"):
         data.describe({"name": "synthetic", "classes": 200, "samples": 999})

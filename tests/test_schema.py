@@ -205,3 +205,56 @@ def test_the_recipe_library_refuses_alike_on_its_page_and_through_the_api(
     assert answer.status_code == 400
     assert answer.json() == {"steps": [message]}
     assert not alice_team.recipes.exists()
+
+
+def test_null_stands_for_a_setting_left_out(tiny_spec):
+    spec = schema.check_spec(tiny_spec(gpu_model=None, model={"arch": "seed_mlp",
+                                                              "params": None}))
+
+    assert "gpu_model" not in spec
+    assert spec["model"]["params"] == {"units": 64, "dropout": 0.2}
+
+
+def test_a_stored_spec_from_before_the_schema_still_makes_an_engine_spec(tiny_spec):
+    from experiments.spec import engine_spec
+
+    # Stored when the gate kept keys it did not check: a re-run must still run.
+    stored = {**tiny_spec(), "description": "notes", "gpu_model": None,
+              "model": {"arch": "seed_mlp", "params": {}, "model_id": None},
+              "training": {"epochs": 1, "batch_size": 64, "epoch": 3, "repeats": 2}}
+
+    engine = schema.check_engine_spec(engine_spec(stored, [{"technique": "xla"}],
+                                                  replicate=1))
+
+    assert engine["training"]["epochs"] == 1 and engine["training"]["seed"] == 1
+    assert engine["model"] == {"arch": "seed_mlp", "params": {"units": 64, "dropout": 0.2}}
+
+
+def test_a_crafted_body_gets_a_short_answer(tiny_spec):
+    # 31 levels of 10,000-character keys over 1,000 leaves: one message per leaf, each
+    # keyed by a 310 KB path, would make a 300 MB answer of a 300 KB body.
+    inner = {f"k{i}": "a\x00" for i in range(1000)}
+    for level in range(31):
+        inner = {f"{level:02d}" + "x" * 9_998: inner}
+
+    with pytest.raises(Invalid) as info:
+        schema.check_spec(tiny_spec(training=inner))
+
+    assert len(info.value.messages) <= 20
+    assert len(json.dumps(info.value.messages)) < 50_000
+
+
+def test_a_huge_number_is_not_repeated_back(tiny_spec):
+    with pytest.raises(Invalid) as info:
+        schema.check_spec(tiny_spec(training={"epochs": 10**400}))
+
+    assert info.value.messages == {"training.epochs": [
+        "Epochs must be between 1 and 500 (got an integer of 401 digits)."]}
+
+
+def test_the_json_schema_counts_text_as_the_checks_do(tiny_spec):
+    spaced = tiny_spec(recipes=[{"name": "a" * 199 + "  ", "steps": [{"technique": "xla"}]}])
+
+    with pytest.raises(Invalid):
+        schema.check_spec(spaced)
+    assert not Draft202012Validator(schema.json_schema()).is_valid(spaced)

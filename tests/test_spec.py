@@ -119,8 +119,8 @@ def test_it_refuses_a_cnn_on_flat_samples(tiny_spec):
 def test_it_refuses_an_unknown_model_parameter(tiny_spec):
     errors = errors_of(tiny_spec(model={"arch": "seed_mlp", "params": {"filters": 3}}))
 
-    assert errors["model.params"] == ["Unknown setting 'filters' for seed_mlp; it takes units, "
-                                      "dropout."]
+    assert errors["model.params"] == ["Unknown setting 'filters' for the seed_mlp parameters; it "
+                                      "takes units, dropout."]
 
 
 def test_it_refuses_a_model_over_the_parameter_cap(settings, tiny_spec):

@@ -195,7 +195,7 @@ def test_it_validates_technique_parameters():
         ({"technique": "model_parallel", "devices": 1},
          "The model_parallel devices must be between 2 and 16"),
         ({"technique": "op_parallelism", "intra_op_threads": -1},
-         "The op_parallelism intra op threads must be between 0 and 256"),
+         "The op_parallelism intra_op_threads must be between 0 and 256"),
         ({"technique": "input_pipeline", "cache": "yes"},
          "The input_pipeline cache must be true or false"),
         ({"technique": "keras_quantize", "mode": "int2"},
@@ -206,7 +206,7 @@ def test_it_validates_technique_parameters():
         ({"technique": "large_batch", "factor": 1},
          "The large_batch factor must be between 2 and 1,024"),
         ({"technique": "early_stop", "target_val_accuracy": 1.5},
-         "The early_stop target val accuracy must be above 0 and at most 1"),
+         "The early_stop target_val_accuracy must be above 0 and at most 1"),
         ({"technique": "early_stop", "target_val_accuracy": None}, "needs target"),
         ({"technique": "regularization", "dropout": 1.0},
          "The regularization dropout must be between 0 and 0.95"),
@@ -231,7 +231,7 @@ def test_it_advises_against_techniques_this_hardware_lacks():
 
 
 @pytest.mark.parametrize("step, message", [
-    ({"technique": "pruning", "begin_step": float("inf")}, "pruning begin step must be an integer"),
+    ({"technique": "pruning", "begin_step": float("inf")}, "pruning begin_step must be an integer"),
     ({"technique": "clustering", "fine_tune_epochs": float("nan")}, "must be an integer"),
     ({"technique": "qat", "fine_tune_epochs": 1e999}, "must be an integer"),
     ({"technique": "lr_schedule", "factor": float("nan")}, "lr_schedule factor must be a number"),

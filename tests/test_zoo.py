@@ -74,7 +74,7 @@ def test_it_lets_the_mlp_take_any_shape():
 
 
 def test_it_rejects_bad_model_parameters():
-    with pytest.raises(ValueError, match="Unknown setting 'filters' for seed_mlp"):
+    with pytest.raises(ValueError, match="Unknown setting 'filters' for the seed_mlp parameters"):
         zoo.resolve_params("seed_mlp", {"filters": 3})
     with pytest.raises(ValueError, match="Dropout must be between 0 and 0.9"):
         zoo.resolve_params("seed_cnn", {"dropout": 1.0})
@@ -83,8 +83,8 @@ def test_it_rejects_bad_model_parameters():
     with pytest.raises(ValueError, match="unknown model arch 'vgg'"):
         zoo.count_params("vgg", {}, (8, 8, 1), 10)
     with pytest.raises(ValueError, match="Depth must be an integer"):
-        zoo.resolve_params("resnet", {"depth": 5.0})
-    assert zoo.resolve_params("resnet", {"depth": 5}) == {
+        zoo.resolve_params("resnet", {"depth": 5.5})
+    assert zoo.resolve_params("resnet", {"depth": 5.0}) == {
         "depth": 5, "width": 16, "batch_norm": True}
 
 

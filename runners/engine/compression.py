@@ -217,7 +217,7 @@ class Pruning(TechniqueStep):
 
     technique = "pruning"
     fields = {
-        "target_sparsity": Number(0, 0.99, 0.8),
+        "target_sparsity": Number(0, 1, 0.8, below=True),
         "schedule": Choice(("polynomial_decay", "constant"), "polynomial_decay"),
         "structure": Choice(("unstructured", "2:4"), "unstructured"),
         "begin": Number(0, 1, 0.0),

@@ -15,6 +15,8 @@ OMIT = object()  # no default: the key may be left out, and stays out
 INVALID = object()
 
 MAX_DEPTH = 32
+# The most messages plain_json_problems gives for one value.
+MAX_MESSAGES = 20
 # The longest text anywhere in a spec or a JSON body: names and notes are far shorter (their
 # fields say), this bounds what a key or an unchecked value can carry to the database.
 MAX_TEXT = 10_000
@@ -70,6 +72,8 @@ def plain_json_problems(value, path="", *, max_depth=MAX_DEPTH, max_text=MAX_TEX
     problems = Problems()
 
     def walk(item, where, level):
+        if len(problems.messages) >= MAX_MESSAGES:
+            return  # enough to act on; a crafted body could otherwise ask for millions
         if level > max_depth:
             problems.add(where, f"Nested deeper than {max_depth} levels.")
         elif isinstance(item, float) and not math.isfinite(item):
@@ -82,13 +86,19 @@ def plain_json_problems(value, path="", *, max_depth=MAX_DEPTH, max_text=MAX_TEX
                 if text_problem(key) or len(key) > max_text:
                     _text(problems, where, key, max_text)
                     continue
-                walk(child, f"{where}.{key}" if where else key, level + 1)
+                walk(child, f"{where}.{_part(key)}" if where else _part(key), level + 1)
         elif isinstance(item, list):
             for index, child in enumerate(item):
                 walk(child, f"{where}.{index}" if where else str(index), level + 1)
 
     walk(value, path, 0)
     return problems.messages
+
+
+def _part(key):
+    """A key as a part of a message's path: cut short, so that no path grows with the keys
+    a body sends."""
+    return key if len(key) <= 40 else f"{key[:40]}…"
 
 
 def _text(problems, where, text, max_text):
@@ -108,11 +118,11 @@ def _is_number(value):
     return _is_integer(value) or isinstance(value, float) and math.isfinite(value)
 
 
-def _shown(value):
-    try:
-        return f"{value:g}"
-    except OverflowError:  # an int beyond float's range
-        return f"an integer of {len(str(abs(value)))} digits"
+def _shown(value, spec="g"):
+    """A number a user sent, for a message: a huge integer by its length alone."""
+    if _is_integer(value) and abs(value) >= 10**20:
+        return f"an integer of {len(str(abs(value))):,} digits"
+    return format(value, spec)
 
 
 def _label(path):
@@ -128,10 +138,14 @@ class Field:
 
     json_type = None
 
-    def __init__(self, default=MISSING, *, label=None, nullable=False, help=""):
+    def __init__(self, default=MISSING, *, label=None, nullable=False, null_default=False,
+                 help=""):
+        """``nullable``: None is a value of its own; ``null_default``: None stands for the
+        key left out (its default, or no key at all)."""
         self.default = default
         self.label = label
         self.nullable = nullable
+        self.null_default = null_default
         self.help = help
 
     @property
@@ -151,7 +165,7 @@ class Field:
 
     def json_schema(self):
         schema = self.describe()
-        if self.nullable:
+        if self.nullable or self.null_default:
             schema = {"anyOf": [schema, {"type": "null"}]}
         if self.default not in (MISSING, OMIT):
             schema["default"] = self.default
@@ -175,12 +189,15 @@ class Integer(Field):
         return self.low, self.high
 
     def check(self, value, path, problems):
+        # 16.0 is an integer to JSON Schema too; older clients wrote whole numbers so.
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         if not _is_integer(value):
             problems.add(path, f"{_sentence(self.name(path))} must be an integer.")
             return INVALID
         if not self.low <= value <= self.high:
             problems.add(path, f"{_sentence(self.name(path))} must be between {self.low:,} and "
-                               f"{self.high:,} (got {value:,}).")
+                               f"{self.high:,} (got {_shown(value, ',')}).")
             return INVALID
         return value
 
@@ -193,9 +210,9 @@ class Number(Field):
 
     json_type = "number"
 
-    def __init__(self, low, high, default=MISSING, *, above=False, **options):
+    def __init__(self, low, high, default=MISSING, *, above=False, below=False, **options):
         super().__init__(default, **options)
-        self.low, self.high, self.above = low, high, above
+        self.low, self.high, self.above, self.below = low, high, above, below
 
     @property
     def bounds(self):
@@ -206,17 +223,23 @@ class Number(Field):
             problems.add(path, f"{_sentence(self.name(path))} must be a number.")
             return INVALID
         low_ok = value > self.low if self.above else value >= self.low
-        if not (low_ok and value <= self.high):
-            low = f"above {self.low:g}" if self.above else f"between {self.low:g}"
-            high = f"at most {self.high:g}" if self.above else f"{self.high:g}"
-            problems.add(path, f"{_sentence(self.name(path))} must be {low} and {high} "
+        high_ok = value < self.high if self.below else value <= self.high
+        if not (low_ok and high_ok):
+            if self.above or self.below:
+                low = f"above {self.low:g}" if self.above else f"at least {self.low:g}"
+                high = f"below {self.high:g}" if self.below else f"at most {self.high:g}"
+                bounds = f"{low} and {high}"
+            else:
+                bounds = f"between {self.low:g} and {self.high:g}"
+            problems.add(path, f"{_sentence(self.name(path))} must be {bounds} "
                                f"(got {_shown(value)}).")
             return INVALID
         return value
 
     def describe(self):
-        bound = "exclusiveMinimum" if self.above else "minimum"
-        return {"type": "number", bound: self.low, "maximum": self.high}
+        return {"type": "number",
+                "exclusiveMinimum" if self.above else "minimum": self.low,
+                "exclusiveMaximum" if self.below else "maximum": self.high}
 
 
 class Boolean(Field):
@@ -263,14 +286,14 @@ class Text(Field):
         if problem:
             problems.add(path, problem)
             return INVALID
+        if len(value) > self.max_length:  # as sent, as JSON Schema's maxLength counts
+            problems.add(path, f"{_sentence(self.name(path))} is longer than "
+                               f"{self.max_length:,} characters.")
+            return INVALID
         value = value.strip()
         if not value and not self.blank:
             problems.add(path, self.blank_message
                          or f"{_sentence(self.name(path))} cannot be empty.")
-            return INVALID
-        if len(value) > self.max_length:
-            problems.add(path, f"{_sentence(self.name(path))} is longer than "
-                               f"{self.max_length:,} characters.")
             return INVALID
         return value
 
@@ -335,7 +358,8 @@ class Object(Field):
         cleaned = {}
         for key, field in self.fields.items():
             where = f"{path}.{key}" if path else key
-            if key in value:
+            given = key in value and not (value[key] is None and field.null_default)
+            if given:
                 cleaned[key] = field.clean(value[key], where, problems)
             elif field.default is OMIT:
                 continue
@@ -343,7 +367,7 @@ class Object(Field):
                 # Through clean, so that an object's default ({}) gets its own defaults.
                 cleaned[key] = field.clean(_copy(field.default), where, problems)
             else:
-                problems.add(where, f"{_sentence(field.name(where))} is required.")
+                problems.add(where, f"'{key}' is required.")
                 ok = False
         if not ok or any(item is INVALID for item in cleaned.values()):
             return INVALID

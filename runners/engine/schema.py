@@ -83,6 +83,12 @@ class Steps(Field):
 
 _LABEL = Text(200, OMIT, help="Filled in by the server: the upload's name.")
 
+
+def _params(arch):
+    """A model's parameters (null: the defaults)."""
+    return Object(zoo.PARAMS[arch].fields, {}, null_default=True,
+                  label=f"the {arch} parameters")
+
 RECIPE = Object({
     "name": Text(200, OMIT, help="Unique in the experiment; the techniques joined by ' + ' "
                                  "when left out."),
@@ -92,22 +98,22 @@ RECIPE = Object({
 SPEC = Object({
     "name": Text(200, blank=False, blank_message="Give the experiment a name."),
     "model": Tagged("arch", {
-        **{arch: Object({"params": Object(params.fields, {}, label=arch)})
+        **{arch: Object({"params": _params(arch)})
            for arch, params in zoo.PARAMS.items() if arch != "uploaded"},
-        "uploaded": Object({"model_id": Integer(*ID, nullable=True,
+        "uploaded": Object({"model_id": Integer(*ID, None, nullable=True,
                                                 help="An uploaded model's id."),
-                            "params": Object({}, {}), "label": _LABEL}),
+                            "params": _params("uploaded"), "label": _LABEL}),
     }, label="model"),
     "dataset": Tagged("name", {
         **data.DATASETS,
-        "npz": Object({"dataset_id": Integer(*ID, nullable=True,
+        "npz": Object({"dataset_id": Integer(*ID, None, nullable=True,
                                              help="An uploaded dataset's id."),
                        "label": _LABEL}),
     }, {"name": "digits"}, default_tag="digits", label="dataset"),
     "training": _training(repeats=Integer(*REPEATS, 1, help="Replicates of every run; "
                                                             "replicate i trains with seed + i.")),
     "hardware": Choice(HARDWARE, "cpu"),
-    "gpu_model": Text(200, OMIT, blank=False, label="GPU model",
+    "gpu_model": Text(200, OMIT, blank=False, label="GPU model", null_default=True,
                       help="Only with hardware gpu."),
     "accuracy_budget": Number(*ACCURACY_BUDGET, 0.01, label="accuracy budget",
                               help="The largest test-accuracy drop (a fraction) a recipe may "
@@ -120,9 +126,9 @@ SPEC = Object({
 ENGINE_SPEC = Object({
     "name": Text(200, ""),
     "model": Tagged("arch", {
-        **{arch: Object({"params": Object(params.fields, {}, label=arch)})
+        **{arch: Object({"params": _params(arch)})
            for arch, params in zoo.PARAMS.items() if arch != "uploaded"},
-        "uploaded": Object({"path": Text(4096, blank=False), "params": Object({}, {})}),
+        "uploaded": Object({"path": Text(4096, blank=False), "params": _params("uploaded")}),
     }, label="model"),
     "dataset": data.DATASET,
     "training": _training(),
@@ -190,12 +196,12 @@ def _sections(raw, schema, problems):
                          f"Unknown setting {shown(key)}{did_you_mean(key, schema.fields)}; "
                          f"a spec takes {', '.join(schema.fields)}.")
     for key, field in schema.fields.items():
-        if key in raw:
+        if key in raw and not (raw[key] is None and field.null_default):
             spec[key] = field.clean(copy.deepcopy(raw[key]), key, problems)
         elif field.default is OMIT:
             continue
         elif field.required:
-            problems.add(key, f"{key.capitalize()} is required.")
+            problems.add(key, f"'{key}' is required.")
             spec[key] = INVALID
         else:
             spec[key] = field.clean(copy.deepcopy(field.default), key, problems)

@@ -38,8 +38,8 @@ MAX_STEPS = 16
 
 def register(cls):
     for key, field in cls.fields.items():
-        # "The pruning target sparsity must be between 0 and 0.99 (got 2)."
-        field.label = field.label or f"the {cls.technique} {key.replace('_', ' ')}"
+        # "The pruning target_sparsity must be at least 0 and below 1 (got 2)."
+        field.label = field.label or f"the {cls.technique} {key}"
     cls.defaults = fields.Object(cls.fields).defaults
     TECHNIQUES[cls.technique] = cls
     return cls

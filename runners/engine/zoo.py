@@ -20,7 +20,7 @@ PARAMS = {
     "uploaded": Object({}),
 }
 for _arch, _params in PARAMS.items():
-    _params.label = _arch  # "Unknown setting 'filters' for seed_mlp; ..."
+    _params.label = f"the {_arch} parameters"  # "Unknown setting 'filters' for the ..."
 ARCHS = {arch: params.defaults for arch, params in PARAMS.items()}
 # Bounds by parameter name, for the form's fields.
 PARAM_LIMITS = {key: field.bounds for params in PARAMS.values()
