@@ -211,11 +211,32 @@ FILE_UPLOAD_HANDLERS = [
 REDIS_URL = os.environ.get("REDIS_URL", "")
 EMBEDDED = not REDIS_URL
 
+# channels_redis waits for a socket's next message with a blocking BZPOPMIN of
+# RedisChannelLayer.brpop_timeout (5 s in channels_redis 4.3); redis-py 8 gives up on any
+# read after socket_timeout, 5 s by default. The two raced: an idle websocket's receive
+# failed with TimeoutError and the server closed it with 1011 after 5-6 s. The read timeout
+# must outlast the blocking wait (tests/test_settings.py checks it against the installed
+# channels_redis); keepalive and health checks find a dead connection instead.
+CHANNEL_LAYER_SOCKET_TIMEOUT = 15
+# The consumers send {"type": "heartbeat"} this often, so a proxy that closes idle
+# connections (nginx's proxy_read_timeout) sees traffic on a quiet socket.
+ACCELWEB_WS_HEARTBEAT_SECONDS = envint("ACCELWEB_WS_HEARTBEAT_SECONDS", 20)
+
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60},
+            "CONFIG": {
+                "hosts": [{
+                    "address": REDIS_URL,
+                    "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT,
+                    "socket_connect_timeout": 5,
+                    "socket_keepalive": True,
+                    "health_check_interval": 30,
+                }],
+                "capacity": 1000,
+                "expiry": 60,
+            },
         }
     }
 else:

@@ -1,4 +1,7 @@
 from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.db import connection
+from django.utils.functional import cached_property
 
 from . import services
 from .models import (
@@ -16,6 +19,61 @@ from .models import (
     WithdrawnSignOff,
     Worker,
 )
+
+# A run's and an experiment's large columns, which no changelist shows.
+RUN_BULK = ("result", "stderr_tail", "curves")
+EXPERIMENT_BULK = ("spec", "evidence")
+# What the engine and the runner store as RunEvent.kind (runners.engine, runners.telemetry).
+EVENT_KINDS = ("phase", "epoch", "progress", "telemetry", "log", "model", "result", "error",
+               "cancelled")
+
+
+class WorkerFilter(admin.SimpleListFilter):
+    """The runners that announced themselves (Worker rows), where the field's own filter
+    would run SELECT DISTINCT worker over every run on each view of the changelist."""
+
+    title = "worker"
+    parameter_name = "worker"
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in Worker.objects.values_list("name", flat=True)]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(worker=self.value()) if self.value() else queryset
+
+
+class EventKindFilter(admin.SimpleListFilter):
+    """The kinds of event there are, where the field's own filter would run SELECT DISTINCT
+    kind over every event stored."""
+
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request, model_admin):
+        return [(kind, kind) for kind in EVENT_KINDS]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(kind=self.value()) if self.value() else queryset
+
+
+class EstimatedCountPaginator(Paginator):
+    """An exact count of an unfiltered table of millions of rows scans it on every view of
+    the changelist; PostgreSQL's own estimate (pg_class.reltuples, kept fresh by autovacuum)
+    is enough to page with. Filtered lists, small tables and SQLite count exactly."""
+
+    estimate_above = 1_000_000
+
+    @cached_property
+    def count(self):
+        query = self.object_list.query
+        if connection.vendor == "postgresql" and not query.where:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
+                               [self.object_list.model._meta.db_table])
+                row = cursor.fetchone()
+            if row and row[0] > self.estimate_above:
+                return int(row[0])
+        return super().count
 
 
 class MembershipInline(admin.TabularInline):
@@ -68,6 +126,14 @@ class CommentAdmin(admin.ModelAdmin):
     list_filter = ["experiment__team"]
     search_fields = ["body", "author__username", "experiment__name"]
     raw_id_fields = ["experiment", "run"]
+    # A run's name is "experiment / recipe": without these, two queries a row.
+    list_select_related = ["experiment", "run__experiment", "author"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer(
+            *(f"experiment__{name}" for name in EXPERIMENT_BULK),
+            *(f"run__{name}" for name in RUN_BULK),
+            *(f"run__experiment__{name}" for name in EXPERIMENT_BULK))
 
     @admin.display(description="comment")
     def short_body(self, comment):
@@ -81,6 +147,13 @@ class SignOffAdmin(admin.ModelAdmin):
     search_fields = ["run__name", "experiment__name", "approved_by__username"]
     raw_id_fields = ["experiment", "run"]
     readonly_fields = ["evidence"]
+    list_select_related = ["experiment", "run__experiment", "approved_by"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer(
+            *(f"experiment__{name}" for name in EXPERIMENT_BULK),
+            *(f"run__{name}" for name in RUN_BULK),
+            *(f"run__experiment__{name}" for name in EXPERIMENT_BULK))
 
     # Deleting a sign-off here withdraws it, as revoking does: the record stays.
     def delete_model(self, request, obj):
@@ -97,6 +170,13 @@ class WithdrawnSignOffAdmin(admin.ModelAdmin):
     list_filter = ["experiment__team"]
     search_fields = ["run__name", "experiment__name", "approved_by__username", "reason"]
     raw_id_fields = ["experiment", "run"]
+    list_select_related = ["experiment", "run__experiment", "approved_by", "withdrawn_by"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer(
+            *(f"experiment__{name}" for name in EXPERIMENT_BULK),
+            *(f"run__{name}" for name in RUN_BULK),
+            *(f"run__experiment__{name}" for name in EXPERIMENT_BULK))
 
     # A record: it is read, never written by hand.
     def has_add_permission(self, request):
@@ -113,6 +193,9 @@ class RunInline(admin.TabularInline):
     readonly_fields = fields
     show_change_link = True
     can_delete = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer(*RUN_BULK)
 
 
 def _apply(modeladmin, request, runs, service, verb):
@@ -192,6 +275,9 @@ class ExperimentAdmin(admin.ModelAdmin):
     actions = [cancel_experiments, rerun_experiments, rebenchmark_experiments]
     list_select_related = ["team", "created_by"]
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("evidence")
+
     @admin.display(description="model")
     def arch(self, experiment):
         return experiment.spec.get("model", {}).get("arch")
@@ -206,12 +292,23 @@ class RunAdmin(admin.ModelAdmin):
     list_display = ["name", "replicate", "experiment", "status", "progress", "worker",
                     "test_accuracy",
                     "started_at", "finished_at"]
-    list_filter = ["status", "experiment__team", "experiment__hardware", "worker"]
+    list_filter = ["status", "experiment__team", "experiment__hardware", WorkerFilter]
     search_fields = ["name", "experiment__name", "worker", "error"]
     list_select_related = ["experiment"]
     readonly_fields = ["result", "error", "stderr_tail", "started_at", "finished_at",
                        "heartbeat_at", "worker"]
     actions = [cancel_runs, rerun_runs]
+    # A million runs: no second count of them all beside the filtered one, and an
+    # estimate instead of a count for the unfiltered list. Newest experiments first, read
+    # from the index on experiment (Meta.ordering's "experiment" would sort every run by
+    # its experiment's created_at).
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    ordering = ["-experiment_id", "position", "replicate", "id"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer(
+            "curves", *(f"experiment__{name}" for name in EXPERIMENT_BULK))
 
     @admin.display(description="test accuracy")
     def test_accuracy(self, run):
@@ -229,7 +326,7 @@ def cancel_benchmarks(modeladmin, request, queryset):
 class BenchmarkAdmin(admin.ModelAdmin):
     list_display = ["__str__", "experiment", "status", "stage", "aa_control", "worker",
                     "requested_by", "created_at", "finished_at"]
-    list_filter = ["status", "experiment__team", "worker"]
+    list_filter = ["status", "experiment__team", WorkerFilter]
     search_fields = ["experiment__name", "worker", "error"]
     list_select_related = ["experiment", "requested_by"]
     raw_id_fields = ["experiment"]
@@ -255,9 +352,17 @@ class BenchmarkAdmin(admin.ModelAdmin):
 @admin.register(RunEvent)
 class RunEventAdmin(admin.ModelAdmin):
     list_display = ["run", "seq", "kind", "created_at"]
-    list_filter = ["kind"]
+    list_filter = [EventKindFilter]
     search_fields = ["run__name", "run__experiment__name"]
     list_select_related = ["run", "run__experiment"]
+    # Tens of events a run: see RunAdmin.
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer(
+            *(f"run__{name}" for name in RUN_BULK),
+            *(f"run__experiment__{name}" for name in EXPERIMENT_BULK))
 
 
 @admin.register(Recipe)

@@ -176,7 +176,7 @@ def _covering(benchmarks, *runs):
 ENDED = ("succeeded", "failed", "cancelled")
 
 
-def _waiting(benchmarks, runs) -> str:
+def waiting_for(benchmarks, runs) -> str:
     """Why a row has no inference figure yet, for the page."""
     latest = benchmarks[0] if benchmarks else None
     if latest is not None and not latest.has_ended:
@@ -356,7 +356,7 @@ def compare_runs(runs, benchmarks=(), *, classes=None) -> list[dict]:
     if baseline is None or baseline.status != "succeeded" or not baseline.result:
         return []
     base = baseline.result
-    waiting = _waiting(benchmarks, runs)
+    waiting = waiting_for(benchmarks, runs)
     covering = _covering(benchmarks, baseline)
     aa = _row(baseline.pk, "Noise floor: baseline vs itself", "A/A control", slow=base,
               fast=base, pair=_pairs(covering).get(AA_PAIR), waiting=waiting)

@@ -1,7 +1,10 @@
+import asyncio
+import contextlib
 import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from .models import Experiment
 from .selectors import experiment_snapshot
@@ -14,7 +17,36 @@ CLOSE_NOT_FOUND = 4404
 ACCESS_RECHECK_SECONDS = 5
 
 
-class ExperimentConsumer(AsyncJsonWebsocketConsumer):
+class HeartbeatConsumer(AsyncJsonWebsocketConsumer):
+    """Sends {"type": "heartbeat"} every ACCELWEB_WS_HEARTBEAT_SECONDS while the socket is
+    open: a proxy in front (nginx's proxy_read_timeout, a load balancer's idle timeout)
+    closes a connection that carries nothing, and an experiment can be quiet for hours while
+    its runs wait in the queue. The pages ignore the message."""
+
+    _heartbeat = None
+
+    async def accept(self, subprotocol=None, headers=None):
+        await super().accept(subprotocol, headers)
+        self._heartbeat = asyncio.ensure_future(self._beat())
+
+    async def __call__(self, scope, receive, send):
+        # Every way out (a disconnect, a close, the server cancelling the connection at
+        # shutdown) ends here: the timer must not outlive its socket.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self._heartbeat is not None:
+                self._heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._heartbeat
+
+    async def _beat(self):
+        while True:
+            await asyncio.sleep(settings.ACCELWEB_WS_HEARTBEAT_SECONDS)
+            await self.send_json({"type": "heartbeat"})
+
+
+class ExperimentConsumer(HeartbeatConsumer):
     """Live events of one experiment: a snapshot from the database first, then every event
     broadcast to the experiment's group."""
 
@@ -69,7 +101,7 @@ class ExperimentConsumer(AsyncJsonWebsocketConsumer):
         return experiment_snapshot(self.experiment)
 
 
-class RunnersConsumer(AsyncJsonWebsocketConsumer):
+class RunnersConsumer(HeartbeatConsumer):
     """Tells the runners page when a worker beat, so it re-reads the table."""
 
     group_name = "runners"

@@ -129,11 +129,22 @@ class Experiment(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     created_at = models.DateTimeField(default=timezone.now)
+    evidence = models.JSONField(
+        null=True, blank=True, editable=False,
+        help_text="The comparison rows and the accuracy/latency points, computed when a run "
+                  "or a benchmark ends (services.experiment_evidence_refresh); null until then.",
+    )
 
     objects = TeamScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            # A team's newest experiments, read in order up to the page (lists, home page).
+            models.Index(fields=["team", "-created_at", "-id"], name="experiment_team_newest"),
+            # A team's experiments by id, newest first: the runs list walks them.
+            models.Index(fields=["team", "-id"], name="experiment_team_id"),
+        ]
 
     def __str__(self):
         return self.name
@@ -179,10 +190,19 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    curves = models.JSONField(
+        default=dict, blank=True, editable=False,
+        help_text="The downsampled curves and telemetry pages draw, kept up to date as "
+                  "events arrive (experiments.curves).",
+    )
 
     class Meta:
         ordering = ["experiment", "position", "replicate", "pk"]
-        indexes = [models.Index(fields=["experiment", "position"])]
+        indexes = [
+            models.Index(fields=["experiment", "position"]),
+            # A page's runs counted by status from the index alone (listings.with_run_counts).
+            models.Index(fields=["experiment", "status"], name="run_experiment_status"),
+        ]
 
     def __str__(self):
         return f"{self.experiment} / {self.label}"
@@ -258,7 +278,7 @@ class Run(models.Model):
         updated = type(self).objects.filter(pk=self.pk, status__in=self.ENDED).update(
             status=self.Status.QUEUED, progress=0.0, epochs_done=0, worker="",
             cancel_requested=False, result=None, error="", stderr_tail="",
-            started_at=None, finished_at=None, heartbeat_at=None,
+            started_at=None, finished_at=None, heartbeat_at=None, curves={},
         )
         if updated:
             self.events.all().delete()
@@ -514,6 +534,8 @@ class SignOff(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["run"], name="one_signoff_per_run")]
+        # The newest sign-offs, read in order up to the page (home page, API list).
+        indexes = [models.Index(fields=["-created_at", "-id"], name="signoff_newest")]
 
     def __str__(self):
         return f"{self.run} approved by {self.approved_by}"

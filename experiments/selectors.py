@@ -1,29 +1,23 @@
 """Reads that build pages and websocket snapshots from the database."""
 
+import hashlib
+import json
+
+from django.db.models.fields.json import KeyTransform
+
 from runners.engine.data import SYNTHETIC_DEFAULTS, describe
 
-from .comparison import accuracy_latency_points, compare_runs
-from .models import Benchmark, Dataset, Run, RunEvent
+from . import comparison, curves
+from .comparison import accuracy_latency_points, compare_runs, measured_key
+from .curves import BEST_IS_LOWEST, CURVE_POINTS, SERIES_KEYS, TELEMETRY_KEYS
+from .models import Benchmark, Dataset, Experiment, Run, RunEvent
 
 EPOCH_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
-TELEMETRY_KEYS = ("t", "cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb")
-# A long run samples once a second; the page needs a few hundred points to draw its shape.
-TELEMETRY_POINTS = 300
-# The most points a curve (or the list of epoch records) carries to a browser: enough to
-# draw its shape, few enough that a 10,000-epoch run costs the same as a 300-epoch one.
-CURVE_POINTS = 300
 # The most runs compared side by side (page and API).
 MAX_COMPARED = 12
 # How many of an experiment's benchmarks are read to find the one that measured each run
 # as it is now (the newest, mostly; an older one when a re-benchmark failed).
 BENCHMARKS_READ = 10
-
-
-def _thin(points, limit):
-    if len(points) <= limit:
-        return points
-    step = len(points) / limit
-    return [points[int(i * step)] for i in range(limit - 1)] + [points[-1]]
 
 
 def minmax_downsample(points, buckets):
@@ -44,9 +38,6 @@ def minmax_downsample(points, buckets):
         high = max(finite, key=lambda p: p[1])
         out += sorted({id(low): low, id(high): high}.values(), key=lambda p: p[0])
     return out
-
-
-SERIES_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
 def run_series(run: Run, *, max_points: int | None = None) -> dict:
@@ -92,10 +83,6 @@ def downsample_series(series: dict, max_points: int) -> dict:
     return out
 
 
-# Lower is better for losses, higher for accuracies.
-BEST_IS_LOWEST = {"loss": True, "val_loss": True, "accuracy": False, "val_accuracy": False}
-
-
 def curve_summary(series: dict) -> dict:
     """Last, best, lowest and highest value of each epoch curve, from every point (not the
     downsampled ones): {"val_accuracy": {"last": .., "best": .., "min": .., "max": ..}}."""
@@ -111,35 +98,75 @@ def curve_summary(series: dict) -> dict:
     return summary
 
 
-def curves_of(epochs, *, max_points: int = CURVE_POINTS) -> dict:
-    """What a browser needs of a run's epochs: the downsampled series, each curve's summary
-    (from all points), the cumulative seconds and the last epoch (so live epoch events can
-    extend the series), and a thinned list of the epoch records themselves."""
-    series = series_from_epochs(epochs)
-    return {
-        "epochs": _thin([{key: data.get(key) for key in EPOCH_KEYS} for data in epochs],
-                        max_points),
-        "series": downsample_series(series, max_points),
-        "summary": curve_summary(series),
-        "elapsed": round(sum(data.get("seconds") or 0.0 for data in epochs), 4),
-        "last_epoch": max((data.get("epoch") or 0 for data in epochs), default=0),
-    }
-
-
-def compared_curves(runs, *, max_points: int = CURVE_POINTS) -> dict:
-    """Runs of any experiments, in one query: {run id: {"series": downsampled series,
-    "summary": each curve's last, best, min and max}}."""
-    epochs = {run.pk: [] for run in runs}
-    rows = (RunEvent.objects.filter(run__in=list(epochs), kind="epoch")
-            .order_by("run_id", "seq").values_list("run_id", "data"))
-    for run_id, data in rows:
-        epochs[run_id].append(data)
+def compared_curves(runs) -> dict:
+    """Runs of any experiments, in one query of their stored curves: {run id: {"series":
+    downsampled series, "summary": each curve's last, best, min and max}}."""
+    stored = dict(Run.objects.filter(pk__in=[run.pk for run in runs])
+                  .values_list("pk", "curves"))
     out = {}
-    for pk, items in epochs.items():
-        series = series_from_epochs(items)
-        out[pk] = {"series": downsample_series(series, max_points),
-                   "summary": curve_summary(series)}
+    for run in runs:
+        view = curves.view(stored.get(run.pk) or {})
+        out[run.pk] = {"series": view["series"], "summary": view["summary"]}
     return out
+
+
+def page_runs(experiment) -> list[Run]:
+    """The experiment's runs as its page and its snapshot read them: without their stored
+    curves (tens of kilobytes a run), with only the summary, the cumulative seconds and the
+    last epoch of those read out by the database (curve_facts)."""
+    return list(experiment.runs.defer("curves").annotate(
+        curve_summary=KeyTransform("summary", "curves"),
+        curve_elapsed=KeyTransform("elapsed", "curves"),
+        curve_last_epoch=KeyTransform("last_epoch", "curves"),
+    ))
+
+
+def curve_facts(run: Run) -> dict:
+    """A run's curve summary, cumulative seconds and last epoch: from page_runs' columns
+    when it was read so, else from its stored curves."""
+    if hasattr(run, "curve_summary"):
+        stored = {"summary": run.curve_summary, "elapsed": run.curve_elapsed,
+                  "last_epoch": run.curve_last_epoch}
+    else:
+        stored = run.curves or {}
+    view = curves.view({key: stored.get(key) for key in ("summary", "elapsed", "last_epoch")})
+    return {key: view[key] for key in ("summary", "elapsed", "last_epoch")}
+
+
+def experiment_curves(experiment, *, full: bool = False, run_ids=None) -> dict:
+    """What the experiment page's charts draw: each run's curves and telemetry, as stored
+    (a few hundred points a series whatever its epochs), or with full=True every epoch and
+    sample from the events (a cost that grows with the epochs: on request only)."""
+    runs = experiment.runs.all()
+    if run_ids is not None:
+        runs = runs.filter(pk__in=run_ids)
+    if not full:
+        return {"curve_points": CURVE_POINTS, "full": False,
+                "runs": {str(pk): curves.view(state or {})
+                         for pk, state in runs.values_list("pk", "curves")}}
+    events = {pk: {"epoch": [], "telemetry": []} for pk in runs.values_list("pk", flat=True)}
+    rows = (RunEvent.objects.filter(run__in=list(events), kind__in=("epoch", "telemetry"))
+            .order_by("run_id", "seq").values_list("run_id", "kind", "data"))
+    for run_id, kind, data in rows:
+        events[run_id][kind].append(data)
+    out = {}
+    for pk, kinds in events.items():
+        series = series_from_epochs(kinds["epoch"])
+        out[str(pk)] = {
+            "series": series,
+            "summary": curve_summary(series),
+            "elapsed": round(sum(_seconds(data) for data in kinds["epoch"]), 4),
+            "last_epoch": max((data.get("epoch") or 0 for data in kinds["epoch"]
+                               if isinstance(data.get("epoch"), int)), default=0),
+            "telemetry": [{key: data.get(key) for key in TELEMETRY_KEYS}
+                          for data in kinds["telemetry"]],
+        }
+    return {"curve_points": CURVE_POINTS, "full": True, "runs": out}
+
+
+def _seconds(data) -> float:
+    seconds = data.get("seconds")
+    return seconds if isinstance(seconds, int | float) else 0.0
 
 
 def run_state(run: Run) -> dict:
@@ -202,37 +229,95 @@ def experiment_classes(experiment) -> int | None:
 
 
 def experiment_comparison(experiment, runs=None, benchmarks=None) -> list[dict]:
-    """compare_runs over the experiment's runs and its benchmarks."""
-    runs = list(experiment.runs.all()) if runs is None else runs
+    """The experiment's comparison rows, as stored (experiment_evidence). `runs` and
+    `benchmarks`: all of the experiment's, when the caller has read them already."""
+    return experiment_evidence(experiment, runs, benchmarks)["comparison"]
+
+
+def evidence_inputs(experiment, runs, benchmarks) -> str:
+    """A digest of everything the stored evidence is computed from: the succeeded runs
+    and the succeeded benchmarks among `benchmarks` (compare_runs reads nothing else of
+    them), and the dataset (for its classes). A run starting or failing leaves it as it
+    is; a run succeeding, being reset, or edited in the admin changes it."""
+    facts = {
+        "dataset": (experiment.spec or {}).get("dataset"),
+        "runs": [[run.pk, run.position, run.replicate, run.name, run.steps,
+                  measured_key(run), run.result]
+                 for run in sorted(runs, key=lambda run: run.pk)
+                 if run.status == Run.Status.SUCCEEDED and run.result],
+        # In the order compare_runs reads them: the newest that covers a run counts.
+        "benchmarks": [[b.pk, b.runs, b.result] for b in benchmarks
+                       if b.status == Run.Status.SUCCEEDED and b.result],
+    }
+    encoded = json.dumps(facts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def evidence_compute(experiment, runs, benchmarks, *, inputs: str | None = None) -> dict:
+    """The costly part of every results view (compare_runs bootstraps its intervals), as
+    services.experiment_evidence_refresh stores it: the comparison rows, the accuracy
+    against latency points, what the rows without an inference figure waited for, and
+    the digest of the inputs (evidence_inputs)."""
+    benchmarks = list(benchmarks)
+    return {
+        "inputs": inputs or evidence_inputs(experiment, runs, benchmarks),
+        "comparison": compare_runs(runs, benchmarks, classes=experiment_classes(experiment)),
+        "tradeoff": accuracy_latency_points(runs, benchmarks),
+        "waiting": comparison.waiting_for(benchmarks, runs),
+    }
+
+
+def experiment_evidence(experiment, runs=None, benchmarks=None) -> dict:
+    """The experiment's stored evidence (evidence_compute), the one reader pages, the API,
+    exports and sign-off use: computed when a run or a benchmark ends, never on a view.
+
+    The column is read afresh, not from `experiment`: a websocket consumer or a task holds
+    its instance for long. Evidence that is missing (an experiment from before it was
+    stored) or not of these runs and benchmarks (evidence_inputs: a path that forgot to
+    refresh, a change in the admin) is refreshed once, under the experiment's lock, and
+    stored for the next reader. The "benchmarking: execution 3 of 5" a row waits for moves
+    without the evidence changing: it is filled in here, from the benchmarks read now."""
+    runs = list(experiment.runs.defer("curves")) if runs is None else runs
     benchmarks = experiment_benchmarks(experiment) if benchmarks is None else benchmarks
-    return compare_runs(runs, benchmarks, classes=experiment_classes(experiment))
+    stored = (Experiment.objects.filter(pk=experiment.pk)
+              .values_list("evidence", flat=True).first())
+    if not stored or stored.get("inputs") != evidence_inputs(experiment, runs, benchmarks):
+        from .services import experiment_evidence_refresh
+
+        stored = experiment_evidence_refresh(experiment)
+    experiment.evidence = stored
+    return _waiting_now(stored, runs, benchmarks)
+
+
+def _waiting_now(evidence: dict, runs, benchmarks) -> dict:
+    """The evidence with what its unmeasured rows wait for as it is now."""
+    then, now = evidence.get("waiting"), comparison.waiting_for(list(benchmarks), runs)
+    if then == now:
+        return evidence
+    rows = [dict(row) for row in evidence["comparison"]]
+    for row in rows:
+        for key in ("inference_verdict", "throughput_verdict"):
+            if row.get(key) == then:
+                row[key] = now
+    return {**evidence, "comparison": rows, "waiting": now}
 
 
 def experiment_snapshot(experiment, runs=None, benchmarks=None) -> dict:
-    """Everything the experiment page draws, in three queries whatever the size."""
-    runs = list(experiment.runs.all()) if runs is None else runs
-    curves = {run.pk: [] for run in runs}
-    telemetry = {run.pk: [] for run in runs}
-    rows = (
-        RunEvent.objects.filter(run__experiment=experiment, kind__in=("epoch", "telemetry"))
-        .order_by("run_id", "seq")
-        .values_list("run_id", "kind", "data")
-    )
-    for run_id, kind, data in rows:
-        if kind == "epoch":
-            curves[run_id].append(data)
-        else:
-            telemetry[run_id].append({key: data.get(key) for key in TELEMETRY_KEYS})
+    """What the experiment page and a (re)connecting socket start from, in a few queries
+    whatever the epochs: each run's state and curve summary, the benchmark stage, and the
+    stored evidence. The curves themselves come from experiment_curves (the page fetches
+    them), so a status change's snapshot costs the same at epoch 5 and at epoch 5,000."""
+    runs = page_runs(experiment) if runs is None else runs
     benchmarks = experiment_benchmarks(experiment) if benchmarks is None else benchmarks
+    evidence = experiment_evidence(experiment, runs, benchmarks)
     return {
         "experiment": {"id": experiment.pk, "name": experiment.name},
         "epochs": experiment.spec.get("training", {}).get("epochs"),
         "curve_points": CURVE_POINTS,
-        "runs": [{**run_state(run), **curves_of(curves[run.pk]),
-                  "telemetry": _thin(telemetry[run.pk], TELEMETRY_POINTS)} for run in runs],
+        "runs": [{**run_state(run), **curve_facts(run)} for run in runs],
         "benchmark": benchmark_state(benchmarks[0] if benchmarks else None),
-        "comparison": compare_runs(runs, benchmarks, classes=experiment_classes(experiment)),
-        "tradeoff": accuracy_latency_points(runs, benchmarks),
+        "comparison": evidence["comparison"],
+        "tradeoff": evidence["tradeoff"],
     }
 
 

@@ -1,8 +1,11 @@
 """Writes that touch several objects: create, enqueue, record, cancel, re-run, broadcast."""
 
+import asyncio
+import json
 import logging
+import os
+import threading
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -13,6 +16,7 @@ from django.utils.formats import date_format
 
 from runners.engine.steps import validate_steps
 
+from . import curves
 from .access import CHANGE_ROLES, require_member, role_in
 from .comparison import (
     baseline_chance,
@@ -36,10 +40,51 @@ from .models import (
     UploadedModel,
     experiment_group,
 )
-from .selectors import benchmark_state, experiment_comparison, run_state
+from .selectors import (
+    benchmark_state,
+    evidence_compute,
+    evidence_inputs,
+    experiment_benchmarks,
+    experiment_comparison,
+    run_state,
+)
 from .spec import benchmark_settings, validate_spec
 
 log = logging.getLogger(__name__)
+
+
+# How long a broadcast may wait for the channel layer before it is dropped (at most once
+# anyway): Redis restarting must not stall a run's ingestion for long.
+BROADCAST_TIMEOUT_SECONDS = 2.0
+
+
+class _LayerLoop:
+    """One event loop, in a thread of its own, for every broadcast of this process.
+
+    async_to_sync from a thread without a loop (a Celery worker's) runs each call in a new
+    event loop, and channels_redis keeps its connections per loop: a new Redis connection
+    for every event. One long-lived loop keeps one pool for the life of the process. A
+    forked process (Celery's prefork pool) starts a loop of its own."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._loop = None
+        self._pid = None
+
+    def run(self, coroutine, timeout):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._started()).result(timeout)
+
+    def _started(self):
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():
+                self._loop = asyncio.new_event_loop()
+                self._pid = os.getpid()
+                threading.Thread(target=self._loop.run_forever, name="broadcast-loop",
+                                 daemon=True).start()
+            return self._loop
+
+
+_layer_loop = _LayerLoop()
 
 
 def broadcast(group: str, payload: dict) -> None:
@@ -49,8 +94,9 @@ def broadcast(group: str, payload: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    message = {"type": "group.event", "payload": payload}
     try:
-        async_to_sync(layer.group_send)(group, {"type": "group.event", "payload": payload})
+        _layer_loop.run(layer.group_send(group, message), BROADCAST_TIMEOUT_SECONDS)
     except Exception:  # a broadcast must never fail a run (Redis may be restarting)
         log.warning("broadcast to %s failed", group, exc_info=True)
 
@@ -118,24 +164,72 @@ def run_enqueue(run: Run) -> None:
 
 def run_record_event(run: Run, event: dict) -> None:
     """Store one engine event, update the run's progress, and tell the browsers."""
-    kind = str(event.get("event", "unknown"))[:20]
-    for _ in range(3):
-        seq = (run.events.aggregate(m=Max("seq"))["m"] or 0) + 1
+    run_record_events(run, [event])
+
+
+# The most events stored in one INSERT: a burst is split so one statement stays small.
+EVENTS_PER_INSERT = 1000
+
+
+def run_record_events(run: Run, events: list[dict]) -> None:
+    """Store a batch of the engine's events (in the order it printed them) in one
+    transaction, fold them into the run's stored curves and progress, and tell the browsers
+    once. The task that runs the run is the only writer of its events, so sequence numbers
+    come from a counter read once per run, not a MAX query per event."""
+    if not events:
+        return
+    kinds = [str(event.get("event", "unknown"))[:20] for event in events]
+    epochs_total = max(1, int(run.experiment.spec.get("training", {}).get("epochs") or 1))
+    for attempt in range(2):
+        if getattr(run, "_last_seq", None) is None or attempt:
+            run._last_seq = run.events.aggregate(m=Max("seq"))["m"] or 0
+        first = run._last_seq + 1
+        rows = [RunEvent(run=run, seq=first + i, kind=kind, data=event)
+                for i, (kind, event) in enumerate(zip(kinds, events, strict=True))]
+        state = curves.extend(dict(run.curves or {}), events)
+        done = run.epochs_done
+        for kind, event in zip(kinds, events, strict=True):
+            if kind == "epoch":
+                done = curves.epoch_number(event, done)
         try:
-            RunEvent.objects.create(run=run, seq=seq, kind=kind, data=event)
-            break
-        except IntegrityError:  # a racing writer took the seq; take the next one
+            with transaction.atomic():
+                RunEvent.objects.bulk_create(rows, batch_size=EVENTS_PER_INSERT)
+                Run.objects.filter(pk=run.pk).update(
+                    epochs_done=done, progress=min(1.0, done / epochs_total), curves=state)
+        except IntegrityError:
+            # Another writer stored events of this run (a second delivery the claim did
+            # not stop): read the counter again, once.
+            if attempt:
+                raise
             continue
-    update = {}
-    if kind == "epoch":
-        epochs = max(1, int(run.experiment.spec.get("training", {}).get("epochs") or 1))
-        run.epochs_done = int(event.get("epoch", run.epochs_done + 1))
-        run.progress = min(1.0, run.epochs_done / epochs)
-        update = {"epochs_done": run.epochs_done, "progress": run.progress}
-    if update:
-        Run.objects.filter(pk=run.pk).update(**update)
-    broadcast(experiment_group(run.experiment_id),
-              {"type": "event", "run": run_state(run), "event": event})
+        break
+    run._last_seq = first + len(rows) - 1
+    run.curves, run.epochs_done, run.progress = state, done, min(1.0, done / epochs_total)
+    state_now = run_state(run)
+    payload = ({"type": "event", "run": state_now, "event": events[0]} if len(events) == 1
+               else {"type": "events", "run": state_now, "events": events})
+    broadcast(experiment_group(run.experiment_id), payload)
+
+
+def experiment_evidence_refresh(experiment: Experiment) -> dict:
+    """Compute the experiment's comparison rows and accuracy/latency points
+    (selectors.evidence_compute: the bootstrap intervals are the costly part) and store
+    them, so that pages, the API, exports and sign-off read them instead. Under the
+    experiment's row lock: two runs ending at once store in turn, the later from both."""
+    with transaction.atomic():
+        locked = Experiment.objects.select_for_update().get(pk=experiment.pk)
+        runs = list(locked.runs.defer("curves"))
+        benchmarks = experiment_benchmarks(locked)
+        inputs = evidence_inputs(locked, runs, benchmarks)
+        stored = locked.evidence
+        if not stored or stored.get("inputs") != inputs:
+            # JSON as PostgreSQL's jsonb takes it: no NaN or infinity (a diverged run).
+            stored = json.loads(json.dumps(evidence_compute(locked, runs, benchmarks,
+                                                            inputs=inputs)),
+                                parse_constant=lambda _: None)
+            Experiment.objects.filter(pk=locked.pk).update(evidence=stored)
+    experiment.evidence = stored
+    return stored
 
 
 def run_status_changed(run: Run) -> None:
@@ -205,7 +299,7 @@ def benchmark_if_ready(experiment: Experiment, *, user=None, force: bool = False
     with transaction.atomic():
         # Lock the experiment: the last two runs can end at once in two workers.
         experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
-        runs = list(experiment.runs.all())
+        runs = list(experiment.runs.defer("curves"))
         why = benchmark_blocker(experiment, runs, forced=force)
         if why:
             if force:

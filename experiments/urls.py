@@ -8,6 +8,7 @@ urlpatterns = [
     path("experiments/new/", pages.experiment_new, name="experiment_new"),
     path("experiments/<int:pk>/", pages.experiment_detail, name="experiment_detail"),
     path("experiments/<int:pk>/results/", pages.experiment_results, name="experiment_results"),
+    path("experiments/<int:pk>/curves/", pages.experiment_curves_json, name="experiment_curves"),
     path("experiments/<int:pk>/rebenchmark/", pages.experiment_rebenchmark,
          name="experiment_rebenchmark"),
     path("experiments/<int:pk>/spec.json", pages.experiment_spec, name="experiment_spec"),

@@ -26,6 +26,9 @@ STDERR_TAIL_CHARS = 4000
 STOP_GRACE_SECONDS = 4.0
 POLL_SECONDS = 0.5
 TELEMETRY_SECONDS = 1.0
+# What runs the engine: `python -m runners run|bench SPEC.json`. A module attribute so a
+# benchmark of the worker path (bench/web.py) can start a child that only prints events.
+ENGINE_COMMAND = (sys.executable, "-m", "runners")
 
 
 @dataclass
@@ -39,11 +42,12 @@ class EngineOutcome:
     events: int = field(default=0)
 
 
-def run_engine(spec, *, artifacts_dir=None, on_event, should_stop=lambda: False,
-               max_seconds=None, env=None, gpu_index=None, command="run",
-               telemetry=True) -> EngineOutcome:
+def run_engine(spec, *, artifacts_dir=None, on_event=None, on_events=None,
+               should_stop=lambda: False, max_seconds=None, env=None, gpu_index=None,
+               command="run", telemetry=True) -> EngineOutcome:
     """Run `python -m runners run SPEC.json` (or `bench BENCH.json` with command="bench")
-    and call on_event for each event it prints.
+    and call on_event for each event it prints, or on_events with each batch of them:
+    the events the child printed while the last batch was handled, in order.
 
     should_stop is polled about twice a second; when it answers True the child gets
     SIGTERM, which the engine turns into stop_training, and SIGKILL after a grace period.
@@ -53,6 +57,9 @@ def run_engine(spec, *, artifacts_dir=None, on_event, should_stop=lambda: False,
     if artifacts_dir is not None:
         artifacts_dir = Path(artifacts_dir)
         artifacts_dir.mkdir(parents=True, exist_ok=True)
+    if (on_event is None) == (on_events is None):
+        raise TypeError("run_engine takes on_event or on_events")
+    deliver = on_events or (lambda events: [on_event(event) for event in events])
     outcome = EngineOutcome()
     with tempfile.TemporaryDirectory(prefix=f"accelweb-{command}-") as tmp:
         spec_path = Path(tmp) / "spec.json"
@@ -64,7 +71,7 @@ def run_engine(spec, *, artifacts_dir=None, on_event, should_stop=lambda: False,
         child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
         with open(stderr_path, "w+b") as stderr:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "runners", *argv],
+                [*ENGINE_COMMAND, *argv],
                 stdout=subprocess.PIPE, stderr=stderr, env=child_env,
                 cwd=str(Path(__file__).resolve().parent.parent),
                 # Its own session: a Ctrl-C meant for the worker does not hit the child
@@ -73,7 +80,7 @@ def run_engine(spec, *, artifacts_dir=None, on_event, should_stop=lambda: False,
             )
             sampler = make_sampler(proc.pid, gpu_index) if telemetry else None
             try:
-                _follow(proc, outcome, on_event, should_stop, max_seconds, sampler)
+                _follow(proc, outcome, deliver, should_stop, max_seconds, sampler)
             finally:
                 if sampler is not None:
                     sampler.close()
@@ -84,20 +91,40 @@ def run_engine(spec, *, artifacts_dir=None, on_event, should_stop=lambda: False,
     return outcome
 
 
-def _follow(proc, outcome, on_event, should_stop, max_seconds, sampler):
+# The most events handed over in one batch: a burst is stored in slices of this size.
+MAX_BATCH = 2000
+
+
+def _follow(proc, outcome, deliver, should_stop, max_seconds, sampler):
     lines = follow_lines(proc.stdout)
     started = time.monotonic()
-    sampled_at = started
+    sampled_at = polled_at = started
     stop_sent_at = None
-    while True:
+    finished = False
+    while not finished:
         try:
             raw = lines.get(timeout=POLL_SECONDS)
         except queue.Empty:
-            raw = ""
+            raw = b""
         if raw is None:
             break
         if raw:
-            _handle_line(raw, outcome, on_event)
+            # Whatever else the child printed by now goes in the same batch: one
+            # transaction and one broadcast for a burst, and no wait for a lone event.
+            batch = [raw]
+            while len(batch) < MAX_BATCH:
+                try:
+                    raw = lines.get_nowait()
+                except queue.Empty:
+                    break
+                if raw is None:
+                    finished = True
+                    break
+                batch.append(raw)
+            events = [_parse_line(raw, outcome) for raw in batch]
+            events = [event for event in events if event is not None]
+            if events:
+                deliver(events)
         now = time.monotonic()
         # Only while the engine works: a sample after its last event would be recorded
         # after the result or error that ends the run.
@@ -105,13 +132,16 @@ def _follow(proc, outcome, on_event, should_stop, max_seconds, sampler):
         if (sampler is not None and not ended and proc.poll() is None
                 and now - sampled_at >= TELEMETRY_SECONDS):
             sampled_at = now
-            on_event(sampler.sample())
+            deliver([sampler.sample()])
         if stop_sent_at is None:
             too_long = max_seconds is not None and now - started > max_seconds
-            if too_long or should_stop():
+            # should_stop reads the database: twice a second, not once per batch.
+            if too_long or (now - polled_at >= POLL_SECONDS and should_stop()):
                 outcome.timed_out = too_long
                 _signal(proc, signal.SIGTERM)
                 stop_sent_at = now
+            if now - polled_at >= POLL_SECONDS:
+                polled_at = now
         elif now - stop_sent_at > STOP_GRACE_SECONDS:
             _signal(proc, signal.SIGKILL)
     outcome.returncode = proc.wait()
@@ -119,10 +149,12 @@ def _follow(proc, outcome, on_event, should_stop, max_seconds, sampler):
         outcome.cancelled = True
 
 
-def _handle_line(raw, outcome, on_event):
+def _parse_line(raw, outcome):
+    """The event a line of the child's stdout holds (a "log" event for anything else),
+    noted in the outcome; None for a blank line."""
     text = raw.decode("utf-8", "replace").strip()
     if not text:
-        return
+        return None
     try:
         event = json.loads(text)
     except json.JSONDecodeError:
@@ -137,7 +169,7 @@ def _handle_line(raw, outcome, on_event):
         outcome.error = str(event.get("message", ""))[:2000]
     elif kind == "cancelled":
         outcome.cancelled = True
-    on_event(event)
+    return event
 
 
 def _signal(proc, sig):

@@ -16,7 +16,7 @@ from experiments.services import (
     benchmark_if_ready,
     benchmark_progress,
     run_ended,
-    run_record_event,
+    run_record_events,
     run_status_changed,
 )
 from experiments.spec import benchmark_spec, engine_spec
@@ -67,7 +67,7 @@ def execute_run(self, run_id: int) -> str:
             engine_spec(run.experiment.spec, run.steps, dataset_path=dataset_path,
                         model_path=model_path, replicate=run.replicate),
             artifacts_dir=artifacts,
-            on_event=lambda event: run_record_event(run, event),
+            on_events=lambda events: run_record_events(run, events),
             should_stop=should_stop,
             max_seconds=settings.ACCELWEB_MAX_RUN_SECONDS,
             env=device_env,

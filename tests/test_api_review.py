@@ -9,7 +9,8 @@ from results import FINGERPRINT
 from test_discussion import REPEATED, finish, xla
 from test_uploads import keras_files, upload_of  # noqa: F401 (keras_files is a fixture)
 
-from experiments.models import Comment, Membership, RunEvent, SignOff, UploadedModel
+from experiments import services
+from experiments.models import Comment, Membership, SignOff, UploadedModel
 
 
 @pytest.fixture
@@ -206,11 +207,10 @@ def test_it_hides_other_teams_sign_offs(api, charlie, dave, experiment):
 
 
 def add_epochs(run, accuracies):
-    RunEvent.objects.bulk_create(
-        RunEvent(run=run, seq=epoch, kind="epoch",
-                 data={"event": "epoch", "epoch": epoch, "val_accuracy": value, "seconds": 2.0})
-        for epoch, value in enumerate(accuracies, start=1)
-    )
+    # As the worker stores them: the run's stored curves are what compare draws.
+    services.run_record_events(run, [
+        {"event": "epoch", "epoch": epoch, "val_accuracy": value, "seconds": 2.0}
+        for epoch, value in enumerate(accuracies, start=1)])
 
 
 def test_it_compares_runs_of_two_experiments_and_names_the_hardware_difference(

@@ -15,7 +15,7 @@ from django.test import Client
 
 from experiments import services
 from experiments.consumers import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED
-from experiments.models import Experiment, Run, RunEvent
+from experiments.models import Experiment, Run
 from experiments.spec import validate_spec
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
@@ -97,10 +97,9 @@ def test_it_accepts_a_member_of_the_team(experiment, alice, bob):
 
 def test_it_sends_a_snapshot_then_live_events(experiment, alice):
     baseline = experiment.runs.get(name="baseline")
-    RunEvent.objects.create(run=baseline, seq=1, kind="phase",
-                            data={"event": "phase", "phase": "train"})
-    RunEvent.objects.create(run=baseline, seq=2, kind="epoch",
-                            data={"event": "epoch", "epoch": 1, "loss": 0.9, "accuracy": 0.6})
+    services.run_record_events(baseline, [
+        {"event": "phase", "phase": "train"},
+        {"event": "epoch", "epoch": 1, "loss": 0.9, "accuracy": 0.6}])
     Run.objects.filter(pk=baseline.pk).update(status=Run.Status.RUNNING, epochs_done=1)
     headers = [session_cookie(alice), ORIGIN]
 
@@ -115,10 +114,12 @@ def test_it_sends_a_snapshot_then_live_events(experiment, alice):
         assert snapshot["epochs"] == 3
         assert [(r["name"], r["status"]) for r in snapshot["runs"]] == [
             ("baseline", "running"), ("XLA", "queued")]
-        assert snapshot["runs"][0]["epochs"] == [{
-            "epoch": 1, "loss": 0.9, "accuracy": 0.6, "val_loss": None,
-            "val_accuracy": None, "seconds": None}]
-        assert snapshot["runs"][1]["epochs"] == []
+        # How far each run got and its curves' summary; the page fetches the curves.
+        assert snapshot["runs"][0]["last_epoch"] == 1
+        assert snapshot["runs"][0]["summary"]["loss"] == {
+            "last": 0.9, "best": 0.9, "min": 0.9, "max": 0.9}
+        assert snapshot["runs"][1]["last_epoch"] == 0
+        assert "series" not in snapshot["runs"][0]
 
         # The runner stores the event, then tells the group.
         run = await database_sync_to_async(Run.objects.get)(pk=baseline.pk)

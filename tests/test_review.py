@@ -14,12 +14,13 @@ from experiments.comparison import (
     pareto_front,
     wilson_interval,
 )
-from experiments.models import Comment, Run, RunEvent, SignOff
+from experiments.models import Comment, Run, SignOff
 from experiments.selectors import (
     CURVE_POINTS,
     curve_summary,
     experiment_benchmarks,
     experiment_comparison,
+    experiment_curves,
     experiment_snapshot,
 )
 
@@ -245,16 +246,17 @@ def test_it_sends_the_front_in_the_snapshot(measured):
 
 
 def add_epochs(run, count, *, spike_at=None):
+    """Epochs stored as the worker stores them (one batch), so the run's curves are too."""
     events = []
     for epoch in range(1, count + 1):
         loss = 1.0 / epoch
         if epoch == spike_at:
             loss = 50.0
-        events.append(RunEvent(run=run, seq=epoch, kind="epoch", data={
+        events.append({
             "event": "epoch", "epoch": epoch, "loss": loss, "accuracy": 1 - loss / 2,
             "val_loss": loss * 1.1, "val_accuracy": min(0.99, 0.5 + epoch / (2 * count)),
-            "seconds": 0.5}))
-    RunEvent.objects.bulk_create(events)
+            "seconds": 0.5})
+    services.run_record_events(run, events)
 
 
 def test_it_summarises_each_curve():
@@ -268,34 +270,62 @@ def test_it_summarises_each_curve():
     assert summary["accuracy"] == {"last": None, "best": None, "min": None, "max": None}
 
 
-def test_it_bounds_a_10000_epoch_run_in_the_snapshot(experiment):
+def test_it_bounds_a_10000_epoch_run_in_the_snapshot_and_the_curves(experiment):
     baseline = experiment.runs.get(name="baseline")
     add_epochs(baseline, 10_000, spike_at=7_777)
 
     snapshot = experiment_snapshot(experiment)
+    curves = experiment_curves(experiment)["runs"][str(baseline.pk)]
 
     run = snapshot["runs"][0]
-    for key, points in run["series"].items():
-        assert 0 < len(points) <= CURVE_POINTS, key
-    assert len(run["epochs"]) <= CURVE_POINTS
-    # Min/max per bucket keeps the spike that striding would most likely drop.
-    assert [7_777, 50.0] in run["series"]["loss"]
-    assert run["series"]["loss"][-1][0] > 9_900
+    # The snapshot carries the summary, not the curves: it stays small at any length.
+    assert "series" not in run and "telemetry" not in run
     assert run["summary"]["loss"] == {"last": 1 / 10_000, "best": 1 / 10_000,
                                       "min": 1 / 10_000, "max": 50.0}
     assert run["elapsed"] == 5_000.0 and run["last_epoch"] == 10_000
+    assert len(json.dumps(snapshot)) < 20_000
+    for key, points in curves["series"].items():
+        assert 0 < len(points) <= CURVE_POINTS, key
+    # Min/max per bucket keeps the spike that striding would most likely drop.
+    assert [7_777, 50.0] in curves["series"]["loss"]
+    assert curves["series"]["loss"][-1] == [10_000, 0.0001]
     # Time to accuracy: cumulative seconds, ending at the total.
-    assert run["series"]["val_accuracy_by_time"][-1] == [5_000.0, 0.99]
-    assert len(json.dumps(snapshot)) < 120_000
+    assert curves["series"]["val_accuracy_by_time"][-1] == [5_000.0, 0.99]
+    assert len(json.dumps(curves)) < 120_000
+    # Every epoch, on request.
+    full = experiment_curves(experiment, full=True)["runs"][str(baseline.pk)]
+    assert len(full["series"]["loss"]) == 10_000 and full["summary"] == curves["summary"]
 
 
 def test_it_keeps_short_curves_whole(experiment):
     add_epochs(experiment.runs.get(name="baseline"), 5)
 
-    run = experiment_snapshot(experiment)["runs"][0]
+    run = experiment_curves(experiment)["runs"][str(experiment.runs.get(name="baseline").pk)]
 
-    assert run["series"]["loss"] == [[e, 1.0 / e] for e in range(1, 6)]
+    assert run["series"]["loss"] == [[e, float(f"{1.0 / e:.6g}")] for e in range(1, 6)]
     assert run["series"]["val_accuracy_by_time"][1] == [1.0, 0.5 + 2 / 10]
+
+
+def test_the_curves_endpoint_is_team_scoped_and_checks_its_parameters(
+        client, alice, charlie, experiment):
+    baseline = experiment.runs.get(name="baseline")
+    add_epochs(baseline, 3)
+    url = reverse("experiment_curves", args=[experiment.pk])
+    client.force_login(charlie)
+    assert client.get(url).status_code == 404
+    client.force_login(alice)
+
+    stored = client.get(url).json()
+    full = client.get(url, {"full": "1", "run": baseline.pk}).json()
+
+    assert stored["full"] is False and stored["curve_points"] == CURVE_POINTS
+    assert len(stored["runs"]) == experiment.runs.count()
+    assert list(full["runs"]) == [str(baseline.pk)] and full["full"] is True
+    assert [p[0] for p in full["runs"][str(baseline.pk)]["series"]["loss"]] == [1, 2, 3]
+    assert client.get(url, {"full": "yes"}).status_code == 400
+    assert "full must be 0 or 1" in client.get(url, {"full": "yes"}).json()["error"]
+    assert client.get(url, {"run": "x"}).status_code == 400
+    assert client.get(url, {"run": 10**9}).status_code == 404
 
 
 def test_it_renders_the_curve_summary_table(client, alice, experiment):
@@ -360,7 +390,8 @@ def test_it_compares_runs_of_two_experiments_and_warns_of_other_hardware(
     data = json.loads(re.search(r'<script id="compare-data" type="application/json">(.*?)'
                                 r'</script>', body, re.S).group(1))
     assert [run["id"] for run in data["runs"]] == [fast.pk, int8.pk]
-    assert data["runs"][1]["val_accuracy"] == [[1, 0.5 + 1 / 6], [2, 0.5 + 2 / 6], [3, 0.99]]
+    # The stored curves keep six significant digits.
+    assert data["runs"][1]["val_accuracy"] == [[1, 0.666667], [2, 0.833333], [3, 0.99]]
     assert data["runs"][1]["val_accuracy_by_time"][-1][0] == 1.5
     # Latency p50 with its interval.
     assert "1.9000–2.1000" in body

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from .. import services
 from ..access import run_ids_from, runs_for_user
 from ..comparison import fingerprint_differences
+from ..listings import RUN_BULK, team_ids_of
 from ..models import Comment, SignOff, WithdrawnSignOff
 from ..selectors import MAX_COMPARED, compared_curves
 from . import serializers as s
@@ -29,13 +30,15 @@ class _DiscussionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     lookup_value_regex = ID
     parser_classes = [JSONParser]
     model, related = None, ()
+    # Large columns of the related rows, which no list shows.
+    deferred = ("experiment__spec", "experiment__evidence")
 
     def get_queryset(self):
         if anonymous(self):
             return self.model.objects.none()
         return self.model.objects.filter(
-            experiment__team__memberships__user=self.request.user
-        ).select_related(*self.related)
+            experiment__team__in=team_ids_of(self.request.user)
+        ).select_related(*self.related).defer(*self.deferred)
 
     def filter_queryset(self, queryset):
         if self.action not in ("list", "withdrawn"):
@@ -88,6 +91,7 @@ class SignOffViewSet(_DiscussionViewSet):
     serializer_class = s.SignOffSerializer
     model = SignOff
     related = ("approved_by", "run", "experiment")
+    deferred = (*_DiscussionViewSet.deferred, *(f"run__{name}" for name in RUN_BULK))
 
     @extend_schema(parameters=[s.DiscussionFilterSerializer])
     def list(self, request):
@@ -131,8 +135,9 @@ class SignOffViewSet(_DiscussionViewSet):
     @action(detail=False, methods=["get"], serializer_class=s.WithdrawnSignOffSerializer)
     def withdrawn(self, request):
         withdrawn = self.filter_queryset(WithdrawnSignOff.objects.filter(
-            experiment__team__memberships__user=request.user
-        ).select_related("run", "approved_by", "withdrawn_by"))
+            experiment__team__in=team_ids_of(request.user)
+        ).select_related("run", "approved_by", "withdrawn_by").defer(
+            *(f"run__{name}" for name in RUN_BULK)))
         page = self.paginate_queryset(withdrawn)
         return self.get_paginated_response(s.WithdrawnSignOffSerializer(page, many=True).data)
 

@@ -5,7 +5,7 @@ the access helpers, as the pages do: another team's object is a 404, a viewer's 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Count, Q, prefetch_related_objects
+from django.db.models import Prefetch, prefetch_related_objects
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, parsers, status, views, viewsets
@@ -25,6 +25,14 @@ from ..access import (
     team_to_manage,
 )
 from ..forms import DatasetUploadForm, ModelUploadForm
+from ..listings import (
+    RUN_BULK,
+    IdsFirstPagination,
+    RunCursorPagination,
+    runs_of_teams,
+    team_ids_of,
+    with_run_counts,
+)
 from ..models import Dataset, Experiment, Membership, Recipe, Run, Team, UploadedModel
 from ..selectors import (
     benchmark_state,
@@ -196,23 +204,29 @@ class ExperimentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     lookup_value_regex = ID
     parser_classes = [JSONParser]
     serializer_class = s.ExperimentSerializer
+    pagination_class = IdsFirstPagination
 
     def get_queryset(self):
         if anonymous(self):
             return Experiment.objects.none()
+        # Newest first, read in the order of the index on (team, -created_at, -id); the
+        # spec and the evidence are the detail's, not the list's.
         return (
-            Experiment.objects.for_user(self.request.user)
+            Experiment.objects.filter(team__in=team_ids_of(self.request.user))
             .select_related("team", "created_by")
-            .annotate(
-                run_count=Count("runs"),
-                active=Count("runs", filter=Q(runs__status__in=["queued", "running"])),
-                failed=Count("runs", filter=Q(runs__status="failed")),
-            )
-            .order_by("-created_at", "-pk")  # Meta.ordering does not apply to GROUP BY
+            .defer("spec", "evidence")
+            .order_by("-created_at", "-pk")
         )
 
+    def list(self, request):
+        # The page first, then its runs counted: counting in the page's query would group
+        # every run of the team before the page is cut.
+        page = with_run_counts(self.paginate_queryset(self.get_queryset()))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
     def _detail(self, experiment):
-        prefetch_related_objects([experiment], "runs")
+        # Without the stored curves: the detail shows none of them.
+        prefetch_related_objects([experiment], Prefetch("runs", Run.objects.defer("curves")))
         runs = list(experiment.runs.all())
         benchmarks = experiment_benchmarks(experiment)
         context = {**self.get_serializer_context(),
@@ -266,13 +280,16 @@ class ExperimentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 @extend_schema(tags=["runs"])
 class RunViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Runs of your teams, newest first; the list follows `next` and `previous` cursors."""
+
     lookup_value_regex = ID
     serializer_class = s.RunSerializer
+    pagination_class = RunCursorPagination
 
     def get_queryset(self):
         if anonymous(self):
             return Run.objects.none()
-        return Run.objects.filter(experiment__team__memberships__user=self.request.user)
+        return runs_of_teams(team_ids_of(self.request.user)).defer(*RUN_BULK)
 
     @extend_schema(parameters=[s.RunFilterSerializer], responses={200: s.RunSerializer(many=True),
                                                                    400: ERRORS})

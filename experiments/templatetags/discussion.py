@@ -51,7 +51,7 @@ def _form(context, experiment, run=None) -> dict:
     selected = form["run"].value() if run is None else run.pk
     runs = context.get("runs")
     if run is None and runs is None:  # the "about" choices of the experiment's thread
-        runs = list(experiment.runs.all())
+        runs = list(experiment.runs.defer("curves"))
     return {
         "experiment": experiment,
         "run": run,
@@ -91,7 +91,7 @@ def signoffs(context, experiment):
     if "runs" in context and "comparison" in context:
         runs, rows = context["runs"], context["comparison"]
     else:
-        runs = list(experiment.runs.all())
+        runs = list(experiment.runs.defer("curves"))
         rows = experiment_comparison(experiment, runs)
     approved = {
         s.run_id: s for s in SignOff.objects.filter(experiment=experiment)

@@ -8,7 +8,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.db.models import Count, Q
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -25,7 +24,9 @@ from ..selectors import (
     benchmark_state,
     experiment_benchmarks,
     experiment_comparison,
+    experiment_curves,
     experiment_snapshot,
+    page_runs,
     run_state,
 )
 from ..techniques import catalog, presets
@@ -34,29 +35,37 @@ from ..uploadhandlers import files_over_limit
 
 @login_required
 def home(request):
-    experiments = (
-        Experiment.objects.for_user(request.user)
-        .select_related("team")
-        .annotate(
-            run_count=Count("runs"),
-            active=Count("runs", filter=Q(runs__status__in=["queued", "running"])),
-            failed=Count("runs", filter=Q(runs__status="failed")),
-        )[:100]
-    )
     from django.core.cache import cache
+    from django.db.models.fields.json import KT
 
     from runners.fleet import queue_depths
 
+    from ..listings import RUN_BULK, team_ids_of, with_run_counts
     from ..models import SignOff
 
+    teams = team_ids_of(request.user)
+    # The newest 100 first, then their runs counted: a count in this query would group
+    # every run of the team before the 100 are cut (and drop the ordering: GROUP BY).
+    # Of the spec, only the three keys the table shows: 100 whole specs cost more to
+    # decode than everything else on the page.
+    experiments = with_run_counts(
+        Experiment.objects.filter(team__in=teams).select_related("team")
+        .defer("spec", "evidence")
+        .annotate(model_label=KT("spec__model__label"), arch=KT("spec__model__arch"),
+                  dataset_name=KT("spec__dataset__name"))
+        .order_by("-created_at", "-pk")[:100]
+    )
     running = (
-        Run.objects.filter(status=Run.Status.RUNNING,
-                           experiment__team__memberships__user=request.user)
-        .select_related("experiment").order_by("started_at", "pk")[:50]
+        Run.objects.filter(status=Run.Status.RUNNING, experiment__team__in=teams)
+        .select_related("experiment").defer(*RUN_BULK, "experiment__spec", "experiment__evidence")
+        .order_by("started_at", "pk")[:50]
     )
     signoffs = (
-        SignOff.objects.filter(experiment__team__memberships__user=request.user)
-        .select_related("run", "experiment", "approved_by")[:10]
+        SignOff.objects.filter(experiment__team__in=teams)
+        .select_related("run", "experiment", "approved_by")
+        .defer("evidence", *(f"run__{name}" for name in RUN_BULK), "experiment__spec",
+               "experiment__evidence")
+        .order_by("-created_at", "-pk")[:10]
     )
     # An unreachable broker costs its connect timeout (about 2 s); remember that it did
     # not answer for a while instead of paying it on every view of the home page.
@@ -102,7 +111,7 @@ CURVE_COLUMNS = (("loss", "Loss"), ("accuracy", "Accuracy"), ("val_loss", "Val. 
 
 
 def _results_context(experiment, user):
-    runs = list(experiment.runs.all())
+    runs = page_runs(experiment)
     benchmarks = experiment_benchmarks(experiment)
     snapshot = experiment_snapshot(experiment, runs, benchmarks)
     curve_rows = [
@@ -140,6 +149,25 @@ def experiment_results(request, pk):
     experiment = experiment_for_user(request.user, pk)
     return render(request, "experiments/_results.html",
                   _results_context(experiment, request.user))
+
+
+@login_required
+@require_GET
+def experiment_curves_json(request, pk):
+    """The curves and telemetry the experiment page draws: as stored, a few hundred points
+    a series whatever the epochs; with ?full=1 every epoch and sample (&run=ID for one
+    run's only)."""
+    experiment = experiment_for_user(request.user, pk)
+    full = request.GET.get("full", "0")
+    run = request.GET.get("run")
+    if full not in ("0", "1"):
+        return JsonResponse({"error": "full must be 0 or 1."}, status=400)
+    if run is not None and not run.isdigit():
+        return JsonResponse({"error": "run must be a run id."}, status=400)
+    if run is not None and not experiment.runs.filter(pk=int(run)).exists():
+        raise Http404("No such run in this experiment.")
+    return JsonResponse(experiment_curves(experiment, full=full == "1",
+                                          run_ids=None if run is None else [int(run)]))
 
 
 @login_required
@@ -222,7 +250,7 @@ def experiment_export(request, pk, fmt):
     if fmt not in ("csv", "json"):
         raise Http404("Export as csv or json.")
     experiment = experiment_for_user(request.user, pk)
-    runs = list(experiment.runs.all())
+    runs = list(experiment.runs.defer("curves"))
     if fmt == "json":
         # Every epoch, not the downsampled curves the page draws.
         epochs = {run.pk: [] for run in runs}

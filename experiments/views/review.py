@@ -85,7 +85,7 @@ def experiment_report(request, pk):
     """Everything a reviewer signs against, on paper: the spec, the results pinned to the
     baseline with their intervals, the hardware, the sign-offs and the discussion."""
     experiment = experiment_for_user(request.user, pk)
-    runs = list(experiment.runs.all())
+    runs = list(experiment.runs.defer("curves"))
     baseline = next((run for run in runs if run.is_baseline), None)
     base_result = (baseline.result or {}) if baseline else {}
     hardware = []

@@ -210,10 +210,42 @@
     if (e.target && e.target.id === "curve-stat") { curveStat = e.target.value; drawSummaries(); }
   });
 
-  let resyncPending = false;
+  // The curves are not in the snapshot (it stays small whatever the epochs): they are
+  // fetched, as the server stores them (a few hundred points a series), or every epoch
+  // when "full resolution" is ticked. Events that arrive during a fetch are kept and
+  // played over its answer; an epoch the answer already holds changes nothing.
+  let curvesLoading = null;
+  let curvesAgain = false;
+  let buffered = [];
+  const fullResolution = () => { const box = document.getElementById("full-resolution"); return Boolean(box && box.checked); };
+  function loadCurves() {
+    if (curvesLoading) { curvesAgain = true; return curvesLoading; }
+    const url = `${root.dataset.curvesUrl}${fullResolution() ? "?full=1" : ""}`;
+    curvesLoading = fetch(url, { credentials: "same-origin" })
+      .then((response) => (response.ok ? response.json() : Promise.reject(response.status)))
+      .then((answer) => {
+        for (const run of state.runs) {
+          const curves = answer.runs[String(run.id)];
+          if (curves) Object.assign(run, curves);
+        }
+        const replay = buffered;
+        buffered = [];
+        for (const [runId, event] of replay) applyEvent(state.runs.find((r) => r.id === runId), event);
+        drawCurves();
+        drawTelemetry();
+        drawSummaries();
+      })
+      .catch(() => {})
+      .finally(() => {
+        curvesLoading = null;
+        if (curvesAgain) { curvesAgain = false; loadCurves(); } else buffered = [];
+      });
+    return curvesLoading;
+  }
+
   function appendEpoch(run, event) {
-    // A snapshot already holds every epoch up to last_epoch; an event for one of those
-    // (it raced the snapshot) changes nothing.
+    // The curves fetched hold every epoch up to last_epoch; an event for one of those
+    // (it raced the fetch) changes nothing.
     if (typeof event.epoch !== "number" || event.epoch <= (run.last_epoch || 0)) return;
     run.last_epoch = event.epoch;
     const series = run.series || (run.series = {});
@@ -234,12 +266,26 @@
     if (event.val_accuracy !== null && event.val_accuracy !== undefined) {
       series.val_accuracy_by_time.push([Number(run.elapsed.toFixed(4)), event.val_accuracy]);
     }
-    run.epochs.push(event);
-    if (run.epochs.length > curvePoints()) run.epochs.splice(0, run.epochs.length - curvePoints());
-    if (!resyncPending && Object.values(series).some((points) => points.length > 2 * curvePoints())) {
-      resyncPending = true;
-      resync();
+    // Past twice the points the server keeps, its thinned copy is fetched again.
+    if (!fullResolution() && Object.values(series).some((points) => points.length > 2 * curvePoints())) {
+      loadCurves();
     }
+  }
+
+  function appendTelemetry(run, event) {
+    const samples = run.telemetry || (run.telemetry = []);
+    const last = samples[samples.length - 1];
+    if (last && typeof event.t === "number" && typeof last.t === "number" && event.t <= last.t) return;
+    samples.push(event);
+    if (!fullResolution() && samples.length > 2 * curvePoints()) loadCurves();
+  }
+
+  // One engine event of a run; what it changed is drawn by the caller.
+  function applyEvent(run, event) {
+    if (!run || !event) return;
+    if (curvesLoading) buffered.push([run.id, event]);
+    if (event.event === "epoch") appendEpoch(run, event);
+    else if (event.event === "telemetry") appendTelemetry(run, event);
   }
 
   function drawTelemetry() {
@@ -360,15 +406,21 @@
   }
 
   function onMessage(message) {
+    if (message.type === "heartbeat") return;
     if (message.type === "snapshot") {
       const ended = (s) => s.runs.filter((r) => ENDED.includes(r.status)).length;
       const bench = (s) => (s.benchmark ? `${s.benchmark.id}:${s.benchmark.status}` : "");
       // A run or the benchmark ended while the socket was down: the tables are stale.
       const changed = ended(message.snapshot) !== ended(state) ||
         bench(message.snapshot) !== bench(state);
+      // Until the curves are fetched again, each run keeps the ones it had.
+      for (const run of message.snapshot.runs) {
+        const old = state.runs.find((r) => r.id === run.id);
+        if (old) Object.assign(run, { series: old.series, telemetry: old.telemetry }, { last_epoch: Math.min(run.last_epoch || 0, old.last_epoch || 0) });
+      }
       state = message.snapshot;
-      resyncPending = false;
       drawAll();
+      loadCurves();
       if (changed) refreshResults();
       return;
     }
@@ -380,20 +432,13 @@
     const merged = mergeRun(message.run);
     if (!merged) { resync(); return; }
     if (merged.restarted) {
-      Object.assign(merged.run, { epochs: [], telemetry: [], series: {}, summary: {}, elapsed: 0, last_epoch: 0 });
+      Object.assign(merged.run, { telemetry: [], series: {}, summary: {}, elapsed: 0, last_epoch: 0 });
     }
-    const event = message.event;
-    if (event && event.event === "epoch") {
-      appendEpoch(merged.run, event);
-      drawCurves();
-      drawSummaries();
-    }
-    if (event && event.event === "telemetry") {
-      const samples = merged.run.telemetry || (merged.run.telemetry = []);
-      samples.push(event);
-      if (samples.length > 600) samples.splice(0, samples.length - 600);
-      drawTelemetry();
-    }
+    // A batch ("events": what the engine printed within a few milliseconds) or one event.
+    const events = message.events || (message.event ? [message.event] : []);
+    for (const event of events) applyEvent(merged.run, event);
+    if (events.some((event) => event.event === "epoch")) { drawCurves(); drawSummaries(); }
+    if (events.some((event) => event.event === "telemetry")) drawTelemetry();
     if (message.comparison) { state.comparison = message.comparison; drawSpeedups(); }
     drawRun(merged.run);
     if (message.type === "status") refreshResults();
@@ -420,6 +465,11 @@
     };
   }
 
+  root.addEventListener("change", (e) => {
+    if (e.target && e.target.id === "full-resolution") loadCurves();
+  });
+
   drawAll();
+  loadCurves();
   connect();
 })();

@@ -21,7 +21,8 @@
     const scheme = window.location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${window.location.host}${root.dataset.wsPath}`);
     socket.onopen = () => { retryDelay = 500; liveState.textContent = "live"; liveState.className = "live on"; refresh(); };
-    socket.onmessage = refresh;
+    // The server's keep-alive heartbeat says nothing about the runners: no re-read.
+    socket.onmessage = (e) => { if (JSON.parse(e.data).type !== "heartbeat") refresh(); };
     socket.onclose = () => {
       liveState.className = "live off";
       liveState.textContent = `reconnecting in ${Math.round(retryDelay / 1000)} s`;

@@ -55,7 +55,7 @@ class Command(BaseCommand):
             lines = [f"  {path}: {msg}" for path, msgs in exc.message_dict.items() for msg in msgs]
             raise CommandError("The spec is not valid:\n" + "\n".join(lines)) from None
 
-        runs = list(experiment.runs.all())
+        runs = list(experiment.runs.defer("curves"))
         self.stdout.write(
             f"Experiment {experiment.pk} “{experiment.name}” in {chosen.name}: "
             f"{len(runs)} runs queued ({', '.join(r.label for r in runs)})."

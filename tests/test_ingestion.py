@@ -1,0 +1,138 @@
+"""Batched ingestion: a burst of engine events is handed over, stored and broadcast in
+batches, with sequence numbers from a counter and one channel-layer connection per process."""
+
+import sys
+
+import pytest
+import redis
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from experiments import curves, services
+from experiments.models import Run, RunEvent, experiment_group
+from runners import process
+
+# A child that prints a burst of epochs as fast as it can, then its result.
+BURST = """
+import json, sys
+n = int(sys.argv[-1]) if sys.argv[-1].isdigit() else 3000
+for i in range(1, n + 1):
+    print(json.dumps({"event": "epoch", "epoch": i, "loss": 1 / i, "accuracy": 0.5,
+                      "val_loss": 1 / i, "val_accuracy": 0.5, "seconds": 0.01}))
+print(json.dumps({"event": "result", "test_accuracy": 0.5}))
+"""
+
+
+@pytest.fixture
+def burst_engine(monkeypatch):
+    monkeypatch.setattr(process, "ENGINE_COMMAND", (sys.executable, "-c", BURST))
+
+
+def test_it_hands_a_burst_over_in_batches_and_in_order(burst_engine):
+    batches = []
+
+    outcome = process.run_engine({"name": "burst"}, on_events=batches.append, telemetry=False)
+
+    epochs = [e["epoch"] for batch in batches for e in batch if e["event"] == "epoch"]
+    assert epochs == list(range(1, 3001))
+    assert outcome.returncode == 0 and outcome.result == {"event": "result",
+                                                          "test_accuracy": 0.5}
+    # The reader falls behind a child printing flat out: most events share a batch.
+    assert len(batches) < 1000
+    assert max(len(batch) for batch in batches) <= process.MAX_BATCH
+
+
+def test_it_still_calls_on_event_once_per_event(burst_engine):
+    events = []
+
+    process.run_engine({"name": "burst"}, on_event=events.append, telemetry=False)
+
+    assert len(events) == 3001 and events[-1]["event"] == "result"
+
+
+def test_it_wants_one_way_to_deliver():
+    with pytest.raises(TypeError):
+        process.run_engine({}, telemetry=False)
+
+
+def epochs(first, last):
+    return [{"event": "epoch", "epoch": i, "loss": 1 / i, "val_accuracy": i / last,
+             "seconds": 0.5} for i in range(first, last + 1)]
+
+
+@pytest.fixture
+def run(alice, alice_team, make_experiment):
+    experiment = make_experiment(team=alice_team, user=alice, training={"epochs": 200})
+    run = experiment.runs.get()
+    Run.claim(run.pk, worker="celery@one")
+    return Run.objects.select_related("experiment").get(pk=run.pk)
+
+
+def test_it_stores_a_batch_in_one_transaction_and_broadcasts_it_once(run, monkeypatch):
+    sent = []
+    monkeypatch.setattr(services, "broadcast", lambda group, payload: sent.append(
+        (group, payload)))
+
+    services.run_record_events(run, epochs(1, 100))
+    with CaptureQueriesContext(connection) as queries:
+        services.run_record_events(run, [{"event": "phase", "phase": "eval"},
+                                         *epochs(101, 150)])
+
+    assert list(RunEvent.objects.filter(run=run).values_list("seq", flat=True)) == list(
+        range(1, 152))
+    # The second batch needs no MAX(seq): an INSERT and an UPDATE in one transaction.
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert not any("MAX(" in sql.upper() for sql in statements)
+    assert sum(sql.startswith("INSERT") for sql in statements) == 1
+    assert sum(sql.startswith("UPDATE") for sql in statements) == 1
+    assert [(group, payload["type"], len(payload["events"])) for group, payload in sent] == [
+        (experiment_group(run.experiment_id), "events", 100),
+        (experiment_group(run.experiment_id), "events", 51)]
+    assert sent[-1][1]["run"]["epochs_done"] == 150
+    run.refresh_from_db()
+    assert (run.epochs_done, run.progress) == (150, 0.75)
+    # The stored curves have every epoch of both batches in them.
+    assert curves.view(run.curves)["last_epoch"] == 150
+    assert curves.view(run.curves)["summary"]["loss"]["min"] == pytest.approx(1 / 150)
+
+
+def test_it_takes_the_next_numbers_when_another_writer_stored_events(run, monkeypatch):
+    monkeypatch.setattr(services, "broadcast", lambda group, payload: None)
+    services.run_record_events(run, epochs(1, 2))
+    RunEvent.objects.create(run=run, seq=3, kind="log", data={"event": "log"})
+
+    services.run_record_events(run, epochs(3, 4))
+
+    assert list(RunEvent.objects.filter(run=run).values_list("seq", "kind")) == [
+        (1, "epoch"), (2, "epoch"), (3, "log"), (4, "epoch"), (5, "epoch")]
+
+
+def test_a_single_event_keeps_the_one_event_message(run, monkeypatch):
+    sent = []
+    monkeypatch.setattr(services, "broadcast", lambda group, payload: sent.append(payload))
+
+    services.run_record_event(run, {"event": "epoch", "epoch": 1, "loss": 0.5})
+
+    assert sent[0]["type"] == "event" and sent[0]["event"]["epoch"] == 1
+
+
+@pytest.mark.skipif("channels_redis" not in settings.CHANNEL_LAYERS["default"]["BACKEND"],
+                    reason="needs the production channel layer (REDIS_URL)")
+def test_broadcasts_share_one_redis_connection():
+    layer = get_channel_layer()
+    channel = services._layer_loop.run(layer.new_channel(), 5)
+    services._layer_loop.run(layer.group_add("ingestion-test", channel), 5)
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    opened_before = client.info("stats")["total_connections_received"]
+
+    for i in range(50):
+        services.broadcast("ingestion-test", {"i": i})
+
+    received = [services._layer_loop.run(layer.receive(channel), 5)["payload"]["i"]
+                for _ in range(50)]
+    assert received == list(range(50))
+    # The old code opened a connection per broadcast (a new event loop each time).
+    assert client.info("stats")["total_connections_received"] - opened_before <= 2
+    services._layer_loop.run(layer.group_discard("ingestion-test", channel), 5)
