@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 from django.utils.formats import date_format
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from runners.engine.steps import validate_steps
 
@@ -72,7 +73,12 @@ class _LayerLoop:
         self._pid = None
 
     def run(self, coroutine, timeout):
-        return asyncio.run_coroutine_threadsafe(coroutine, self._started()).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._started())
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()  # not left running in the loop behind the caller's back
+            raise
 
     def _started(self):
         with self._lock:
@@ -95,10 +101,24 @@ def broadcast(group: str, payload: dict) -> None:
     if layer is None:
         return
     message = {"type": "group.event", "payload": payload}
-    try:
-        _layer_loop.run(layer.group_send(group, message), BROADCAST_TIMEOUT_SECONDS)
-    except Exception:  # a broadcast must never fail a run (Redis may be restarting)
-        log.warning("broadcast to %s failed", group, exc_info=True)
+    # The loop's pooled connection outlives a Redis restart, and its first use after one
+    # fails ("Connection lost"); redis-py drops that connection, so a second try opens a
+    # fresh one. A message that went out before the failure may arrive twice: the page
+    # ignores an epoch it has, and a status change only makes it read again.
+    for attempt in range(2):
+        try:
+            _layer_loop.run(layer.group_send(group, message), BROADCAST_TIMEOUT_SECONDS)
+            return
+        except TimeoutError:
+            log.warning("broadcast to %s timed out after %s s", group,
+                        BROADCAST_TIMEOUT_SECONDS)
+            return
+        except (OSError, RedisConnectionError) as exc:
+            if attempt:
+                log.warning("broadcast to %s failed: %s", group, exc)
+        except Exception:  # a broadcast must never fail a run (Redis may be restarting)
+            log.warning("broadcast to %s failed", group, exc_info=True)
+            return
 
 
 def team_for_user(user, team_name: str | None = None) -> Team:

@@ -136,3 +136,37 @@ def test_broadcasts_share_one_redis_connection():
     # The old code opened a connection per broadcast (a new event loop each time).
     assert client.info("stats")["total_connections_received"] - opened_before <= 2
     services._layer_loop.run(layer.group_discard("ingestion-test", channel), 5)
+
+
+class FlakyLayer:
+    """A channel layer whose first send fails as a pooled connection does after a Redis
+    restart (test_fleet restarts a real one; here the failure is on cue)."""
+
+    def __init__(self, failures):
+        self.failures, self.sent = list(failures), []
+
+    async def group_send(self, group, message):
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append((group, message["payload"]))
+
+
+@pytest.mark.parametrize("failure", [ConnectionResetError("Connection lost"),
+                                     redis.exceptions.ConnectionError("Connection closed")])
+def test_a_broadcast_tries_once_more_on_a_lost_connection(monkeypatch, failure):
+    layer = FlakyLayer([failure])
+    monkeypatch.setattr(services, "get_channel_layer", lambda: layer)
+
+    services.broadcast("g", {"n": 1})
+
+    assert layer.sent == [("g", {"n": 1})]
+
+
+def test_a_broadcast_gives_up_after_a_second_failure_without_failing_the_run(monkeypatch,
+                                                                             caplog):
+    layer = FlakyLayer([ConnectionResetError("lost"), ConnectionResetError("lost again")])
+    monkeypatch.setattr(services, "get_channel_layer", lambda: layer)
+
+    services.broadcast("g", {"n": 1})
+
+    assert layer.sent == [] and "broadcast to g failed: lost again" in caplog.text

@@ -72,6 +72,7 @@ MATRIX = [
     ("compare", "get", {}, {"runs": "{recipe_run}"}, TEAM_READ),
     ("experiment_detail", "get", {"pk": "experiment"}, {}, TEAM_READ),
     ("experiment_results", "get", {"pk": "experiment"}, {}, TEAM_READ),
+    ("experiment_curves", "get", {"pk": "experiment"}, {}, TEAM_READ),
     ("experiment_spec", "get", {"pk": "experiment"}, {}, TEAM_READ),
     ("experiment_export", "get", {"pk": "experiment", "fmt": "csv"}, {}, TEAM_READ),
     ("experiment_report", "get", {"pk": "experiment"}, {}, TEAM_READ),
