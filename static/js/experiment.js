@@ -140,7 +140,16 @@
   const SERIES_KEYS = ["loss", "accuracy", "val_loss", "val_accuracy"];
   const LOWEST_IS_BEST = { loss: true, val_loss: true, accuracy: false, val_accuracy: false };
   const curvePoints = () => state.curve_points || 300;
-  const toXY = (points) => (points || []).map((p) => ({ x: p[0], y: p[1] }));
+  // Each series' points as Chart.js reads them, kept per series array: a live epoch
+  // converts its one new point, not the whole curve again (latency at 50 runs).
+  const xyOf = new WeakMap();
+  function toXY(points) {
+    if (!points) return [];
+    let xy = xyOf.get(points);
+    if (!xy) { xy = []; xyOf.set(points, xy); }
+    for (let i = xy.length; i < points.length; i++) xy.push({ x: points[i][0], y: points[i][1] });
+    return xy;
+  }
 
   // Curves come from the server already thinned (min/max per bucket) to a few hundred
   // points per series; live epochs are appended here until a series doubles, then a
