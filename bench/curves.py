@@ -1,12 +1,15 @@
 """How long curves cost the experiment page, on the server and in a browser.
 
-The goal measured: long curves are downsampled on the server (selectors.CURVE_POINTS per
-series, min/max per bucket) so a run with 10,000 epochs draws as fast as a short one.
+The goal measured: long curves are downsampled (experiments.curves: min/max buckets kept
+in Run.curves as the epochs arrive, at most CURVE_POINTS per series) so a run with 10,000
+epochs draws as fast as a short one. The page's snapshot carries no series: the page fetches
+them from /experiments/<id>/curves/ after it loads.
 
 Synthetic load, not training: for each epoch count, one experiment of 5 succeeded runs whose
-epoch events are written straight into RunEvent. It runs in the embedded mode (SQLite and
-the in-process channel layer in a temporary ACCELWEB_DATA_DIR; DATABASE_URL and REDIS_URL
-are dropped), serves the page with uvicorn, and loads it in headless Chromium (Playwright).
+epoch events went through services.run_record_events, as the worker stores them (RunEvent
+rows and Run.curves). It runs in the embedded mode (SQLite and the in-process channel layer
+in a temporary ACCELWEB_DATA_DIR; DATABASE_URL and REDIS_URL are dropped), serves the page
+with uvicorn, and loads it in headless Chromium (Playwright).
 
     .venv/bin/python bench/curves.py [--epochs 10,1000,10000] [--repeats 7] [--loads 5] [--write]
 
@@ -50,14 +53,16 @@ RECIPES = [
 RUNS = 1 + len(RECIPES)  # the baseline and one run per recipe
 
 # Runs in each page before its scripts. Every animation frame (just before it is painted) it
-# checks whether the curve charts hold a dataset per run and series with every point of
-# the page's state, and keeps the first such time (ms since navigation start). It also
-# keeps when the websocket's snapshot arrives: its listener is added before the page sets
-# onmessage, so it runs first, and it tests a prefix rather than parse the message twice.
+# checks whether the curves have been fetched (experiment.js gives each run its series then)
+# and the curve charts hold a dataset per run and series with every point of the page's
+# state, and keeps the first such time (ms since navigation start). It also keeps when the
+# websocket's snapshot arrives: its listener is added before the page sets onmessage, so it
+# runs first, and it tests a prefix rather than parse the message twice.
 WATCH_PAGE = """(() => {
   const complete = (aw) => {
     const runs = aw.state.runs;
-    const sizes = (key) => runs.map((run) => ((run.series || {})[key] || []).length);
+    if (!runs.every((run) => run.series)) return false;
+    const sizes = (key) => runs.map((run) => (run.series[key] || []).length);
     const curve = (metric) => runs.flatMap((run, i) =>
       [sizes(metric)[i], sizes(`val_${metric}`)[i]]);
     const same = (chart, want) => chart.data.datasets.length === want.length &&
@@ -91,7 +96,9 @@ POINTS_DRAWN = """() => ({
 SNAPSHOT_ARRIVED = "() => window.benchSnapshotAt"
 NAVIGATION = """() => {
   const n = performance.getEntriesByType("navigation")[0];
-  return {response_end: n.responseEnd, dcl: n.domContentLoadedEventEnd};
+  const curves = performance.getEntriesByType("resource").find((r) => r.name.includes("/curves/"));
+  return {response_end: n.responseEnd, dcl: n.domContentLoadedEventEnd,
+          curves_end: curves ? curves.responseEnd : null};
 }"""
 
 
@@ -127,10 +134,16 @@ def epoch_records(epochs: int, rng: random.Random, *, speed: float) -> list[dict
     return records
 
 
+# Events handed to run_record_events at a time: what it stores (the events and Run.curves)
+# does not depend on how they were batched.
+RECORD_BATCH = 1000
+
+
 def create_experiment(team, user, epochs: int):
     from django.utils import timezone
 
-    from experiments.models import Experiment, Run, RunEvent
+    from experiments.models import Experiment, Run
+    from experiments.services import run_record_events
     from experiments.spec import validate_spec
 
     raw = {"name": f"curves: {epochs:,} epochs per run (synthetic load)",
@@ -146,17 +159,17 @@ def create_experiment(team, user, epochs: int):
     now = timezone.now()
     runs = Run.objects.bulk_create([
         Run(experiment=experiment, name=recipe["name"], position=position,
-            steps=recipe["steps"], status=Run.Status.SUCCEEDED, progress=1.0,
-            epochs_done=epochs, worker="bench", device="cpu", started_at=now, finished_at=now)
+            steps=recipe["steps"], status=Run.Status.RUNNING, worker="bench", device="cpu",
+            started_at=now, heartbeat_at=now)
         for position, recipe in enumerate([{"name": "baseline", "steps": []}, *spec["recipes"]])
     ])
     rng = random.Random(epochs)
     for index, run in enumerate(runs):
-        RunEvent.objects.bulk_create(
-            [RunEvent(run=run, seq=seq, kind="epoch", data=data) for seq, data in
-             enumerate(epoch_records(epochs, rng, speed=4.0 + index), start=1)],
-            batch_size=2000,
-        )
+        run.experiment = experiment
+        records = epoch_records(epochs, rng, speed=4.0 + index)
+        for start in range(0, len(records), RECORD_BATCH):
+            run_record_events(run, records[start:start + RECORD_BATCH])
+        run.mark_finished(Run.Status.SUCCEEDED)
     return experiment
 
 
@@ -178,28 +191,12 @@ def json_bytes(value) -> int:
     return len(json.dumps(value, cls=DjangoJSONEncoder).encode())
 
 
-def unsampled_snapshot(experiment, snapshot: dict) -> dict:
-    """The snapshot as it would be without downsampling: each run's full series (from
-    series_from_epochs without max_points) and its full list of epoch records."""
-    from experiments.models import RunEvent
-    from experiments.selectors import EPOCH_KEYS, series_from_epochs
-
-    epochs = {run["id"]: [] for run in snapshot["runs"]}
-    for run_id, data in RunEvent.objects.filter(
-        run__experiment=experiment, kind="epoch"
-    ).order_by("run_id", "seq").values_list("run_id", "data"):
-        epochs[run_id].append(data)
-    runs = [{**run, "series": series_from_epochs(epochs[run["id"]]),
-             "epochs": [{key: data.get(key) for key in EPOCH_KEYS} for data in epochs[run["id"]]]}
-            for run in snapshot["runs"]]
-    return {**snapshot, "runs": runs}
-
-
-def expected_lengths(snapshot: dict) -> dict:
-    """Points per dataset, in the page's order: (train, validation) per run, then time."""
+def expected_lengths(snapshot: dict, curves: dict) -> dict:
+    """Points per dataset, in the page's order (the snapshot's runs): (train, validation)
+    per run, then time; from the curves the page fetches."""
     lengths = {"loss": [], "accuracy": [], "time": []}
     for run in snapshot["runs"]:
-        series = run["series"]
+        series = curves["runs"][str(run["id"])]["series"]
         for metric in ("loss", "accuracy"):
             lengths[metric] += [len(series[metric]), len(series[f"val_{metric}"])]
         lengths["time"].append(len(series["val_accuracy_by_time"]))
@@ -252,6 +249,7 @@ def browser_loads(base_url: str, cases: list[dict], loads: int) -> str:
             page.wait_for_url(base_url)
             for case in cases:
                 case["drawn_ms"], case["dcl_ms"], case["live_ms"] = [], [], []
+                case["curves_ms"] = []
                 for load in range(loads + 1):
                     page.goto(case["url"], wait_until="commit")
                     drawn = page.wait_for_function(CHARTS_DRAWN, timeout=120_000).json_value()
@@ -267,6 +265,7 @@ def browser_loads(base_url: str, cases: list[dict], loads: int) -> str:
                     if load:
                         case["drawn_ms"].append(drawn)
                         case["dcl_ms"].append(navigation["dcl"])
+                        case["curves_ms"].append(navigation["curves_end"])
                         case["live_ms"].append(live)
                 print(f"browser: {case['epochs']} epochs, drawn at "
                       f"{statistics.median(case['drawn_ms']):.0f} ms", file=sys.stderr,
@@ -287,18 +286,22 @@ def spread(values: list[float]) -> str:
 def table(cases: list[dict]) -> str:
     lines = [
         "| epochs per run | points per series sent (of all) | experiment_snapshot ms | "
-        "page GET, test Client ms | page GET, HTTP via uvicorn ms | snapshot JSON bytes | "
-        "page HTML bytes | snapshot JSON bytes without downsampling | "
-        "browser: charts drawn ms [min–max] | browser: DOMContentLoaded ms | "
+        "experiment_curves ms | page GET, test Client ms | /curves/ GET, test Client ms | "
+        "page GET, HTTP via uvicorn ms | /curves/ GET, HTTP via uvicorn ms | "
+        "snapshot JSON bytes | page HTML bytes | /curves/ JSON bytes | "
+        "/curves/?full=1 JSON bytes | browser: charts drawn ms [min–max] | "
+        "browser: DOMContentLoaded ms | browser: /curves/ in ms | "
         "browser: websocket snapshot in ms |",
-        "|" + "---|" * 11,
+        "|" + "---|" * 16,
     ]
     for c in cases:
         cells = [
             f"{c['epochs']:,}", f"{c['points_sent']:,} ({c['points_all']:,})",
-            ms(c["snapshot_s"]), ms(c["client_get_s"]), ms(c["http_get_s"]),
-            f"{c['snapshot_bytes']:,}", f"{c['html_bytes']:,}", f"{c['unsampled_bytes']:,}",
-            spread(c["drawn_ms"]), spread(c["dcl_ms"]), spread(c["live_ms"]),
+            ms(c["snapshot_s"]), ms(c["curves_s"]), ms(c["client_get_s"]),
+            ms(c["client_curves_s"]), ms(c["http_get_s"]), ms(c["http_curves_s"]),
+            f"{c['snapshot_bytes']:,}", f"{c['html_bytes']:,}", f"{c['curves_bytes']:,}",
+            f"{c['full_bytes']:,}", spread(c["drawn_ms"]), spread(c["dcl_ms"]),
+            spread(c["curves_ms"]), spread(c["live_ms"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -326,30 +329,35 @@ Written by `bench/curves.py` on {datetime.date.today().isoformat()} in {minutes:
 
 Command: `{command}`
 
-The goal measured: long curves are downsampled on the server (min/max per bucket, at most
-`CURVE_POINTS` = {CURVE_POINTS} points per series) so a run with 10,000 epochs draws fast.
+The goal measured: long curves are downsampled (min/max buckets kept in `Run.curves` as
+the epochs arrive, at most `CURVE_POINTS` = {CURVE_POINTS} points per series) so a run with
+10,000 epochs draws fast. The page's snapshot carries each run's state and curve summary;
+the page fetches the series from `/experiments/<id>/curves/` once it has loaded.
 
 **Synthetic load, not training.** Each row is one experiment of {RUNS} runs (status succeeded,
 no result, no telemetry) whose epoch events (loss, accuracy, val_loss, val_accuracy,
-seconds: decaying and rising curves with noise and rare validation spikes) were written
-straight into `RunEvent`. Embedded mode: SQLite in a temporary `ACCELWEB_DATA_DIR`, the
-in-process channel layer, `DEBUG=0`; `DATABASE_URL` and `REDIS_URL` unset. The spec's epoch
-count is set after `validate_spec`, which allows at most 500.
+seconds: decaying and rising curves with noise and rare validation spikes) went through
+`services.run_record_events`, {RECORD_BATCH} at a time, as the worker stores them (`RunEvent`
+rows and `Run.curves`; the batching does not change what is stored). Embedded mode: SQLite
+in a temporary `ACCELWEB_DATA_DIR`, the in-process channel layer, `DEBUG=0`; `DATABASE_URL`
+and `REDIS_URL` unset. The spec's epoch count is set after `validate_spec`, which allows at
+most 500.
 
 - Server columns: median of {args.repeats} calls after one warm-up, in the benchmark process
-  (`experiment_snapshot(experiment)`, and `GET /experiments/<id>/` through Django's test
+  (`experiment_snapshot(experiment)`, `experiment_curves(experiment)`, and
+  `GET /experiments/<id>/` and `GET /experiments/<id>/curves/` through Django's test
   `Client`), and over HTTP from a uvicorn subprocess on loopback (same database).
 - Bytes: the snapshot as `json_script` embeds it and the websocket sends it; the whole page's
-  HTML. "Without downsampling": the same snapshot with each run's series from
-  `series_from_epochs` without `max_points` and its full list of epoch records (never sent;
-  size only).
+  HTML; the curves the page fetches, and with `?full=1` every epoch (what the page's "full
+  resolution" box fetches; size only).
 - Browser: headless Chromium through Playwright against that uvicorn, logged in through
-  `/login/`. "Charts drawn": milliseconds from navigation start until both curve charts
-  hold {2 * RUNS} datasets and the time chart {RUNS}, each with every point the snapshot sent
-  (checked in the page at every animation frame, just before it is painted, so up to one
-  frame late; the benchmark then checks the point counts against the server's snapshot).
-  Also the end of DOMContentLoaded, and when the websocket's own snapshot (built anew by
-  the consumer) arrived. Median [min–max] of {args.loads} loads after one warm-up load.
+  `/login/`. "Charts drawn": milliseconds from navigation start until the curves have been
+  fetched and both curve charts hold {2 * RUNS} datasets and the time chart {RUNS}, each with
+  every point of the page's state (checked in the page at every animation frame, just
+  before it is painted, so up to one frame late; the benchmark then checks the point counts
+  against the server's curves). Also the end of DOMContentLoaded, the end of the
+  `/curves/` response, and when the websocket's own snapshot (built anew by the consumer)
+  arrived. Median [min–max] of {args.loads} loads after one warm-up load.
 
 ### Machine
 
@@ -386,7 +394,7 @@ def main(argv=None):
         from django.test import Client
 
         from experiments.models import Experiment, Membership, Team
-        from experiments.selectors import experiment_snapshot
+        from experiments.selectors import experiment_curves, experiment_snapshot
 
         call_command("migrate", verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
@@ -403,16 +411,23 @@ def main(argv=None):
             experiment = Experiment.objects.get(pk=experiment.pk)
             case["snapshot_s"], snapshot = median_seconds(
                 lambda experiment=experiment: experiment_snapshot(experiment), args.repeats)
+            case["curves_s"], curves = median_seconds(
+                lambda experiment=experiment: experiment_curves(experiment), args.repeats)
             url = f"/experiments/{experiment.pk}/"
             case["client_get_s"], response = median_seconds(
                 lambda url=url: client.get(url), args.repeats)
             assert response.status_code == 200, response.status_code
+            case["client_curves_s"], fetched = median_seconds(
+                lambda url=url: client.get(url + "curves/"), args.repeats)
+            assert fetched.status_code == 200, fetched.status_code
             case["snapshot_bytes"] = json_bytes(snapshot)
             case["html_bytes"] = len(response.content)
-            case["unsampled_bytes"] = json_bytes(unsampled_snapshot(experiment, snapshot))
-            case["points_sent"] = len(snapshot["runs"][0]["series"]["loss"])
+            case["curves_bytes"] = len(fetched.content)
+            case["full_bytes"] = len(client.get(url + "curves/?full=1").content)
+            first = str(snapshot["runs"][0]["id"])
+            case["points_sent"] = len(curves["runs"][first]["series"]["loss"])
             case["points_all"] = epochs
-            case["expected"] = expected_lengths(snapshot)
+            case["expected"] = expected_lengths(snapshot, curves)
             cases.append(case)
             print(f"server: {epochs} epochs, snapshot {ms(case['snapshot_s'])} ms, "
                   f"{case['snapshot_bytes']:,} bytes", file=sys.stderr, flush=True)
@@ -434,6 +449,8 @@ def main(argv=None):
                 case["http_get_s"], body = median_seconds(
                     lambda url=case["url"]: http_get(url, session), args.repeats)
                 case["http_html_bytes"] = len(body)
+                case["http_curves_s"], _ = median_seconds(
+                    lambda url=case["url"] + "curves/": http_get(url, session), args.repeats)
             chromium = browser_loads(base_url, cases, args.loads)
         finally:
             if server.poll() is None:
