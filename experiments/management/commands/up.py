@@ -9,6 +9,7 @@ SIGKILL, and the worker thread stops. The process then ends by that same signal,
 uvicorn alone would (a shell reports 143 for SIGTERM, 130 for Ctrl-C).
 """
 
+import asyncio
 import os
 import secrets
 import signal
@@ -80,7 +81,11 @@ class Command(BaseCommand):
         self.stdout.write("  stop with Ctrl-C")
 
         try:
-            server.run()
+            # As server.run() does, with the serving loop handed to the broadcasts of the
+            # worker thread first (services.broadcast_on) when the channel layer is this
+            # process's own.
+            with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+                runner.run(_serve(server))
         finally:
             if worker:
                 self._stop_worker(worker, thread)
@@ -168,6 +173,14 @@ class Command(BaseCommand):
         thread = threading.Thread(target=worker.start, name="celery-worker", daemon=True)
         thread.start()
         return worker, thread
+
+
+async def _serve(server):
+    if settings.EMBEDDED:
+        from experiments.services import broadcast_on
+
+        broadcast_on(asyncio.get_running_loop())
+    await server.serve()
 
 
 def _leave_queued(message):
