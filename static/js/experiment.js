@@ -169,18 +169,27 @@
     return datasets;
   }
 
-  function drawCurves() {
-    for (const [metric, chart] of Object.entries(charts)) {
-      chart.data.datasets = curveDatasets(metric);
-      chart.update("none");
+  // The same runs as drawn: their dataset objects stay and take the new points, which
+  // spares Chart.js setting each dataset up again on every live epoch.
+  function setDatasets(chart, datasets) {
+    const old = chart.data.datasets;
+    if (old.length === datasets.length &&
+        old.every((d, i) => d.label === datasets[i].label && d.runId === datasets[i].runId)) {
+      old.forEach((d, i) => { d.data = datasets[i].data; d.pointRadius = datasets[i].pointRadius; });
+    } else {
+      chart.data.datasets = datasets;
     }
-    timeChart.data.datasets = state.runs.map((run, index) => {
+    chart.update("none");
+  }
+
+  function drawCurves() {
+    for (const [metric, chart] of Object.entries(charts)) setDatasets(chart, curveDatasets(metric));
+    setDatasets(timeChart, state.runs.map((run, index) => {
       const color = COLORS[index % COLORS.length];
       const points = toXY((run.series || {}).val_accuracy_by_time);
       return { label: run.name, data: points, borderColor: color, backgroundColor: color,
         pointRadius: points.length > 60 ? 0 : 2, runId: run.id };
-    });
-    timeChart.update("none");
+    }));
   }
 
   function drawTradeoff() {
