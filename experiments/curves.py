@@ -96,11 +96,16 @@ def _own(state: dict) -> None:
     base = empty()
     for key, value in base.items():
         state.setdefault(key, value)
-    state["summary"] = {**base["summary"], **(state["summary"] or {})}
+    # Folding in changes a summary in place, and only the last bucket of a series: those
+    # are copied, the rest is shared until a merge replaces the list.
+    state["summary"] = {key: dict(value) if value else None for key, value in
+                        {**base["summary"], **(state["summary"] or {})}.items()}
     state["series"] = {key: {**base["series"][key], **(state["series"] or {}).get(key, {})}
                        for key in base["series"]}
     for series in state["series"].values():
         series["buckets"] = list(series["buckets"])
+        if series["buckets"]:
+            series["buckets"][-1] = list(series["buckets"][-1])
     state["telemetry"] = {**base["telemetry"], **(state["telemetry"] or {})}
     state["telemetry"]["samples"] = list(state["telemetry"]["samples"])
 
@@ -130,39 +135,48 @@ def _add_epoch(state: dict, event: dict) -> None:
         return
     state["last_epoch"] = epoch
     state["elapsed"] = state["elapsed"] + (_number(event.get("seconds")) or 0.0)
+    series, summary = state["series"], state["summary"]
     for key in SERIES_KEYS:
         value = _number(event.get(key))
         if value is None:
             continue
-        _add_point(state["series"][key], epoch, value)
-        state["summary"][key] = _summarize(state["summary"][key], value, BEST_IS_LOWEST[key])
+        _add_point(series[key], epoch, value)
+        _summarize(summary, key, value)
     value = _number(event.get("val_accuracy"))
     if value is not None:
         _add_point(state["series"][BY_TIME], round(state["elapsed"], 4), value)
 
 
-def _summarize(summary: dict | None, value: float, lowest_is_best: bool) -> dict:
-    low = value if summary is None else min(summary["min"], value)
-    high = value if summary is None else max(summary["max"], value)
-    return {"last": value, "best": low if lowest_is_best else high, "min": low, "max": high}
+def _summarize(summaries: dict, key: str, value: float) -> None:
+    summary = summaries[key]
+    if summary is None:
+        summaries[key] = {"last": value, "best": value, "min": value, "max": value}
+        return
+    summary["last"] = value
+    if value < summary["min"]:
+        summary["min"] = value
+    if value > summary["max"]:
+        summary["max"] = value
+    summary["best"] = summary["min"] if BEST_IS_LOWEST[key] else summary["max"]
 
 
 def _add_point(series: dict, x, y: float) -> None:
-    point = [x, _rounded(y)]
-    if series["n"] == 0:
+    y = _rounded(y)
+    point = [x, y]
+    n = series["n"]
+    if n == 0:
         series["first"] = point
     series["last"] = point
     buckets = series["buckets"]
-    if series["n"] % series["size"] == 0:
-        buckets.append(point + point)
+    if n % series["size"] == 0:
+        buckets.append([x, y, x, y])
     else:
-        x_low, y_low, x_high, y_high = buckets[-1]
-        if point[1] < y_low:
-            x_low, y_low = point
-        if point[1] > y_high:
-            x_high, y_high = point
-        buckets[-1] = [x_low, y_low, x_high, y_high]
-    series["n"] += 1
+        bucket = buckets[-1]  # this state's own (_own)
+        if y < bucket[1]:
+            bucket[0], bucket[1] = x, y
+        if y > bucket[3]:
+            bucket[2], bucket[3] = x, y
+    series["n"] = n + 1
     if len(buckets) > MAX_BUCKETS:
         series["buckets"] = [_merged(buckets[i:i + 2]) for i in range(0, len(buckets), 2)]
         series["size"] *= 2
