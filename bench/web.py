@@ -368,6 +368,22 @@ def vacuum_analyze() -> None:
         cursor.execute("VACUUM (ANALYZE)")
 
 
+def settle(what: str, *, below: float = 1.0, limit: float = 120.0) -> float:
+    """Before a measurement: PostgreSQL writes out what the load left dirty (CHECKPOINT),
+    then up to `limit` seconds for the machine to quiet down (the 1-minute load average
+    below `below`: the million-run load, autovacuum and the services' start are over).
+    Returns the load average the measurement starts at."""
+    # Over an admin connection, not Django's: the browser measurements run inside
+    # Playwright's event loop, where Django refuses synchronous database calls.
+    admin_sql("CHECKPOINT")
+    deadline = time.monotonic() + limit
+    while os.getloadavg()[0] >= below and time.monotonic() < deadline:
+        time.sleep(2)
+    load = os.getloadavg()[0]
+    log(f"  {what}: starts at a load average of {load:.2f}")
+    return load
+
+
 def big_result(position: int, replicate: int) -> dict:
     """A result as the engine stores it (tests/results.py's shape): recipe p trains and
     infers 1 + 0.08 p times as fast as the baseline, with a little spread."""
@@ -1239,6 +1255,10 @@ need, as autovacuum leaves a loaded table).
   return (the child's start included). A websocket client on the experiment's page socket
   (uvicorn and Redis, the production stack below) counts every epoch back; "received" is
   epochs x 6 over the time to the last one.
+- Before the ingestion and each latency measurement, `CHECKPOINT` and a wait of up to two
+  minutes for the 1-minute load average to drop below 1.0 (the million-run load, autovacuum
+  and the services' start done); "load_average_when_measured" under Machine says where each
+  began.
 - Live latency: the engine child prints {args.live_epochs} epochs at {1 / args.live_interval:.0f}
   a second, each with `time.time()` taken just before it prints it. Production mode:
   uvicorn and a Celery worker (`celery -A accelweb worker --concurrency 1`, its engine
@@ -1361,6 +1381,7 @@ def main(argv=None):
 
             log("production stack: uvicorn + Celery worker")
             procs = production_stack(folder, interval=args.live_interval)
+            settled = {"ingestion": settle("ingestion")}
             ingest = ingestion(team, user, procs.web_url, session_of(user),
                                epochs=args.ingest_epochs, processes=args.ingest_processes)
             from playwright.sync_api import sync_playwright
@@ -1368,12 +1389,14 @@ def main(argv=None):
             live = {}
             submitted = production_run(team, user, epochs=args.live_epochs)
             with sync_playwright() as playwright:
+                settled["live latency, production"] = settle("live latency, production")
                 log("live latency, production")
                 live["production"] = live_production(
                     playwright, procs.web_url, folder, submitted, epochs=args.live_epochs,
                     interval=args.live_interval)
                 procs.stop()
                 procs = None
+                settled["live latency, embedded"] = settle("live latency, embedded")
                 log("live latency, embedded")
                 live["embedded"] = live_embedded(playwright, folder, epochs=args.live_epochs,
                                                  interval=args.live_interval)
@@ -1386,7 +1409,8 @@ def main(argv=None):
                 log("MLflow log_batch")
                 mlflow = mlflow_measure(args)
             found = {**machine(live["production"]["chromium"]),
-                     "load_average_at_start": load_average}
+                     "load_average_at_start": load_average,
+                     "load_average_when_measured": settled}
         except BaseException:
             if procs is not None:
                 for name in procs.logs:
