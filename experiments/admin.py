@@ -4,6 +4,7 @@ from django.db import connection
 from django.utils.functional import cached_property
 
 from . import services
+from .listings import EXPERIMENT_BULK, RUN_BULK
 from .models import (
     Benchmark,
     Comment,
@@ -20,9 +21,6 @@ from .models import (
     Worker,
 )
 
-# A run's and an experiment's large columns, which no changelist shows.
-RUN_BULK = ("result", "stderr_tail", "curves")
-EXPERIMENT_BULK = ("spec", "evidence")
 # What the engine and the runner store as RunEvent.kind (runners.engine, runners.telemetry).
 EVENT_KINDS = ("phase", "epoch", "progress", "telemetry", "log", "model", "result", "error",
                "cancelled")

@@ -10,8 +10,9 @@ from rest_framework.pagination import CursorPagination, PageNumberPagination
 from .models import Experiment, Membership, Run
 
 ACTIVE = (Run.Status.QUEUED, Run.Status.RUNNING)
-# A run's large columns, which no list shows.
+# A run's and an experiment's large columns, which no list shows.
 RUN_BULK = ("result", "stderr_tail", "curves")
+EXPERIMENT_BULK = ("spec", "evidence")
 
 
 def team_ids_of(user) -> list[int]:

@@ -1,6 +1,7 @@
 """Real processes for the full-stack tests: uvicorn, Celery workers, `manage.py` commands,
 pointed at the test database that pytest-django created and at real Redis."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -54,6 +55,26 @@ def production_env(tmp, **extra):
             "ACCELWEB_MEDIA_ROOT": str(settings.MEDIA_ROOT), **extra}
 
 
+def embedded_env(data: Path, **extra):
+    """The embedded default's environment: SQLite in `data`, no Redis (the test's own
+    DATABASE_URL and REDIS_URL dropped)."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("DATABASE_URL", "REDIS_URL")}
+    return {**env, "ACCELWEB_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1", **extra}
+
+
+@contextlib.contextmanager
+def web_stack(tmp: Path):
+    """The dashboard alone under uvicorn (no worker), on the test database and Redis."""
+    stack = Stack(tmp, production_env(tmp))
+    stack.manage("collectstatic", "--noinput", "-v0")
+    try:
+        stack.start_web()
+        yield stack
+    finally:
+        stack.stop()
+
+
 class Stack:
     """Processes started for a test, stopped (and their logs kept) at the end."""
 
@@ -96,6 +117,15 @@ class Stack:
         ])
         wait_for(lambda: healthy(self.url), timeout=60, what="uvicorn", logs=[log])
         self.pid = self.procs["uvicorn"].pid
+        return log
+
+    def start_up(self):
+        """`manage.py up` on a free port (the environment says which mode); sets url and
+        port once it answers."""
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        log = self.start("up", [sys.executable, "manage.py", "up", "--port", str(self.port)])
+        wait_for(lambda: healthy(self.url), timeout=90, what="manage.py up", logs=[log])
         return log
 
     def kill(self, name):

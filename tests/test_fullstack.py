@@ -6,12 +6,10 @@ transports and against the embedded default (`manage.py up`: SQLite, no Redis).
 """
 
 import json
-import os
 import re
-import sys
 
 import pytest
-from livestack import ROOT, Stack, free_port, healthy, production_env, wait_for
+from livestack import ROOT, Stack, embedded_env, free_port, production_env
 
 # transaction=True: what a test writes is committed, so the server processes see it.
 pytestmark = [pytest.mark.fullstack, pytest.mark.django_db(transaction=True)]
@@ -171,16 +169,9 @@ def test_it_follows_a_cli_submission_on_redis_and_postgresql(production_stack, a
 
 
 def test_it_follows_a_cli_submission_on_the_embedded_default(tmp_path):
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(ACCELWEB_DATA_DIR=str(tmp_path / "data"), ACCELWEB_DEMO_PASSWORD=PASSWORD,
-               PYTHONUNBUFFERED="1")
-    stack = Stack(tmp_path, env)
-    port = free_port()
-    log = stack.start("up", [sys.executable, "manage.py", "up", "--port", str(port)])
+    stack = Stack(tmp_path, embedded_env(tmp_path / "data", ACCELWEB_DEMO_PASSWORD=PASSWORD))
     try:
-        wait_for(lambda: healthy(f"http://127.0.0.1:{port}/"), timeout=90,
-                  what="manage.py up", logs=[log])
+        log = stack.start_up()
         assert f"demo / {PASSWORD}" in log.read_text()
         done = _submit_follow(stack, tmp_path, "demo")
         assert done.returncode == 0, done.stdout + done.stderr + stack.log_tails()

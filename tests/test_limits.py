@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
-from livestack import Stack, production_env
+from livestack import web_stack
 
 from accelweb.bodylimit import BodyLimitMiddleware
 
@@ -28,14 +28,8 @@ CHUNK = b"x" * MB
 
 @pytest.fixture(scope="module")
 def server(django_db_setup, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("limits")
-    stack = Stack(tmp, production_env(tmp))
-    stack.manage("collectstatic", "--noinput", "-v0")
-    try:
-        stack.start_web()
+    with web_stack(tmp_path_factory.mktemp("limits")) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def _status_kb(pid, field):

@@ -7,16 +7,14 @@ behind it stays queued, and the process ends by the signal it was sent.
 """
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import psutil
 import pytest
-from livestack import Stack, free_port, healthy, wait_for
+from livestack import Stack, embedded_env, wait_for
 
 # Up to ~25 s for a case here (two starts of Django, one of the engine); a hang must fail.
 pytestmark = pytest.mark.timeout(180)
@@ -41,16 +39,9 @@ SPEC = {
 @pytest.fixture
 def up(tmp_path):
     data = tmp_path / "data"
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(ACCELWEB_DATA_DIR=str(data), ACCELWEB_DEMO_PASSWORD="up-shutdown-8412",
-               PYTHONUNBUFFERED="1")
-    stack = Stack(tmp_path, env)
-    port = free_port()
-    log = stack.start("up", [sys.executable, "manage.py", "up", "--port", str(port)])
+    stack = Stack(tmp_path, embedded_env(data, ACCELWEB_DEMO_PASSWORD="up-shutdown-8412"))
     try:
-        wait_for(lambda: healthy(f"http://127.0.0.1:{port}/"), timeout=90,
-                 what="manage.py up", logs=[log])
+        stack.start_up()
         yield stack, data / "db.sqlite3"
     finally:
         stack.stop()

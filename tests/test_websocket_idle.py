@@ -14,7 +14,7 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
-from livestack import Stack, production_env
+from livestack import web_stack
 
 from experiments import services
 from experiments.models import Experiment
@@ -24,14 +24,8 @@ IDLE_SECONDS = 30
 
 @pytest.fixture(scope="module")
 def server(django_db_setup, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ws-idle")
-    stack = Stack(tmp, production_env(tmp))
-    stack.manage("collectstatic", "--noinput", "-v0")
-    try:
-        stack.start_web()
+    with web_stack(tmp_path_factory.mktemp("ws-idle")) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture
