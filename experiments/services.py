@@ -209,28 +209,36 @@ EVENTS_PER_INSERT = 1000
 
 
 def run_record_events(run: Run, events: list[dict]) -> None:
-    """Store a batch of the engine's events (in the order it printed them) in one
-    transaction, fold them into the run's stored curves and progress, and tell the browsers
-    once. The task that runs the run is the only writer of its events, so sequence numbers
-    come from a counter read once per run, not a MAX query per event."""
+    """Tell the browsers about a batch of the engine's events (in the order it printed
+    them) once, then store them in one transaction, folded into the run's stored curves
+    and progress. The task that runs the run is the only writer of its events, so sequence
+    numbers come from a counter read once per run, not a MAX query per event."""
     if not events:
         return
     kinds = [str(event.get("event", "unknown"))[:20] for event in events]
     epochs_total = max(1, int(run.experiment.spec.get("training", {}).get("epochs") or 1))
+    state = curves.extend(dict(run.curves or {}), events)
+    done = run.epochs_done
+    for kind, event in zip(kinds, events, strict=True):
+        if kind == "epoch":
+            done = curves.epoch_number(event, done)
+    progress = min(1.0, done / epochs_total)
+    # Told before it is stored: the browsers draw the epochs while the transaction runs,
+    # which is most of a batch's time here. The database stays the record: a store that
+    # fails fails the run, and its page reads the record again when the status changes.
+    told = {**run_state(run), "epochs_done": done, "progress": round(progress, 4)}
+    broadcast(experiment_group(run.experiment_id),
+              {"type": "event", "run": told, "event": events[0]} if len(events) == 1
+              else {"type": "events", "run": told, "events": events})
     for attempt in range(2):
         if getattr(run, "_last_seq", None) is None or attempt:
             run._last_seq = run.events.aggregate(m=Max("seq"))["m"] or 0
         first = run._last_seq + 1
-        state = curves.extend(dict(run.curves or {}), events)
-        done = run.epochs_done
-        for kind, event in zip(kinds, events, strict=True):
-            if kind == "epoch":
-                done = curves.epoch_number(event, done)
         try:
             with transaction.atomic():
                 _insert_events(run, first, kinds, events)
                 Run.objects.filter(pk=run.pk).update(
-                    epochs_done=done, progress=min(1.0, done / epochs_total), curves=state)
+                    epochs_done=done, progress=progress, curves=state)
         except IntegrityError:
             # Another writer stored events of this run (a second delivery the claim did
             # not stop): read the counter again, once.
@@ -239,11 +247,7 @@ def run_record_events(run: Run, events: list[dict]) -> None:
             continue
         break
     run._last_seq = first + len(events) - 1
-    run.curves, run.epochs_done, run.progress = state, done, min(1.0, done / epochs_total)
-    state_now = run_state(run)
-    payload = ({"type": "event", "run": state_now, "event": events[0]} if len(events) == 1
-               else {"type": "events", "run": state_now, "events": events})
-    broadcast(experiment_group(run.experiment_id), payload)
+    run.curves, run.epochs_done, run.progress = state, done, progress
 
 
 def _insert_events(run: Run, first: int, kinds: list[str], events: list[dict]) -> None:
