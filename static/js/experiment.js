@@ -11,10 +11,22 @@
   const liveState = document.getElementById("live-state");
   let state = JSON.parse(document.getElementById("experiment-snapshot").textContent);
 
+  // What Chart.js last laid out of each dataset (its array, points and radius): a live
+  // epoch's new segments are drawn from there (see strokeNew).
+  const laidOut = {
+    id: "laidOut",
+    afterUpdate(chart) {
+      for (const d of chart.data.datasets) {
+        d.laidOut = { data: d.data, drawn: d.data.length, radius: d.pointRadius };
+      }
+    },
+  };
+
   function lineChart(canvasId, yLabel) {
     return new Chart(document.getElementById(canvasId), {
       type: "line",
       data: { datasets: [] },
+      plugins: [laidOut],
       options: {
         animation: false,
         parsing: false,
@@ -170,8 +182,9 @@
   }
 
   // The same runs as drawn: their dataset objects stay and take the new points, which
-  // spares Chart.js setting each dataset up again on every live epoch.
-  function setDatasets(chart, datasets) {
+  // spares Chart.js setting each dataset up again on every live epoch. live: the points
+  // only grew by a live epoch, which is drawn at once as segments where it can be.
+  function setDatasets(chart, datasets, live = false) {
     const old = chart.data.datasets;
     if (old.length === datasets.length &&
         old.every((d, i) => d.label === datasets[i].label && d.runId === datasets[i].runId)) {
@@ -179,17 +192,91 @@
     } else {
       chart.data.datasets = datasets;
     }
-    chart.update("none");
+    if (live && strokeNew(chart)) updateAfterPaint(chart);
+    else chart.update("none");
   }
 
-  function drawCurves() {
-    for (const [metric, chart] of Object.entries(charts)) setDatasets(chart, curveDatasets(metric));
+  // A live epoch is drawn on the canvas as its lines' new segments over the chart as it
+  // stands, when every new point falls inside the axes drawn. A Chart.js update costs
+  // 1-3 ms a chart, three charts an epoch: most of the page's share of a live epoch's
+  // latency; the segments cost microseconds. The whole chart (the elements tooltips read,
+  // ticks that suit the points now) is drawn again once the frame that shows them is
+  // painted. False, drawing nothing, when the chart must update now: new axes, runs,
+  // arrays or point radius.
+  function strokeNew(chart) {
+    const { ctx, chartArea: area, scales: { x, y } } = chart;
+    if (!area || !x || !y) return false;
+    const segments = [];
+    for (const [index, d] of chart.data.datasets.entries()) {
+      const before = d.laidOut;
+      if (!before || before.data !== d.data || before.radius !== d.pointRadius) return false;
+      if (d.data.length === before.drawn || !chart.isDatasetVisible(index)) continue;
+      const points = d.data.slice(Math.max(0, before.drawn - 1));
+      if (points.slice(before.drawn ? 1 : 0).some((p) => !(p.x >= x.min && p.x <= x.max &&
+        p.y >= y.min && p.y <= y.max))) return false;
+      // Where the dashes stand at the last point drawn: the whole line is one dashed path.
+      const laid = chart.getDatasetMeta(index).data;
+      let length = 0;
+      for (let i = 1; i < before.drawn && i < laid.length; i++) {
+        length += Math.hypot(laid[i].x - laid[i - 1].x, laid[i].y - laid[i - 1].y);
+      }
+      segments.push([d, points.map((p) => [x.getPixelForValue(p.x), y.getPixelForValue(p.y)]),
+        length]);
+    }
+    const line = Chart.defaults.elements.line;
+    const dot = Chart.defaults.elements.point;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(area.left, area.top, area.right - area.left, area.bottom - area.top);
+    ctx.clip();
+    // The first dataset drawn last, on top, as Chart.js draws them; each line's points
+    // (the last one drawn before included) over it.
+    for (const [d, pixels, dashAt] of segments.reverse()) {
+      ctx.strokeStyle = d.borderColor;
+      ctx.lineWidth = d.borderWidth ?? line.borderWidth;
+      ctx.setLineDash(d.borderDash || []);
+      ctx.lineDashOffset = dashAt;
+      ctx.beginPath();
+      pixels.forEach(([px, py], i) => (i ? ctx.lineTo(px, py) : ctx.moveTo(px, py)));
+      ctx.stroke();
+      if (d.pointRadius > 0) {
+        ctx.setLineDash([]);
+        ctx.fillStyle = d.backgroundColor;
+        ctx.lineWidth = dot.borderWidth;
+        for (const [px, py] of pixels) {
+          ctx.beginPath();
+          ctx.arc(px, py, d.pointRadius, 0, 2 * Math.PI);
+          ctx.fill();
+          ctx.stroke();
+        }
+      }
+      d.laidOut.drawn = d.data.length;
+    }
+    ctx.restore();
+    return true;
+  }
+
+  const toUpdate = new Set();
+  function updateAfterPaint(chart) {
+    if (toUpdate.size === 0) {
+      // After the frame's paint (a task queued from its animation frame), before the next.
+      requestAnimationFrame(() => setTimeout(() => {
+        const waiting = [...toUpdate];
+        toUpdate.clear();
+        for (const c of waiting) c.update("none");
+      }, 0));
+    }
+    toUpdate.add(chart);
+  }
+
+  function drawCurves(live = false) {
+    for (const [metric, chart] of Object.entries(charts)) setDatasets(chart, curveDatasets(metric), live);
     setDatasets(timeChart, state.runs.map((run, index) => {
       const color = COLORS[index % COLORS.length];
       const points = toXY((run.series || {}).val_accuracy_by_time);
       return { label: run.name, data: points, borderColor: color, backgroundColor: color,
         pointRadius: points.length > 60 ? 0 : 2, runId: run.id };
-    }));
+    }), live);
   }
 
   function drawTradeoff() {
@@ -455,7 +542,7 @@
     // A batch ("events": what the engine printed within a few milliseconds) or one event.
     const events = message.events || (message.event ? [message.event] : []);
     for (const event of events) applyEvent(merged.run, event);
-    if (events.some((event) => event.event === "epoch")) { drawCurves(); drawSummaries(); }
+    if (events.some((event) => event.event === "epoch")) { drawCurves(!curvesLoading); drawSummaries(); }
     if (events.some((event) => event.event === "telemetry")) drawTelemetry();
     if (message.comparison) { state.comparison = message.comparison; drawSpeedups(); }
     drawRun(merged.run);
