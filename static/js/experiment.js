@@ -45,6 +45,10 @@
     loss: lineChart("loss-chart", "loss"),
     accuracy: lineChart("accuracy-chart", "accuracy"),
   };
+  // The epoch axis spans the epochs planned: a run's curves grow across charts that stay
+  // put while it trains, and show how far it got (new axes were a full update every few
+  // epochs, see strokeNew).
+  for (const chart of Object.values(charts)) chart.options.scales.x.suggestedMax = state.epochs || undefined;
   const telemetryChart = new Chart(document.getElementById("telemetry-chart"), {
     type: "line",
     data: { datasets: [] },
