@@ -144,8 +144,8 @@ else:
 """
 
 # Before the page's scripts. The page's onmessage is called from a listener of ours, so
-# each epoch message is noted when it arrived, when the page's handler returned (the charts
-# updated: Chart.js draws an update("none") on the canvas at once) and at the next
+# each epoch message is noted when it arrived, when the page's handler returned (the epoch
+# drawn on the canvases: as new segments, or by a Chart.js update("none")) and at the next
 # animation frame (just before that frame is painted), with whether the loss chart's last
 # point of the run had reached the epoch by then.
 LIVE_WATCH = """(() => {
@@ -1268,11 +1268,14 @@ need, as autovacuum leaves a loaded table).
   in-process channel layer, SQLite), the experiment submitted with `manage.py submit`.
   Measured by a Python websocket client (arrival, `time.time()`) and in headless Chromium
   (Playwright) on the experiment page: when the page's websocket got the message, when
-  the page's handler returned (the goal's "drawn": the charts are updated with
-  `update("none")` and animation off, which Chart.js draws on the canvas before it
-  returns), and the next animation frame after it (up to a frame later: headless Chromium
-  composites at 60 Hz, so that column carries up to 16.7 ms of waiting for the frame; it
-  also checks that the loss chart's last point of the run has reached that epoch), from
+  the page's handler returned (the goal's "drawn": the epoch is on the canvas, stroked as
+  its lines' new segments where it falls inside the axes drawn, else by a Chart.js
+  `update("none")` of that chart, animation off; the full update of the others follows
+  after the frame is painted), and the next animation frame after it (up to a frame
+  later: headless Chromium composites at 60 Hz, so that column carries up to 16.7 ms of
+  waiting for the frame, and at 20 epochs a second, three frames apart, a run's waits are
+  much alike: its p50 and p95 move with the phase a run happens to start at; it also
+  checks that the loss chart's last point of the run has reached that epoch), from
   `performance.timeOrigin + performance.now()` on the same clock. Everything shares the
   machine's cores.
 - {mlflow_text}
