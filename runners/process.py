@@ -17,6 +17,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
+from . import lifeline
 from .engine.events import follow_lines
 from .telemetry import make_sampler
 
@@ -44,7 +47,7 @@ class EngineOutcome:
 
 def run_engine(spec, *, artifacts_dir=None, on_event=None, on_events=None,
                should_stop=lambda: False, max_seconds=None, env=None, gpu_index=None,
-               command="run", telemetry=True) -> EngineOutcome:
+               command="run", telemetry=True, record=None) -> EngineOutcome:
     """Run `python -m runners run SPEC.json` (or `bench BENCH.json` with command="bench")
     and call on_event for each event it prints, or on_events with each batch of them:
     the events the child printed while the last batch was handled, in order.
@@ -52,6 +55,8 @@ def run_engine(spec, *, artifacts_dir=None, on_event=None, on_events=None,
     should_stop is polled about twice a second; when it answers True the child gets
     SIGTERM, which the engine turns into stop_training, and SIGKILL after a grace period.
     telemetry=False samples nothing: a benchmark must not share its cores with a sampler.
+    record: the file of the worker slot this runs on (see engine_records): an engine of the
+    slot still alive from before is stopped first, and this one is noted there meanwhile.
     """
     argv = [command]
     if artifacts_dir is not None:
@@ -69,26 +74,91 @@ def run_engine(spec, *, artifacts_dir=None, on_event=None, on_events=None,
             argv += ["--artifacts", str(artifacts_dir)]
         stderr_path = Path(tmp) / "stderr.log"
         child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        if record is not None:
+            _stop_recorded(Path(record))
         with open(stderr_path, "w+b") as stderr:
             proc = subprocess.Popen(
                 [*ENGINE_COMMAND, *argv],
-                stdout=subprocess.PIPE, stderr=stderr, env=child_env,
+                stdout=subprocess.PIPE, stderr=stderr,
                 cwd=str(Path(__file__).resolve().parent.parent),
                 # Its own session: a Ctrl-C meant for the worker does not hit the child
-                # (nor the benchmark's executions, which share the child's group).
+                # (nor the benchmark's executions, which share the child's group). Tied
+                # to this process instead: it dies with it (runners.lifeline).
                 start_new_session=True,
+                **lifeline.spawn_options(child_env),
             )
             sampler = make_sampler(proc.pid, gpu_index) if telemetry else None
             try:
+                if record is not None:
+                    _note(Path(record), proc.pid)
                 _follow(proc, outcome, deliver, should_stop, max_seconds, sampler)
+            except BaseException:
+                # The caller failed (its store gave up): the engine must not train on
+                # unwatched beside the next run.
+                _signal(proc, signal.SIGKILL)
+                proc.wait()
+                raise
             finally:
                 if sampler is not None:
                     sampler.close()
+                proc.stdin.close()
+                if record is not None:
+                    Path(record).unlink(missing_ok=True)
             stderr.seek(0, os.SEEK_END)
             size = stderr.tell()
             stderr.seek(max(0, size - STDERR_TAIL_CHARS * 4))
             outcome.stderr_tail = stderr.read().decode("utf-8", "replace")[-STDERR_TAIL_CHARS:]
     return outcome
+
+
+# Engine records: one file per worker slot, "PID CREATE_TIME" of the engine it runs, in
+# a folder per worker. The next run of the slot stops a survivor first; the benchmark stage
+# asks whether another slot's engine runs beside it.
+
+
+def engine_records(folder) -> dict[str, int]:
+    """The engines alive of the records in folder: record name -> pid."""
+    alive = {}
+    for path in Path(folder).glob("slot-*"):
+        pid = _recorded(path)
+        if pid is not None:
+            alive[path.name] = pid
+    return alive
+
+
+def _recorded(path: Path) -> int | None:
+    """The pid the record names, if that very process (not a later one given the same
+    pid) is alive."""
+    try:
+        pid, created = path.read_text().split()
+        proc = psutil.Process(int(pid))
+        if abs(proc.create_time() - float(created)) > 0.01:
+            return None
+        return None if proc.status() == psutil.STATUS_ZOMBIE else int(pid)
+    except (OSError, ValueError, psutil.Error):
+        return None
+
+
+def _note(path: Path, pid: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = psutil.Process(pid).create_time()
+    path.write_text(f"{pid} {created}")
+
+
+def _stop_recorded(path: Path, grace: float = 2.0) -> None:
+    pid = _recorded(path)
+    if pid is None:
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + grace
+    while _recorded(path) is not None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"An engine of this worker slot (pid {pid}) is still alive "
+                               f"and would not stop; this run did not start beside it.")
+        time.sleep(0.05)
 
 
 # The most events handed over in one batch: a burst is stored in slices of this size.

@@ -7,6 +7,7 @@ behind it stays queued, and the process ends by the signal it was sent.
 """
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -90,16 +91,22 @@ def _living(processes):
     return living
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_it_stops_with_a_run_in_progress(up, tmp_path, signum):
-    stack, db = up
+def _submit_and_train(stack, db, tmp_path):
+    """The server's process, once the submitted run is in the middle of its training (the
+    engine having said something already)."""
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(SPEC))
     stack.manage("submit", str(spec), "--user", "demo")
     server = psutil.Process(stack.procs["up"].pid)
-    # In the middle of its training, the engine having said something already.
     wait_for(lambda: _training(db) and _engines(server), timeout=120,
              what="an epoch of the run", logs=stack.logs)
+    return server
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_it_stops_with_a_run_in_progress(up, tmp_path, signum):
+    stack, db = up
+    server = _submit_and_train(stack, db, tmp_path)
     running = _training(db)
     descendants = server.children(recursive=True)
 
@@ -121,3 +128,19 @@ def test_it_stops_with_a_run_in_progress(up, tmp_path, signum):
     assert runs.pop(running) == ("failed", INTERRUPTED)
     assert list(runs.values()) == [("queued", "")]
     assert "Stopped." in stack.logs[0].read_text()
+
+
+def test_a_killed_server_leaves_no_engine_behind(up, tmp_path):
+    # SIGKILL: nothing in the server runs, so only the engine's lifeline (the parent-death
+    # signal, the pipe on its stdin) can end it. Its session of its own keeps it out of
+    # the server's process group.
+    stack, db = up
+    server = _submit_and_train(stack, db, tmp_path)
+    engines = _engines(server)
+    assert all(os.getpgid(engine.pid) != os.getpgid(server.pid) for engine in engines)
+
+    stack.procs["up"].send_signal(signal.SIGKILL)
+    stack.procs["up"].wait(timeout=10)
+
+    wait_for(lambda: not _living(engines), timeout=2,
+             what=f"the end of the killed server's engines {engines}")

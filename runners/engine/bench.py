@@ -36,6 +36,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from runners import lifeline
 from runners.engine import data as datasets
 from runners.engine import events, measure
 from runners.engine.events import EngineError
@@ -159,9 +160,10 @@ def _execution_process(spec_path, index, inputs_path, spec, cancel):
     command = [sys.executable, "-m", "runners", "bench", spec_path, "--execution", str(index),
                "--inputs", inputs_path]
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    # The child shares this process group: a SIGTERM for the stage reaches it too.
+    # The child shares this process group: a SIGTERM for the stage reaches it too. And it
+    # dies with this process (runners.lifeline).
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=root, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            **lifeline.spawn_options({**os.environ, "PYTHONUNBUFFERED": "1"}))
     measured, error, cancelled = None, None, False
     lines = events.follow_lines(proc.stdout)
     try:
@@ -192,6 +194,7 @@ def _execution_process(spec_path, index, inputs_path, spec, cancel):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stdin.close()
     if cancelled or cancel.requested:
         raise Cancelled
     if measured is None:

@@ -14,6 +14,7 @@ import signal
 import sys
 import traceback
 
+from runners import lifeline
 from runners.engine import events, run
 from runners.engine.events import EngineError
 
@@ -21,6 +22,8 @@ MAX_MESSAGE_CHARS = 1000
 
 
 def main(argv=None):
+    # First: a runner that dies now takes this process with it.
+    lifeline.hold()
     cancel = run.CancelFlag()
     signal.signal(signal.SIGTERM, cancel.request)
     # Before anything can import TensorFlow: its C++ INFO/WARNING lines are noise here.
