@@ -1,17 +1,24 @@
 import asyncio
 import contextlib
+import logging
 import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from .models import Experiment
 from .selectors import experiment_snapshot
 
+log = logging.getLogger(__name__)
+
 # Close codes in the application range (4000-4999), so the browser can tell why.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
+# The channel layer (Redis) is out of reach: "try again later", which the page does soon.
+CLOSE_TRY_AGAIN = 1013
+CHANNEL_LAYER_DOWN = (RedisError, OSError, asyncio.TimeoutError)
 # How stale the membership check of an open socket may get before an event re-checks it:
 # a user removed from the team stops receiving within this many seconds.
 ACCESS_RECHECK_SECONDS = 5
@@ -24,9 +31,11 @@ class HeartbeatConsumer(AsyncJsonWebsocketConsumer):
     its runs wait in the queue. The pages ignore the message."""
 
     _heartbeat = None
+    _accepted = False
 
     async def accept(self, subprotocol=None, headers=None):
         await super().accept(subprotocol, headers)
+        self._accepted = True
         self._heartbeat = asyncio.ensure_future(self._beat())
 
     async def __call__(self, scope, receive, send):
@@ -34,6 +43,15 @@ class HeartbeatConsumer(AsyncJsonWebsocketConsumer):
         # shutdown) ends here: the timer must not outlive its socket.
         try:
             await super().__call__(scope, receive, send)
+        except CHANNEL_LAYER_DOWN as exc:
+            # Joining the group or waiting on the channel failed: Redis restarts. A clean
+            # close the page tries again on, not a 500 on the handshake or a 1011.
+            log.warning("websocket %s closed, the channel layer is out of reach: %r",
+                        scope.get("path"), exc)
+            with contextlib.suppress(Exception):
+                if not self._accepted:
+                    await send({"type": "websocket.accept"})
+                await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN})
         finally:
             if self._heartbeat is not None:
                 self._heartbeat.cancel()

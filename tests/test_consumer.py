@@ -217,3 +217,34 @@ def test_it_cuts_off_a_member_removed_from_the_team(experiment, bob, monkeypatch
         await ws.disconnect()
 
     async_to_sync(scenario)()
+
+
+def test_it_closes_cleanly_while_the_channel_layer_is_out_of_reach(
+        experiment, alice, settings):
+    # Redis restarting: nothing listens where the channel layer points. The handshake is
+    # answered and the socket closed with "try again later", which the page retries on
+    # within 2 s; it used to be a 500.
+    from channels.layers import channel_layers
+
+    from experiments.consumers import CLOSE_TRY_AGAIN
+
+    settings.CHANNEL_LAYERS = {"default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [{"address": "redis://127.0.0.1:9/0", "socket_timeout": 2,
+                              "socket_connect_timeout": 2}]}}}
+    channel_layers.backends.clear()
+    cookie = session_cookie(alice)
+
+    async def attempt():
+        ws = communicator(experiment.pk, [cookie, ORIGIN])
+        connected, _ = await ws.connect(timeout=TIMEOUT)
+        closed = await ws.receive_output(timeout=TIMEOUT)
+        await ws.wait(timeout=TIMEOUT)
+        return connected, closed
+
+    try:
+        connected, closed = async_to_sync(attempt)()
+    finally:
+        channel_layers.backends.clear()
+    assert connected
+    assert closed == {"type": "websocket.close", "code": CLOSE_TRY_AGAIN}

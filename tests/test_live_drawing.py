@@ -118,9 +118,11 @@ def open_page(playwright, server, session, run):
                           "path": "/", "value": session}])
     context.add_init_script(FAKE_SOCKET)
     page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(f"{server.url}experiments/{run.experiment_id}/")
     page.wait_for_function(CURVES_DRAWN, timeout=20_000)
-    return browser, page
+    return browser, page, errors
 
 
 def message(run, event):
@@ -135,9 +137,10 @@ def test_a_live_epoch_inside_the_axes_is_drawn_at_once_as_the_update_draws_it(
 
     session = session_of(alice)
     with sync_playwright() as playwright:
-        browser, page = open_page(playwright, server, session, running)
+        browser, page, errors = open_page(playwright, server, session, running)
         try:
             charts = page.evaluate(DELIVER, message(running, epoch_event(STORED + 1)))
+            assert errors == []
         finally:
             browser.close()
     print(json.dumps(charts))
@@ -158,11 +161,12 @@ def test_a_live_epoch_outside_the_axes_updates_the_chart_at_once(server, alice, 
 
     session = session_of(alice)
     with sync_playwright() as playwright:
-        browser, page = open_page(playwright, server, session, running)
+        browser, page, errors = open_page(playwright, server, session, running)
         try:
             # A diverging loss: far above the loss axis; accuracy and time stay inside.
             charts = page.evaluate(DELIVER, message(running, epoch_event(
                 STORED + 1, loss=40.0, val_loss=41.0)))
+            assert errors == []
         finally:
             browser.close()
     loss_chart, accuracy_chart, _ = charts

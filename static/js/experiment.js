@@ -8,7 +8,6 @@
   if (!root) return;
   const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f"];
   const ENDED = ["succeeded", "failed", "cancelled"];
-  const liveState = document.getElementById("live-state");
   let state = JSON.parse(document.getElementById("experiment-snapshot").textContent);
 
   // What Chart.js last laid out of each dataset (its array, points and radius): a live
@@ -556,29 +555,14 @@
   }
 
   let socket = null;
-  let retryDelay = 500;
   function resync() {
-    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "resync" }));
+    if (socket) socket.send({ type: "resync" });
   }
-  function connect() {
-    const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(`${scheme}://${window.location.host}${root.dataset.wsPath}`);
-    socket.onopen = () => { retryDelay = 500; liveState.textContent = "live"; liveState.className = "live on"; };
-    socket.onmessage = (e) => onMessage(JSON.parse(e.data));
-    socket.onclose = (e) => {
-      liveState.className = "live off";
-      if (e.code === 4401 || e.code === 4404) { liveState.textContent = "no access"; return; }
-      liveState.textContent = `reconnecting in ${Math.round(retryDelay / 1000)} s`;
-      setTimeout(connect, retryDelay);
-      retryDelay = Math.min(retryDelay * 2, 30000);
-    };
-  }
-
   root.addEventListener("change", (e) => {
     if (e.target && e.target.id === "full-resolution") loadCurves();
   });
 
   drawAll();
   loadCurves();
-  connect();
+  socket = window.accelwebLiveSocket(root.dataset.wsPath, { onMessage });
 })();

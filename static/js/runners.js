@@ -4,7 +4,6 @@
   "use strict";
   const root = document.getElementById("runners");
   if (!root) return;
-  const liveState = document.getElementById("live-state");
   let pending = null;
 
   function refresh() {
@@ -16,20 +15,10 @@
       .finally(() => { pending = null; });
   }
 
-  let retryDelay = 500;
-  function connect() {
-    const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-    const socket = new WebSocket(`${scheme}://${window.location.host}${root.dataset.wsPath}`);
-    socket.onopen = () => { retryDelay = 500; liveState.textContent = "live"; liveState.className = "live on"; refresh(); };
-    // The server's keep-alive heartbeat says nothing about the runners: no re-read.
-    socket.onmessage = (e) => { if (JSON.parse(e.data).type !== "heartbeat") refresh(); };
-    socket.onclose = () => {
-      liveState.className = "live off";
-      liveState.textContent = `reconnecting in ${Math.round(retryDelay / 1000)} s`;
-      setTimeout(connect, retryDelay);
-      retryDelay = Math.min(retryDelay * 2, 30000);
-    };
-  }
+  // The server's keep-alive heartbeat says nothing about the runners: no re-read.
+  window.accelwebLiveSocket(root.dataset.wsPath, {
+    onOpen: refresh,
+    onMessage: (message) => { if (message.type !== "heartbeat") refresh(); },
+  });
   setInterval(refresh, 10000);
-  connect();
 })();
