@@ -249,6 +249,9 @@ ACCELWEB_MAX_RUN_SECONDS = envint("ACCELWEB_MAX_RUN_SECONDS", 6 * 3600)
 # ACCELWEB_HEARTBEAT_TIMEOUT seconds is taken for dead (the run ends "failed").
 ACCELWEB_HEARTBEAT_SECONDS = envint("ACCELWEB_HEARTBEAT_SECONDS", 10)
 ACCELWEB_HEARTBEAT_TIMEOUT = envint("ACCELWEB_HEARTBEAT_TIMEOUT", 60)
+# A run or benchmark queued this long whose message the broker no longer holds (Redis
+# restarted without persistence, or was flushed) is sent again by a worker's heartbeat.
+ACCELWEB_REQUEUE_SECONDS = envint("ACCELWEB_REQUEUE_SECONDS", 60)
 ACCELWEB_DEMO_PASSWORD = os.environ.get("ACCELWEB_DEMO_PASSWORD", "")
 
 # Celery. JSON only, late acks and one message at a time: a run is long and must not be

@@ -190,6 +190,11 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(
+        default=timezone.now, editable=False,
+        help_text="When its message was last sent to the broker, or seen there: one queued "
+                  "longer than ACCELWEB_REQUEUE_SECONDS whose message is gone is sent again "
+                  "(runners.fleet.requeue_lost).")
     curves = models.JSONField(
         default=dict, blank=True, editable=False,
         help_text="The downsampled curves and telemetry pages draw, kept up to date as "
@@ -202,6 +207,9 @@ class Run(models.Model):
             models.Index(fields=["experiment", "position"]),
             # A page's runs counted by status from the index alone (listings.with_run_counts).
             models.Index(fields=["experiment", "status"], name="run_experiment_status"),
+            # What the reconciler looks at every heartbeat: the queued runs alone.
+            models.Index(fields=["queued_at"], condition=models.Q(status="queued"),
+                         name="run_queued_at"),
         ]
 
     def __str__(self):
@@ -279,6 +287,7 @@ class Run(models.Model):
             status=self.Status.QUEUED, progress=0.0, epochs_done=0, worker="",
             cancel_requested=False, result=None, error="", stderr_tail="",
             started_at=None, finished_at=None, heartbeat_at=None, curves={},
+            queued_at=timezone.now(),
         )
         if updated:
             self.events.all().delete()
@@ -335,6 +344,11 @@ class Benchmark(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(
+        default=timezone.now, editable=False,
+        help_text="When its message was last sent to the broker, or seen there: one queued "
+                  "longer than ACCELWEB_REQUEUE_SECONDS whose message is gone is sent again "
+                  "(runners.fleet.requeue_lost).")
 
     objects = BenchmarkQuerySet.as_manager()
 

@@ -5,11 +5,19 @@ import json
 import logging
 import os
 import threading
+import time
 
 from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.db.models import Max
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -191,12 +199,16 @@ def experiment_create(*, team: Team, user, spec: dict) -> Experiment:
 
 
 def run_enqueue(run: Run) -> None:
+    # Enqueue only after commit: a worker must find the row it is told to run.
+    transaction.on_commit(lambda: run_send(run))
+
+
+def run_send(run: Run) -> None:
+    """The run's message to the broker, on the queue of the hardware it asks for."""
     from runners.hardware import queue_for
     from runners.tasks import execute_run
 
-    queue = queue_for(run.experiment.spec)
-    # Enqueue only after commit: a worker must find the row it is told to run.
-    transaction.on_commit(lambda: execute_run.apply_async(args=[run.pk], queue=queue))
+    execute_run.apply_async(args=[run.pk], queue=queue_for(run.experiment.spec))
 
 
 def run_record_event(run: Run, event: dict) -> None:
@@ -230,10 +242,55 @@ def run_record_events(run: Run, events: list[dict]) -> None:
     broadcast(experiment_group(run.experiment_id),
               {"type": "event", "run": told, "event": events[0]} if len(events) == 1
               else {"type": "events", "run": told, "events": events})
+    # The batch keeps its sequence numbers across retries: a retry of a transaction that
+    # did commit before its connection went stores nothing twice.
+    first = through_lost_connections(
+        lambda retrying: _store_batch(run, kinds, events, state, done, progress,
+                                      lost=retrying),
+        what=f"storing {_batch_name(kinds, events)}")
+    run._last_seq = first + len(events) - 1
+    run.curves, run.epochs_done, run.progress = state, done, progress
+
+
+class StoreLost(Exception):
+    """The database stayed out of reach: the message says while doing what."""
+
+
+# How long a write is retried while the database is out of reach: a restart or a
+# failover, not an outage.
+STORE_RETRY_SECONDS = 15.0
+
+
+def through_lost_connections(operation, *, what: str):
+    """operation(retrying) until it returns, through lost database connections (a
+    restart, a terminated connection): each retry on a new connection, for up to
+    STORE_RETRY_SECONDS; then StoreLost("The database connection was lost while WHAT")."""
+    deadline = time.monotonic() + STORE_RETRY_SECONDS
+    delay, retrying = 0.05, False
+    while True:
+        try:
+            return operation(retrying)
+        except (OperationalError, InterfaceError) as exc:
+            close_old_connections()  # drops the broken one; the next query opens another
+            if time.monotonic() + delay > deadline:
+                raise StoreLost(f"The database connection was lost while {what}: "
+                                f"{str(exc).strip()[:300]}") from exc
+            log.warning("%s failed (%s); again in %.2f s", what, exc, delay)
+            retrying = True
+            time.sleep(delay)
+            delay = min(1.0, delay * 2)
+
+
+def _store_batch(run, kinds, events, state, done, progress, *, lost) -> int:
+    """One transaction of the batch; the sequence number of its first event. lost: an
+    earlier try lost its connection, perhaps after the commit."""
     for attempt in range(2):
         if getattr(run, "_last_seq", None) is None or attempt:
             run._last_seq = run.events.aggregate(m=Max("seq"))["m"] or 0
         first = run._last_seq + 1
+        if lost and attempt == 0 and run.events.filter(
+                seq__gte=first, seq__lt=first + len(events)).count() == len(events):
+            return first  # that try committed before its connection went
         try:
             with transaction.atomic():
                 _insert_events(run, first, kinds, events)
@@ -245,9 +302,15 @@ def run_record_events(run: Run, events: list[dict]) -> None:
             if attempt:
                 raise
             continue
-        break
-    run._last_seq = first + len(events) - 1
-    run.curves, run.epochs_done, run.progress = state, done, progress
+        return first
+
+
+def _batch_name(kinds, events) -> str:
+    epochs = [event.get("epoch") for kind, event in zip(kinds, events, strict=True)
+              if kind == "epoch"]
+    if epochs:
+        return f"epoch {epochs[-1]}" if len(epochs) == 1 else f"epochs {epochs[0]}-{epochs[-1]}"
+    return f"its {kinds[-1]} event" if len(kinds) == 1 else f"{len(kinds)} events"
 
 
 def _insert_events(run: Run, first: int, kinds: list[str], events: list[dict]) -> None:
@@ -407,12 +470,15 @@ def benchmark_if_ready(experiment: Experiment, *, user=None, force: bool = False
 
 
 def benchmark_enqueue(benchmark: Benchmark) -> None:
+    transaction.on_commit(lambda: benchmark_send(benchmark))
+
+
+def benchmark_send(benchmark: Benchmark) -> None:
     from runners.hardware import queue_for
     from runners.tasks import execute_benchmark
 
-    queue = queue_for(benchmark.experiment.spec)
-    transaction.on_commit(
-        lambda: execute_benchmark.apply_async(args=[benchmark.pk], queue=queue))
+    execute_benchmark.apply_async(args=[benchmark.pk],
+                                  queue=queue_for(benchmark.experiment.spec))
 
 
 def benchmark_changed(benchmark: Benchmark, *, ended: bool = False) -> None:

@@ -1,20 +1,31 @@
-"""Runner fleet: each worker announces itself, beats, and reaps runs whose runner died.
+"""Runner fleet: each worker announces itself, beats, reaps runs whose runner died, and
+sends again queued runs whose broker message was lost.
 
 The reaper needs no process of its own: every live worker runs it after each heartbeat.
-A stale run is claimed with a conditional update, so two workers never reap the same run.
+A stale run is claimed with a conditional update, so two workers never reap the same run;
+the same goes for a lost message sent again.
 """
 
+import base64
+import json
 import logging
 import os
 import threading
 from datetime import timedelta
 
+import redis
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
 from experiments.models import Benchmark, Run, Worker
-from experiments.services import benchmark_changed, broadcast, run_ended
+from experiments.services import (
+    benchmark_changed,
+    benchmark_send,
+    broadcast,
+    run_ended,
+    run_send,
+)
 
 from .hardware import describe_host
 
@@ -83,6 +94,75 @@ def reap_stale_benchmarks(*, reaper: str, timeout: int | None = None) -> list[in
                  ended=lambda benchmark: benchmark_changed(benchmark, ended=True))
 
 
+# The tasks whose messages the reconciler looks for, by the model of their row.
+TASKS = {Run: "runners.execute_run", Benchmark: "runners.execute_benchmark"}
+
+
+def requeue_lost(*, reaper: str) -> list[str]:
+    """Send again each run and benchmark queued for longer than ACCELWEB_REQUEUE_SECONDS
+    whose message the broker no longer holds: Redis restarted without persistence, was
+    flushed, or failed over, and nothing else would ever run them. One seen in the broker
+    counts as sent now, so each is looked for once per ACCELWEB_REQUEUE_SECONDS. A
+    duplicate (the message was in flight) is harmless: the claim runs a row once.
+
+    Only with Redis: the embedded broker is a folder, and loses nothing of its own."""
+    if not settings.REDIS_URL:
+        return []
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.ACCELWEB_REQUEUE_SECONDS)
+    waiting = {model: list(model.objects.filter(status=Run.Status.QUEUED, queued_at__lt=cutoff)
+                           .values_list("pk", "queued_at")[:REQUEUE_BATCH])
+               for model in TASKS}
+    if not any(waiting.values()):
+        return []
+    held = broker_messages()
+    sent = []
+    for model, rows in waiting.items():
+        for pk, queued_at in rows:
+            # Conditional: of the workers looking, one acts on each row.
+            if not model.objects.filter(pk=pk, status=Run.Status.QUEUED,
+                                        queued_at=queued_at).update(queued_at=now):
+                continue
+            if (TASKS[model], pk) in held:
+                continue
+            row = model.objects.select_related("experiment").get(pk=pk)
+            (run_send if model is Run else benchmark_send)(row)
+            sent.append(f"{model.__name__} {pk}")
+            log.warning("%s %s was queued with no message in the broker since %s: sent "
+                        "again by %s", model.__name__, pk, queued_at, reaper)
+    return sent
+
+
+REQUEUE_BATCH = 500
+
+
+def broker_messages() -> set[tuple[str, int]]:
+    """(task name, first argument) of each message the Redis broker holds: waiting in a
+    queue, or delivered to a worker and not yet acknowledged (kombu's "unacked" hash)."""
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
+    try:
+        payloads = []
+        for key in client.scan_iter(match="[cg]pu*", count=1000):
+            if client.type(key) == b"list":
+                payloads += client.lrange(key, 0, -1)
+        payloads += [json.dumps(json.loads(value)[0]).encode()
+                     for value in client.hvals("unacked")]
+    finally:
+        client.close()
+    held = set()
+    for payload in payloads:
+        try:
+            message = json.loads(payload)
+            body = message["body"]
+            if message.get("properties", {}).get("body_encoding") == "base64":
+                body = base64.b64decode(body)
+            args = json.loads(body)[0]
+            held.add((message["headers"]["task"], int(args[0])))
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue  # not one of ours
+    return held
+
+
 class Heartbeat:
     """A thread in the worker's main process: announce, then beat and reap every interval.
 
@@ -122,6 +202,7 @@ class Heartbeat:
                 reap_stale_runs(reaper=self.name)
                 reap_stale_benchmarks(reaper=self.name)
                 broadcast_runners()
+                requeue_lost(reaper=self.name)
             except Exception:  # the database may be restarting; beat again next time
                 log.warning("heartbeat of %s failed", self.name, exc_info=True)
             finally:

@@ -1,28 +1,34 @@
 """Celery tasks: adapters between the queue, the database and the engine."""
 
 import logging
+import re
 import shutil
 import socket
 import time
+from functools import partial
+from pathlib import Path
 
 from celery import shared_task
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
 from experiments.comparison import measured_key
 from experiments.models import Benchmark, Dataset, Run, UploadedModel
 from experiments.services import (
+    StoreLost,
     benchmark_changed,
     benchmark_if_ready,
     benchmark_progress,
     run_ended,
     run_record_events,
     run_status_changed,
+    through_lost_connections,
 )
 from experiments.spec import benchmark_spec, engine_spec
 
 from .hardware import device_for_slot
-from .process import run_engine
+from .process import engine_records, run_engine
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +78,21 @@ def execute_run(self, run_id: int) -> str:
             max_seconds=settings.ACCELWEB_MAX_RUN_SECONDS,
             env=device_env,
             gpu_index=int(gpu) if gpu and gpu != "-1" else None,
+            record=_engine_record(worker),
         )
+    except StoreLost as exc:  # the engine is stopped by now (run_engine)
+        log.error("run %s: %s", run.pk, exc)
+        ending = partial(run.mark_finished, Run.Status.FAILED, error=str(exc))
     except Exception as exc:  # a run must never stay "running" because its runner broke
         log.exception("run %s failed in its runner", run.pk)
-        run.mark_finished(Run.Status.FAILED, error=f"The runner failed: {exc}")
-        run_ended(run)
-        return run.status
-
-    _finish(run, outcome, device, "run", result=outcome.result)
-    run_ended(run)
+        ending = partial(run.mark_finished, Run.Status.FAILED,
+                         error=f"The runner failed: {exc}")
+    else:
+        ending = partial(_finish, run, outcome, device, "run", result=outcome.result)
+    # The database may just have dropped this worker's connections: the end is stored
+    # through that too, so a live worker never leaves its run "running".
+    through_lost_connections(lambda _: ending(), what="ending the run")
+    through_lost_connections(lambda _: run_ended(run), what="telling the run's end")
     return run.status
 
 
@@ -116,6 +128,19 @@ def execute_benchmark(self, benchmark_id: int) -> str:
         _benchmark_ended(benchmark)
         return benchmark.status
 
+    record = _engine_record(worker)
+    beside = {name: pid for name, pid in engine_records(record.parent).items()
+              if name != record.name}
+    if beside:
+        # Timings taken beside another training would be the other's as much as ours.
+        benchmark.mark_finished(Run.Status.FAILED, error=(
+            f"Another engine ran on this worker ({worker}, pid "
+            f"{', '.join(map(str, beside.values()))}) when the benchmark was to start: "
+            "measured beside it, the timings would be skewed, so nothing was measured. "
+            "Re-benchmark when the worker is idle, or give benchmarks a worker started "
+            "with --concurrency 1."))
+        _benchmark_ended(benchmark)
+        return benchmark.status
     device, device_env = device_for_slot(spec["hardware"], pool_slot())
     Benchmark.objects.filter(pk=benchmark.pk).update(device=device)
     last_progress = [0.0]
@@ -127,22 +152,29 @@ def execute_benchmark(self, benchmark_id: int) -> str:
         if kind == "progress" and (now - last_progress[0] >= PROGRESS_SECONDS
                                    or not event.get("round")):
             last_progress[0] = now
-            benchmark_progress(benchmark, event)
+            try:
+                benchmark_progress(benchmark, event)
+            except (OperationalError, InterfaceError):
+                close_old_connections()  # a progress tick lost; the next one will do
 
     try:
         outcome = run_engine(spec, command="bench", on_event=on_event,
                              should_stop=_beating(Benchmark, benchmark.pk),
                              max_seconds=settings.ACCELWEB_MAX_RUN_SECONDS, env=device_env,
-                             telemetry=False)
+                             telemetry=False, record=record)
     except Exception as exc:  # never a benchmark stuck "running"
         log.exception("benchmark %s failed in its runner", benchmark.pk)
-        benchmark.mark_finished(Run.Status.FAILED, error=f"The runner failed: {exc}")
-        _benchmark_ended(benchmark)
-        return benchmark.status
-    result = outcome.result or {}
-    _finish(benchmark, outcome, device, "benchmark", raw=result.get("raw"),
-            result={key: value for key, value in result.items() if key not in ("event", "raw")})
-    _benchmark_ended(benchmark)
+        ending = partial(benchmark.mark_finished, Run.Status.FAILED,
+                         error=f"The runner failed: {exc}")
+    else:
+        result = outcome.result or {}
+        ending = partial(_finish, benchmark, outcome, device, "benchmark",
+                         raw=result.get("raw"), result={
+                             key: value for key, value in result.items()
+                             if key not in ("event", "raw")})
+    through_lost_connections(lambda _: ending(), what="ending the benchmark")
+    through_lost_connections(lambda _: _benchmark_ended(benchmark),
+                             what="telling the benchmark's end")
     return benchmark.status
 
 
@@ -164,10 +196,15 @@ def _beating(model, pk):
 
     def should_stop():
         now = time.monotonic()
-        if now - last_beat[0] >= settings.ACCELWEB_HEARTBEAT_SECONDS:
-            model.objects.filter(pk=pk).update(heartbeat_at=timezone.now())
-            last_beat[0] = now
-        return model.objects.filter(pk=pk, cancel_requested=True).exists()
+        try:
+            if now - last_beat[0] >= settings.ACCELWEB_HEARTBEAT_SECONDS:
+                model.objects.filter(pk=pk).update(heartbeat_at=timezone.now())
+                last_beat[0] = now
+            return model.objects.filter(pk=pk, cancel_requested=True).exists()
+        except (OperationalError, InterfaceError):
+            # A lost connection: a new one next time; the events' store retries on its own.
+            close_old_connections()
+            return False
 
     return should_stop
 
@@ -200,6 +237,12 @@ def _failure(outcome, device, what):
     if outcome.returncode and outcome.returncode < 0:
         return f"The engine was killed by signal {-outcome.returncode}."
     return f"The engine exited with code {outcome.returncode} and no result."
+
+
+def _engine_record(worker: str) -> Path:
+    """The engine record of this worker slot (runners.process.engine_records)."""
+    return (settings.DATA_DIR / "engines" / re.sub(r"[^\w.@-]", "_", worker)
+            / f"slot-{pool_slot()}")
 
 
 def pool_slot() -> int:

@@ -7,14 +7,18 @@ recovery is observed in seconds rather than the default minute.
 import subprocess
 import time
 
+import psutil
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from livestack import Stack, production_env, wait_for
 
 from experiments.models import Benchmark, Membership, Run, RunEvent, Team, Worker
 from experiments.services import experiment_create, run_cancel
+from runners.process import engine_records
 
 pytestmark = [pytest.mark.fullstack, pytest.mark.django_db(transaction=True)]
 HEARTBEAT_TIMEOUT = 8
@@ -25,7 +29,7 @@ def stack(transactional_db, tmp_path, settings):
     settings.ACCELWEB_HEARTBEAT_TIMEOUT = HEARTBEAT_TIMEOUT
     stack = Stack(tmp_path, production_env(
         tmp_path, ACCELWEB_HEARTBEAT_SECONDS="1",
-        ACCELWEB_HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT)))
+        ACCELWEB_HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT), ACCELWEB_REQUEUE_SECONDS="2"))
     stack.manage("shell", "-c", "from accelweb.celery import app; app.control.purge()")
     yield stack
     stack.stop()
@@ -112,8 +116,12 @@ def test_it_fails_the_run_of_a_killed_worker_and_loses_nothing_else(stack, dana)
     wait_for(lambda: victim() is not None, timeout=240, what="a run on the doomed worker",
              logs=stack.logs)
     run = victim()
+    [engine] = [pid for name, pid in _engines(stack).items() if name.startswith("doomed")]
     stack.kill("doomed")  # kill -9, the worker and its pool at once
     killed_at = time.monotonic()
+    # Its engine, in a session of its own, was out of the kill's reach: its lifeline
+    # ended it.
+    wait_for(lambda: not _alive(engine), timeout=2, what="the killed worker's engine to end")
 
     wait_for(lambda: Run.objects.get(pk=run.pk).status == "failed",
              timeout=HEARTBEAT_TIMEOUT + 30, what="the reaper", logs=stack.logs)
@@ -158,7 +166,23 @@ def test_it_cancels_running_and_queued_runs(stack, dana):
     assert _starts(queued) == 0
 
 
-def _redis_restart():
+def _engines(stack):
+    """The live engine of each worker slot of the stack, by its record (worker/slot)."""
+    found = {}
+    for worker in (stack.tmp / "engines").glob("*"):
+        for name, pid in engine_records(worker).items():
+            found[f"{worker.name}/{name}"] = pid
+    return found
+
+
+def _alive(pid):
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _redis_restart(down_for=1.0):
     def cli(*args):
         return subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", "6379", *args],
                               capture_output=True, text=True, timeout=10)
@@ -166,7 +190,7 @@ def _redis_restart():
     folder = cli("config", "get", "dir").stdout.split()[-1]
     logfile = cli("config", "get", "logfile").stdout.split()
     cli("shutdown", "nosave")
-    time.sleep(1)
+    time.sleep(down_for)
     command = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1",
                "--port", "6379", "--save", "", "--appendonly", "no", "--dir", folder]
     if len(logfile) > 1:
@@ -175,17 +199,89 @@ def _redis_restart():
     wait_for(lambda: cli("ping").stdout.strip() == "PONG", timeout=20, what="redis")
 
 
-def test_it_completes_a_run_across_a_redis_restart(stack, dana):
+def test_it_completes_both_runs_across_a_redis_restart_without_persistence(stack, dana):
     stack.start_worker("steady")
+    stack.manage("collectstatic", "--noinput", "-v0")
+    stack.start_web()
+    session = _session(dana)
+    experiment = _experiment(dana, recipes=1, epochs=20, slow=True)
+    running, waiting = _runs(experiment)
+
+    # Down for 5 s, back empty: the queued run's message is gone with it, and only the
+    # reconciler (ACCELWEB_REQUEUE_SECONDS) can send it again. The open page reconnects
+    # by itself, whole again (a fresh snapshot) within 3 s of Redis answering.
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                             args=["--no-sandbox"])
+        try:
+            context = browser.new_context()
+            context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session,
+                                  "domain": "127.0.0.1", "path": "/"}])
+            page = context.new_page()
+            page.goto(f"{stack.url}experiments/{experiment.pk}/")
+            # The first run trains (its first epoch drawn), the second waits in the queue.
+            page.wait_for_function(f"""() => ({LIVE})() &&
+              window.accelweb.state.runs[0].epochs_done >= 1""", timeout=240_000)
+            assert page.evaluate("() => window.accelweb.state.runs.map((r) => r.status)") \
+                == ["running", "queued"]
+            page.evaluate("() => { window.accelweb.state.beforeRestart = true; }")
+            _redis_restart(down_for=5)
+            back = time.monotonic()
+            page.wait_for_function(f"() => ({LIVE})() && !window.accelweb.state.beforeRestart",
+                                   timeout=3_000)
+            whole = time.monotonic() - back
+        finally:
+            browser.close()
+    print(f"page whole again {whole:.2f} s after Redis answered")
+
+    wait_for(lambda: _ended(experiment), timeout=400, what="both runs", logs=stack.logs)
+    for run in (running, waiting):
+        run.refresh_from_db()
+        assert run.status == "succeeded", (run.error, stack.log_tails())
+        epochs = RunEvent.objects.filter(run=run, kind="epoch").order_by("seq")
+        assert [event.data["epoch"] for event in epochs] == list(range(1, 21))
+        assert _starts(run) == 1
+    assert f"Run {waiting.pk} was queued with no message" in stack.logs[0].read_text()
+
+
+LIVE = "() => document.getElementById('live-state').textContent === 'live'"
+
+
+def _session(user):
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+def _terminate_other_connections():
+    """pg_terminate_backend of every connection to the test database but this one: the
+    worker's, its heartbeat's and its task's."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                       "datname = current_database() AND pid <> pg_backend_pid()")
+        return sum(1 for (done,) in cursor.fetchall() if done)
+
+
+def test_a_database_blip_mid_run_loses_no_epoch_and_leaves_no_engine(stack, dana):
+    stack.start_worker("blip")
     experiment = _experiment(dana, epochs=10, slow=True)
     [run] = _runs(experiment)
-    wait_for(lambda: Run.objects.get(pk=run.pk).epochs_done >= 1, timeout=240,
-             what="the first epoch", logs=stack.logs)
+    wait_for(lambda: Run.objects.get(pk=run.pk).epochs_done >= 2, timeout=240,
+             what="two epochs", logs=stack.logs)
+    engines = _engines(stack)
+    assert len(engines) == 1
 
-    _redis_restart()
+    assert _terminate_other_connections() >= 1
 
     wait_for(lambda: _ended(experiment), timeout=300, what="the run", logs=stack.logs)
     run.refresh_from_db()
-    assert run.status == "succeeded", stack.log_tails()
     epochs = RunEvent.objects.filter(run=run, kind="epoch").order_by("seq")
-    assert [event.data["epoch"] for event in epochs] == list(range(1, 11))
+    if run.status == "failed":  # allowed only with the database as the reason
+        assert run.error.startswith("The database connection was lost while"), run.error
+    else:
+        assert run.status == "succeeded", (run.error, stack.log_tails())
+        assert [event.data["epoch"] for event in epochs] == list(range(1, 11))
+    # The run's engine is gone (the benchmark stage's may have started since).
+    assert not any(_alive(pid) for pid in engines.values())
