@@ -91,3 +91,17 @@ def runs_for_user(user, ids) -> list[Run]:
     if len(found) != len(ids):
         raise Http404("No such run.")
     return [found[pk] for pk in ids]
+
+
+def experiment_run_ids(user, experiment_ids) -> list[int]:
+    """The succeeded runs of these experiments (the experiments list's "Compare ticked"),
+    experiment by experiment as asked, each in its page order; one experiment the user may
+    not see is a 404 for all."""
+    visible = set(Experiment.objects.for_user(user).filter(pk__in=experiment_ids)
+                  .values_list("pk", flat=True))
+    if len(visible) != len(set(experiment_ids)):
+        raise Http404("No such experiment.")
+    order = {pk: index for index, pk in enumerate(experiment_ids)}
+    runs = (Run.objects.filter(experiment__in=visible, status=Run.Status.SUCCEEDED)
+            .order_by("position", "replicate", "pk").values_list("experiment_id", "pk"))
+    return [pk for _, pk in sorted(runs, key=lambda row: order[row[0]])]

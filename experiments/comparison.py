@@ -194,6 +194,15 @@ def _pairs(benchmark) -> dict:
         if benchmark else {}
 
 
+def best_speedup(rows) -> float | None:
+    """The largest speedup of a recipe against the baseline in comparison rows, inference
+    or training; None when none is measured. What the experiments list sorts by."""
+    values = [row[key] for row in rows
+              if row.get("kind") == "vs baseline" and row.get("comparable", True)
+              for key in ("inference_speedup", "train_speedup") if row.get(key)]
+    return max(values, default=None)
+
+
 def _rounded(ci):
     return [round(ci[0], 4), round(ci[1], 4)] if ci else None
 

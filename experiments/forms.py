@@ -470,3 +470,40 @@ class LoginForm(AuthenticationForm):
 class SignOffForm(forms.Form):
     note = forms.CharField(required=False, max_length=2000,
                            widget=forms.TextInput(attrs={"placeholder": "Note (optional)"}))
+
+
+class ExperimentFilterForm(forms.Form):
+    """The experiments list's search, filters and order (GET): an unknown choice is a form
+    error shown above the list, which then lists without that filter."""
+
+    STATUSES = [("", "any status"), ("active", "queued or running"),
+                ("failed", "with a failed run"), ("finished", "finished, none failed")]
+    SORTS = [("newest", "newest first"), ("oldest", "oldest first"),
+             ("fastest", "best speedup first")]
+
+    q = forms.CharField(label="Name", required=False, max_length=200,
+                        widget=forms.TextInput(attrs={"placeholder": "name contains",
+                                                      "type": "search"}))
+    status = forms.ChoiceField(choices=STATUSES, required=False)
+    # The short names: "Seed CNN", not the layers in brackets.
+    model = forms.ChoiceField(choices=[("", "any model"), *(
+        (value, label.split(" (")[0]) for value, label in ARCH_CHOICES)], required=False)
+    dataset = forms.ChoiceField(choices=[("", "any dataset"), *(
+        (value, label.split(" (")[0]) for value, label in DATASET_CHOICES)], required=False)
+    technique = forms.ChoiceField(required=False)
+    author = forms.ChoiceField(required=False)
+    sort = forms.ChoiceField(choices=SORTS, required=False)
+
+    def __init__(self, data, *, authors):
+        super().__init__(data)
+        from .techniques import DESCRIPTIONS
+
+        self.fields["technique"].choices = [("", "any technique"), *(
+            (name, label) for name, (label, _) in DESCRIPTIONS.items())]
+        self.fields["author"].choices = [("", "anyone"), *(
+            (user.username, user.username) for user in authors)]
+
+    def filters(self) -> dict:
+        """The valid filters given (the invalid ones left out), empty ones dropped."""
+        self.is_valid()
+        return {name: value for name, value in self.cleaned_data.items() if value}

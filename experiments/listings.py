@@ -3,8 +3,10 @@ the team has: the page's rows are cut first, then whatever is counted is counted
 runs of those rows only (one grouped query), so a page of a team with a million runs reads
 the same few thousand index entries as a page of a new team."""
 
+from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
-from django.db.models import Count, Q, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
+from django.db.models.fields.json import KT
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 
 from .models import Experiment, Membership, Run
@@ -85,3 +87,49 @@ class RunCursorPagination(CursorPagination):
     page 1 does, and no page pays for a count of every run."""
 
     ordering = ("-experiment_id", "position", "replicate", "id")
+
+
+EXPERIMENTS_PER_PAGE = 50
+EXPERIMENT_ORDER = {
+    "newest": ("-created_at", "-pk"),
+    "oldest": ("created_at", "pk"),
+    "fastest": (F("best_speedup").desc(nulls_last=True), "-pk"),
+}
+
+
+def experiments_listed(team_ids, filters: dict):
+    """The experiments of these teams that pass the list's filters (ExperimentFilterForm),
+    in its order, with what its rows show of the spec; their runs are counted for the page
+    alone (with_run_counts). Each filter reads the experiments, never the team's runs: the
+    status ones ask the runs of each experiment considered, by the (experiment, status)
+    index."""
+    experiments = (Experiment.objects.filter(team__in=team_ids)
+                   .select_related("team", "created_by").defer(*EXPERIMENT_BULK)
+                   .annotate(model_label=KT("spec__model__label"), arch=KT("spec__model__arch"),
+                             dataset_name=KT("spec__dataset__name")))
+    if filters.get("q"):
+        # NUL is the one character PostgreSQL refuses in a LIKE pattern.
+        experiments = experiments.filter(name__icontains=filters["q"].replace("\x00", ""))
+    if filters.get("model"):
+        experiments = experiments.filter(arch=filters["model"])
+    if filters.get("dataset"):
+        experiments = experiments.filter(dataset_name=filters["dataset"])
+    if filters.get("technique"):
+        experiments = experiments.filter(techniques__contains=f" {filters['technique']} ")
+    if filters.get("author"):
+        experiments = experiments.filter(created_by__username=filters["author"])
+    status = filters.get("status")
+    if status:
+        runs = Run.objects.filter(experiment=OuterRef("pk"))
+        active = Exists(runs.filter(status__in=ACTIVE))
+        failed = Exists(runs.filter(status=Run.Status.FAILED))
+        experiments = experiments.filter(
+            active if status == "active" else failed if status == "failed"
+            else Exists(runs) & ~active & ~failed)
+    return experiments.order_by(*EXPERIMENT_ORDER[filters.get("sort") or "newest"])
+
+
+def team_members(team_ids):
+    """The users of these teams, by name: the list's author filter."""
+    return (get_user_model().objects.filter(memberships__team__in=team_ids).distinct()
+            .order_by("username").only("username"))

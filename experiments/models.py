@@ -116,6 +116,13 @@ class UploadedModel(models.Model):
         return "x".join(str(d) for d in self.input_shape)
 
 
+def spec_techniques(spec) -> str:
+    """The techniques a spec's recipes use, sorted, each between spaces: ' ptq xla '."""
+    names = {str(step.get("technique")) for recipe in (spec or {}).get("recipes") or []
+             for step in recipe.get("steps") or [] if isinstance(step, dict)}
+    return f" {' '.join(sorted(names))} " if names else ""
+
+
 class Experiment(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="experiments")
     name = models.CharField(max_length=200)
@@ -134,6 +141,15 @@ class Experiment(models.Model):
         help_text="The comparison rows and the accuracy/latency points, computed when a run "
                   "or a benchmark ends (services.experiment_evidence_refresh); null until then.",
     )
+    # Read out of the spec and the evidence for the experiments list, which filters and
+    # sorts on them without decoding either.
+    techniques = models.CharField(
+        max_length=500, blank=True, default="", editable=False,
+        help_text="The techniques its recipes use, each between spaces (' ptq xla ').")
+    best_speedup = models.FloatField(
+        null=True, blank=True, editable=False,
+        help_text="The largest speedup of a recipe against the baseline (inference or "
+                  "training) in the stored evidence; null until one is measured.")
 
     objects = TeamScopedQuerySet.as_manager()
 
@@ -144,10 +160,18 @@ class Experiment(models.Model):
             models.Index(fields=["team", "-created_at", "-id"], name="experiment_team_newest"),
             # A team's experiments by id, newest first: the runs list walks them.
             models.Index(fields=["team", "-id"], name="experiment_team_id"),
+            # The experiments list sorted by best speedup.
+            models.Index(fields=["team", "-best_speedup", "-id"], name="experiment_team_fastest"),
         ]
 
     def __str__(self):
         return self.name
+
+    def save(self, *args, **kwargs):
+        self.techniques = spec_techniques(self.spec)
+        if kwargs.get("update_fields") is not None and "spec" in kwargs["update_fields"]:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "techniques"}
+        super().save(*args, **kwargs)
 
     def get_absolute_url(self):
         return reverse("experiment_detail", args=[self.pk])

@@ -29,6 +29,7 @@ from . import curves
 from .access import CHANGE_ROLES, require_member, role_in
 from .comparison import (
     baseline_chance,
+    best_speedup,
     excludes_one,
     measured_key,
     noise_floor,
@@ -363,7 +364,8 @@ def experiment_evidence_refresh(experiment: Experiment) -> dict:
             stored = json.loads(json.dumps(evidence_compute(locked, runs, benchmarks,
                                                             inputs=inputs)),
                                 parse_constant=lambda _: None)
-            Experiment.objects.filter(pk=locked.pk).update(evidence=stored)
+            Experiment.objects.filter(pk=locked.pk).update(
+                evidence=stored, best_speedup=best_speedup(stored["comparison"]))
     experiment.evidence = stored
     return stored
 

@@ -5,6 +5,7 @@ from .views import discussion, pages, review, teams, uploads
 urlpatterns = [
     path("", pages.home, name="home"),
     path("healthz", pages.healthz, name="healthz"),
+    path("experiments/", pages.experiment_list, name="experiment_list"),
     path("experiments/new/", pages.experiment_new, name="experiment_new"),
     path("experiments/<int:pk>/", pages.experiment_detail, name="experiment_detail"),
     path("experiments/<int:pk>/results/", pages.experiment_results, name="experiment_results"),

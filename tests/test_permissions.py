@@ -62,6 +62,7 @@ SPEC = {"name": "from the API", "model": {"arch": "seed_mlp"}, "dataset": {"name
 # ("experiment") become its id; "{team}" in the data is formatted with the ids.
 MATRIX = [
     ("home", "get", {}, {}, PAGE),
+    ("experiment_list", "get", {}, {}, PAGE),
     ("experiment_new", "get", {}, {}, PAGE),
     ("recipe_list", "get", {}, {}, PAGE),
     ("dataset_list", "get", {}, {}, PAGE),

@@ -34,6 +34,36 @@ from ..uploadhandlers import files_over_limit
 
 
 @login_required
+@require_GET
+def experiment_list(request):
+    """Every experiment of the user's teams: searched, filtered, sorted, 50 a page."""
+    from ..forms import ExperimentFilterForm
+    from ..listings import (
+        EXPERIMENTS_PER_PAGE,
+        IdsFirstPaginator,
+        experiments_listed,
+        team_ids_of,
+        team_members,
+        with_run_counts,
+    )
+
+    teams = team_ids_of(request.user)
+    form = ExperimentFilterForm(request.GET or None, authors=team_members(teams))
+    filters = form.filters() if request.GET else {}
+    page = IdsFirstPaginator(experiments_listed(teams, filters),
+                             EXPERIMENTS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "experiments/list.html", {
+        "form": form, "page": page, "experiments": with_run_counts(page.object_list),
+        "filtered": bool(filters.keys() - {"sort"}), "query": query.urlencode(),
+    })
+
+
+HOME_EXPERIMENTS = 20
+
+
+@login_required
 def home(request):
     from django.core.cache import cache
     from django.db.models.fields.json import KT
@@ -44,8 +74,9 @@ def home(request):
     from ..models import SignOff
 
     teams = team_ids_of(request.user)
-    # The newest 100 first, then their runs counted: a count in this query would group
-    # every run of the team before the 100 are cut (and drop the ordering: GROUP BY).
+    # The newest HOME_EXPERIMENTS first (the experiments list has the rest), then their
+    # runs counted: a count in this query would group every run of the team before the
+    # page is cut (and drop the ordering: GROUP BY).
     # Of the spec, only the three keys the table shows: 100 whole specs cost more to
     # decode than everything else on the page.
     experiments = with_run_counts(
@@ -53,7 +84,7 @@ def home(request):
         .defer("spec", "evidence")
         .annotate(model_label=KT("spec__model__label"), arch=KT("spec__model__arch"),
                   dataset_name=KT("spec__dataset__name"))
-        .order_by("-created_at", "-pk")[:100]
+        .order_by("-created_at", "-pk")[:HOME_EXPERIMENTS]
     )
     running = (
         Run.objects.filter(status=Run.Status.RUNNING, experiment__team__in=teams)

@@ -7,7 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch
 from django.shortcuts import render
 
-from ..access import experiment_for_user, run_ids_from, runs_for_user
+from ..access import experiment_for_user, experiment_run_ids, run_ids_from, runs_for_user
 from ..comparison import FINGERPRINT_KEYS, fingerprint_differences
 from ..markup import render_markdown
 from ..models import Experiment, Run
@@ -35,6 +35,10 @@ def _picker(user, selected_runs, query=""):
 @login_required
 def compare(request):
     ids = run_ids_from(request.GET.getlist("runs"))
+    if request.GET.getlist("experiments"):
+        # Ticked on the experiments list: their succeeded runs.
+        ids += [pk for pk in experiment_run_ids(
+            request.user, run_ids_from(request.GET.getlist("experiments"))) if pk not in ids]
     if len(ids) > MAX_COMPARED:
         messages.warning(request, f"Compared the first {MAX_COMPARED} of {len(ids)} runs.")
         ids = ids[:MAX_COMPARED]
