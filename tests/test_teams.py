@@ -16,9 +16,14 @@ def test_it_lists_my_teams_and_my_role(client, bob):
     response = client.get(reverse("team_list"))
     assert response.status_code == 200
     assert "Alice&#x27;s team" in response.text
-    assert "<strong>viewer</strong>" in response.text
+    assert "You are a <strong>viewer</strong>" in response.text
     # A viewer sees no member table and no forms to change it.
     assert "Add member" not in response.text
+
+
+def test_it_says_an_admin(client, alice):
+    client.force_login(alice)
+    assert "You are an <strong>admin</strong>" in client.get(reverse("team_list")).text
 
 
 def test_it_lets_an_admin_add_a_member(client, alice, alice_team, dana):

@@ -125,6 +125,14 @@ def test_it_shows_the_spec(client, alice, experiment):
     )
 
 
+def test_it_counts_one_epoch_as_one(client, alice, alice_team, make_experiment):
+    one = make_experiment(team=alice_team, user=alice, training={"epochs": 1, "batch_size": 64})
+    two = make_experiment(team=alice_team, user=alice, training={"epochs": 2, "batch_size": 64})
+    client.force_login(alice)
+    assert "1 epoch, batch 64" in client.get(reverse("experiment_detail", args=[one.pk])).text
+    assert "2 epochs, batch 64" in client.get(reverse("experiment_detail", args=[two.pk])).text
+
+
 # New experiment
 
 
@@ -527,3 +535,27 @@ def test_it_lists_only_the_teams_datasets(client, alice, alice_team, charlie_tea
     assert response.status_code == 200
     assert [d.name for d in response.context["datasets"]] == ["alice-blobs"]
     assert "charlie-blobs" not in response.content.decode()
+
+
+# Error pages
+
+
+def test_a_missing_page_has_the_layout_and_a_way_back(client, alice):
+    client.force_login(alice)
+    response = client.get("/no/such/page/")
+    assert response.status_code == 404
+    page = response.content.decode()
+    assert 'class="topbar"' in page and f'href="{reverse("experiment_list")}"' in page
+
+
+def test_the_server_error_page_has_the_layout_without_a_request():
+    # Django renders 500.html with no context at all: it must not need one.
+    from django.template.loader import render_to_string
+
+    page = render_to_string("500.html")
+    assert 'class="topbar"' in page and f'href="{reverse("home")}"' in page
+
+
+def test_admin_pages_name_the_site_and_ask_for_no_favicon(admin_client):
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    assert "AccelWeb admin" in page and '<link rel="icon" href="data:,">' in page
