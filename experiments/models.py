@@ -260,6 +260,14 @@ class Run(models.Model):
     def has_ended(self):
         return self.status in self.ENDED
 
+    @property
+    def duration_seconds(self):
+        """How long it ran: start to end, or to now while it runs; None before it starts."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at or (timezone.now() if not self.has_ended else None)
+        return None if end is None else max(0.0, (end - self.started_at).total_seconds())
+
     @classmethod
     def claim(cls, run_id, *, worker):
         """Move a queued run to running; None if it was not queued (a second delivery,

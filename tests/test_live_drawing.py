@@ -174,3 +174,31 @@ def test_a_live_epoch_outside_the_axes_updates_the_chart_at_once(server, alice, 
     assert loss_chart["callsAtOnce"] == 1, loss_chart
     assert loss_chart["mismatch"] == 0, loss_chart
     assert accuracy_chart["callsAtOnce"] == 0 and accuracy_chart["calls"] == 1, accuracy_chart
+
+
+def test_cancel_on_the_run_page_asks_first(server, alice, running):
+    from playwright.sync_api import sync_playwright
+
+    session = session_of(alice)
+    asked = []
+    with sync_playwright() as playwright:
+        browser, page, errors = open_page(playwright, server, session, running)
+        try:
+            page.goto(f"{server.url}runs/{running.pk}/")
+            # Said no: nothing is sent.
+            page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+            page.click(".run-actions button")
+            page.wait_for_timeout(300)
+            assert page.url.endswith(f"/runs/{running.pk}/")
+            # Said yes: cancelled, back on the experiment.
+            page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+            with page.expect_navigation():
+                page.click(".run-actions button")
+            assert page.url.endswith(f"/experiments/{running.experiment_id}/")
+            assert errors == []
+        finally:
+            browser.close()
+    assert asked == ["Cancel “baseline”? It stops at the next batch; its epochs so far are "
+                     "kept."] * 2
+    running.refresh_from_db()
+    assert running.cancel_requested

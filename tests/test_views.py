@@ -133,6 +133,38 @@ def test_it_counts_one_epoch_as_one(client, alice, alice_team, make_experiment):
     assert "2 epochs, batch 64" in client.get(reverse("experiment_detail", args=[two.pk])).text
 
 
+def test_the_run_page_offers_cancel_or_rerun_and_says_how_long_it_took(
+        client, alice, bob, experiment):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    run = experiment.runs.get(position=0)
+    client.force_login(alice)
+    page = client.get(reverse("run_detail", args=[run.pk])).text
+    assert f'action="{reverse("run_cancel", args=[run.pk])}" data-confirm="Cancel' in page
+    started = timezone.now() - timedelta(minutes=10)
+    Run.objects.filter(pk=run.pk).update(status="succeeded", started_at=started,
+                                         finished_at=started + timedelta(seconds=125))
+    page = client.get(reverse("run_detail", args=[run.pk])).text
+    assert f'action="{reverse("run_rerun", args=[run.pk])}" data-confirm="Run' in page
+    assert "took 2 min 05 s" in page
+    assert "took 2 min 05 s" in client.get(
+        reverse("experiment_results", args=[experiment.pk])).text
+    client.force_login(bob)  # a viewer: neither
+    page = client.get(reverse("run_detail", args=[run.pk])).text
+    assert "data-confirm" not in page and "took 2 min 05 s" in page
+
+
+@pytest.mark.parametrize("seconds, said", [
+    (None, ""), (0.4, "0 s"), (59.6, "1 min 00 s"), (125, "2 min 05 s"),
+    (3 * 3600 + 5 * 60 + 9, "3 h 05 min"), (float("nan"), "")])
+def test_durations_read_as_people_say_them(seconds, said):
+    from experiments.templatetags.figures import duration
+
+    assert duration(seconds) == said
+
+
 # New experiment
 
 

@@ -15,3 +15,19 @@ def fixed(value, digits=4):
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return ""
     return f"{value:.{int(digits)}f}"
+
+
+@register.filter
+def duration(seconds):
+    """Seconds as people read them: "45 s", "3 min 12 s", "2 h 05 min"; "" for None."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(
+            seconds):
+        return ""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
