@@ -136,9 +136,13 @@ def test_it_runs_an_experiment_from_the_browser_and_streams_its_curves(productio
             assert "×" in switch.inner_text()
             page.screenshot(path=str(ARTIFACTS / "fullstack.png"), full_page=True)
 
-            # A reload rebuilds everything from the database.
+            # A reload rebuilds everything from the database: the runs from the snapshot at
+            # once, their curves when the page's fetch of them answers.
             page.reload()
-            page.wait_for_function("() => window.accelweb.charts.loss.data.datasets.length == 6")
+            page.wait_for_function("""() => {
+              const datasets = window.accelweb.charts.loss.data.datasets;
+              return datasets.length == 6 && datasets.every((d) => d.data.length > 0);
+            }""")
             points = page.evaluate(
                 "() => window.accelweb.charts.loss.data.datasets.map((d) => d.data.length)"
             )
