@@ -66,26 +66,16 @@ HOME_EXPERIMENTS = 20
 @login_required
 def home(request):
     from django.core.cache import cache
-    from django.db.models.fields.json import KT
 
     from runners.fleet import queue_depths
 
-    from ..listings import RUN_BULK, team_ids_of, with_run_counts
+    from ..listings import RUN_BULK, experiments_listed, team_ids_of, with_run_counts
     from ..models import SignOff
 
     teams = team_ids_of(request.user)
-    # The newest HOME_EXPERIMENTS first (the experiments list has the rest), then their
-    # runs counted: a count in this query would group every run of the team before the
-    # page is cut (and drop the ordering: GROUP BY).
-    # Of the spec, only the three keys the table shows: 100 whole specs cost more to
-    # decode than everything else on the page.
-    experiments = with_run_counts(
-        Experiment.objects.filter(team__in=teams).select_related("team")
-        .defer("spec", "evidence")
-        .annotate(model_label=KT("spec__model__label"), arch=KT("spec__model__arch"),
-                  dataset_name=KT("spec__dataset__name"))
-        .order_by("-created_at", "-pk")[:HOME_EXPERIMENTS]
-    )
+    # The experiments list's first rows, unfiltered (the list has the rest), then their
+    # runs counted for these rows alone.
+    experiments = with_run_counts(experiments_listed(teams, {})[:HOME_EXPERIMENTS])
     running = (
         Run.objects.filter(status=Run.Status.RUNNING, experiment__team__in=teams)
         .select_related("experiment").defer(*RUN_BULK, "experiment__spec", "experiment__evidence")
