@@ -125,7 +125,7 @@ class ExperimentForm(forms.Form):
         "Training samples (subset)", engine_data.SUBSET["train_samples"].bounds, None,
         required=False,
         help_text="Leave empty for all. A class-balanced sample drawn with the seed; 10% of "
-                  "it is held out for validation. A few thousand make CIFAR fit a CPU runner.")
+                  "it is held out for validation. Size a CIFAR run to a CPU runner with it.")
     subset_test = _int(
         "Test samples (subset)", engine_data.SUBSET["test_samples"].bounds, None,
         required=False, help_text="Leave empty for all.")

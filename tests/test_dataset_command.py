@@ -9,8 +9,8 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-
 from public_archives import sha256, write
+
 from runners.engine import public
 
 

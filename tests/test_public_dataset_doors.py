@@ -7,10 +7,10 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from public_archives import write
 
 from experiments.forms import ExperimentForm
 from experiments.spec import engine_spec
-from public_archives import write
 
 MISSING = "cifar-10-python.tar.gz is missing from"
 HOW = "python manage.py dataset fetch cifar10"

@@ -10,8 +10,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from public_archives import CLASSES, cifar_batch, idx_bytes, labels, write, write_cifar10
+
 from runners.engine import data, public, schema
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
