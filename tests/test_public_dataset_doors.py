@@ -101,3 +101,15 @@ def test_the_datasets_page_lists_them_with_status_and_commands(client, alice, ca
     assert "missing" in cifar and "cifar-10-python.tar.gz" in cifar
     assert HOW in cifar and "python manage.py dataset import cifar10" in cifar
     assert page.index('id="public-datasets"') < page.index("Uploaded datasets")
+
+
+def test_the_comparison_knows_the_classes_of_a_public_dataset(alice, alice_team, cache,
+                                                              make_experiment):
+    from experiments.selectors import experiment_classes
+
+    write("cifar100", cache)
+    experiment = make_experiment(team=alice_team, user=alice, model={"arch": "seed_mlp"},
+                                 dataset={"name": "cifar100", "train_samples": 1000,
+                                          "test_samples": 100})
+    assert experiment.spec["dataset"]["train_samples"] == 1000
+    assert experiment_classes(experiment) == 100
