@@ -186,6 +186,14 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "static"
 MEDIA_ROOT = Path(os.environ.get("ACCELWEB_MEDIA_ROOT", DATA_DIR / "media")).resolve()
 MEDIA_URL = "media/"
+# The public datasets' files (MNIST, Fashion-MNIST, CIFAR): Keras' own cache by default, so
+# a machine where keras.datasets ran has them already. Runs only read them; `manage.py
+# dataset fetch` downloads them, from ACCELWEB_DATASET_MIRROR when set (upstream otherwise).
+ACCELWEB_DATASET_DIR = Path(
+    os.environ.get("ACCELWEB_DATASET_DIR")
+    or Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets"
+).expanduser().resolve()
+ACCELWEB_DATASET_MIRROR = os.environ.get("ACCELWEB_DATASET_MIRROR", "")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -14,6 +14,7 @@ from django.core.validators import MaxLengthValidator
 from runners import process as engine_process
 from runners.engine import data as engine_data
 from runners.engine import modelfile, schema, zoo
+from runners.engine import public as engine_public
 from runners.engine.data import SYNTHETIC
 from runners.engine.fields import MAX_TEXT, Invalid, plain_json_problems, text_problem
 from runners.engine.steps import validate_steps
@@ -31,6 +32,7 @@ ARCH_CHOICES = [
 DATASET_CHOICES = [
     ("digits", "Digits (scikit-learn, 8x8 grayscale, 10 classes)"),
     ("synthetic", "Synthetic images (generated, learnable class structure)"),
+    *((public.name, public.title) for public in engine_public.PUBLIC.values()),
     ("npz", "Uploaded .npz dataset"),
 ]
 
@@ -56,6 +58,8 @@ FIELD_FOR_PATH = {
     "dataset.shape.2": "synthetic_channels",
     "dataset.seed": "seed",
     "dataset.dataset_id": "npz_dataset",
+    "dataset.train_samples": "subset_train",
+    "dataset.test_samples": "subset_test",
     "model.arch": "arch",
     "model.model_id": "uploaded_model",
     "model.params.units": "mlp_units",
@@ -117,6 +121,14 @@ class ExperimentForm(forms.Form):
     npz_dataset = forms.ModelChoiceField(
         label="Uploaded dataset", queryset=Dataset.objects.none(), required=False
     )
+    subset_train = _int(
+        "Training samples (subset)", engine_data.SUBSET["train_samples"].bounds, None,
+        required=False,
+        help_text="Leave empty for all. A class-balanced sample drawn with the seed; 10% of "
+                  "it is held out for validation. Size a CIFAR run to a CPU runner with it.")
+    subset_test = _int(
+        "Test samples (subset)", engine_data.SUBSET["test_samples"].bounds, None,
+        required=False, help_text="Leave empty for all.")
 
     epochs = _int("Epochs", schema.EPOCHS, 5)
     batch_size = _int("Batch size", schema.BATCH_SIZE, 64)
@@ -183,6 +195,12 @@ class ExperimentForm(forms.Form):
         return {"arch": arch, "params": params}
 
     def _dataset(self, data):
+        subset = {key: data[field] for key, field in (("train_samples", "subset_train"),
+                                                      ("test_samples", "subset_test"))
+                  if data.get(field) is not None}
+        return {**self._dataset_choice(data), **subset}
+
+    def _dataset_choice(self, data):
         name = data.get("dataset")
         if name == "synthetic":
             shape = [data.get("synthetic_height"), data.get("synthetic_width"),

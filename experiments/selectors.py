@@ -6,6 +6,7 @@ import json
 from django.db.models.fields.json import KeyTransform
 
 from runners.engine.data import SYNTHETIC_DEFAULTS, describe
+from runners.engine.public import PUBLIC
 
 from . import comparison, curves
 from .comparison import accuracy_latency_points, compare_runs, measured_key
@@ -225,6 +226,8 @@ def experiment_classes(experiment) -> int | None:
         return classes if isinstance(classes, int) and not isinstance(classes, bool) else None
     if name == "digits":
         return describe({"name": "digits"})["num_classes"]
+    if name in PUBLIC:
+        return PUBLIC[name].num_classes
     return None
 
 

@@ -12,7 +12,7 @@ import copy
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from runners.engine import schema
+from runners.engine import public, schema
 from runners.engine.fields import Invalid
 from runners.engine.schema import RUN_BENCHMARK_KEYS, STAGE_DEFAULTS
 
@@ -50,7 +50,8 @@ def validate_spec(raw, *, team=None) -> dict:
     messages keyed by spec path ("training.epochs") otherwise."""
     try:
         return schema.check_spec(raw, lookup=TeamUploads(team),
-                                 max_params=settings.ACCELWEB_MAX_PARAMS)
+                                 max_params=settings.ACCELWEB_MAX_PARAMS,
+                                 dataset_dir=str(settings.ACCELWEB_DATASET_DIR))
     except Invalid as exc:
         raise ValidationError(exc.messages) from None
 
@@ -82,9 +83,15 @@ def engine_spec(spec: dict, steps: list, *, dataset_path: str | None = None,
 
 
 def _engine_dataset(spec, dataset_path):
+    given = spec.get("dataset", {"name": "digits"})
+    subset = {key: given[key] for key in ("train_samples", "test_samples") if key in given}
     if dataset_path is not None:
-        return {"name": "npz", "path": dataset_path}
-    return copy.deepcopy(spec.get("dataset", {"name": "digits"}))
+        return {"name": "npz", "path": dataset_path, **subset}
+    out = copy.deepcopy(given)
+    if out.get("name") in public.PUBLIC:
+        # The runner reads the files from the directory the web checked them in.
+        out["directory"] = str(settings.ACCELWEB_DATASET_DIR)
+    return out
 
 
 def benchmark_settings(spec: dict) -> dict:

@@ -363,8 +363,9 @@ def test_it_refuses_files_that_are_not_npz_archives(tmp_path):
 
 
 def test_it_rejects_bad_dataset_specs():
-    with pytest.raises(ValueError, match="Dataset name must be one of digits, synthetic, npz"):
-        data.describe({"name": "mnist"})
+    with pytest.raises(ValueError, match="Dataset name must be one of digits, synthetic, mnist, "
+                                         "fashion_mnist, cifar10, cifar100, npz"):
+        data.describe({"name": "imagenet"})
     with pytest.raises(ValueError, match="Classes must be between 2 and 1,000 \\(got 1\\)"):
         data.describe({"name": "synthetic", "classes": 1})
     with pytest.raises(ValueError, match="The path of an .npz must be absolute"):

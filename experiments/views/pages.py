@@ -13,6 +13,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from runners.engine import public
+
 from .. import services
 from ..access import can_change, experiment_for_user, require_member, run_for_user, run_to_change
 from ..comparison import advice_checks, baseline_chance, noise_floor
@@ -106,7 +108,9 @@ def experiment_new(request):
     if not request.user.teams.exists():
         services.team_for_user(request.user)
     initial = {}
-    if "dataset" in request.GET:
+    if request.GET.get("dataset") in public.PUBLIC:
+        initial.update(dataset=request.GET["dataset"])
+    elif "dataset" in request.GET:
         initial.update(dataset="npz", npz_dataset=request.GET.get("dataset"))
     if "model" in request.GET:
         initial.update(arch="uploaded", uploaded_model=request.GET.get("model"))
@@ -468,7 +472,9 @@ def dataset_list(request):
     datasets = Dataset.objects.for_user(request.user).select_related("team")
     status = 400 if request.method == "POST" else 200
     return render(request, "experiments/datasets.html",
-                  {"form": form, "datasets": datasets}, status=status)
+                  {"form": form, "datasets": datasets,
+                   "public_datasets": public.status(str(settings.ACCELWEB_DATASET_DIR))},
+                  status=status)
 
 
 def _check_database():

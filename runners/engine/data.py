@@ -1,7 +1,11 @@
-"""Datasets: digits, synthetic and uploaded .npz files, all as float32 numpy arrays.
+"""Datasets: digits, synthetic, the public ones (MNIST, Fashion-MNIST, CIFAR-10/100, read
+from a cache directory by runners.engine.public) and uploaded .npz files, all as float32
+numpy arrays.
 
 Every dataset is split the same way: a stratified 80/20 train/test split (unless the file
-brings its own test set), then 10% of the training part held out for validation.
+brings its own test set), then 10% of the training part held out for validation. A subset
+(``train_samples``, ``test_samples``) is drawn from the training and test parts first,
+stratified by class and seeded by the training seed, so a CIFAR-10 run fits a CPU runner.
 """
 
 import math
@@ -14,13 +18,29 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from .fields import INVALID, Integer, ListOf, Object, Problems, Tagged, Text
+from . import public
+from .fields import INVALID, OMIT, Integer, Invalid, ListOf, Object, Problems, Tagged, Text
 from .modelfile import check_directory, zip_directory
 
 TEST_FRACTION = 0.2
 VALIDATION_FRACTION = 0.1
 DIGITS_SAMPLES = 1797
 DIGITS_SHAPE = (8, 8, 1)
+MIN_TRAIN_SAMPLES = 20
+MIN_TEST_SAMPLES = 10
+MAX_SUBSET = 10_000_000
+# Every dataset takes these: how many of its training and test samples a run uses.
+SUBSET = {
+    "train_samples": Integer(
+        MIN_TRAIN_SAMPLES, MAX_SUBSET, OMIT, label="training samples",
+        help="Train on this many of the training samples (stratified by class, drawn with "
+             "the training seed); 10% of them are held out for validation. All when left "
+             "out."),
+    "test_samples": Integer(
+        MIN_TEST_SAMPLES, MAX_SUBSET, OMIT, label="test samples",
+        help="Test on this many of the test samples (stratified, seeded). All when left "
+             "out."),
+}
 SYNTHETIC = Object({
     "samples": Integer(100, 200_000, 2000),
     "shape": ListOf(Integer(1, 512, label="each dimension"), [32, 32, 3], min_items=1,
@@ -28,15 +48,20 @@ SYNTHETIC = Object({
                                       "channels]."),
     "classes": Integer(2, 1000, 10),
     "seed": Integer(0, 2**31 - 1, 0),
+    **SUBSET,
 })
 SYNTHETIC_DEFAULTS = SYNTHETIC.defaults
-DATASETS = {"digits": Object({}), "synthetic": SYNTHETIC}
-# The engine's dataset: an upload is an .npz named by its absolute path.
-DATASET = Tagged("name", {**DATASETS, "npz": Object({"path": Text(4096, blank=False)})},
-                 default_tag="digits", label="dataset")
+DATASETS = {"digits": Object(SUBSET), "synthetic": SYNTHETIC,
+            **{name: Object(SUBSET) for name in public.PUBLIC}}
+# The engine's dataset: an upload is an .npz named by its absolute path; a public dataset
+# is read from the cache directory the web passes (public.default_dir() when left out).
+_DIRECTORY = Text(4096, OMIT, blank=False, help="Absolute path of the dataset cache.")
+DATASET = Tagged("name", {
+    **DATASETS,
+    **{name: Object({**SUBSET, "directory": _DIRECTORY}) for name in public.PUBLIC},
+    "npz": Object({"path": Text(4096, blank=False), **SUBSET}),
+}, default_tag="digits", label="dataset")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
-MIN_TRAIN_SAMPLES = 20
-MIN_TEST_SAMPLES = 10
 MAX_SYNTHETIC_VALUES = 50_000_000
 MAX_CLASSES = 10_000
 # An .npz in the keras.datasets layout holds 4 members; counted from the zip's end record,
@@ -95,21 +120,62 @@ def check_dataset(spec, path, problems, field):
     if cleaned["name"] == "npz" and "path" in cleaned and not os.path.isabs(cleaned["path"]):
         problems.add(f"{path}.path", "The path of an .npz must be absolute.")
         return INVALID
+    if "directory" in cleaned and not os.path.isabs(cleaned["directory"]):
+        problems.add(f"{path}.directory", "The dataset directory must be an absolute path.")
+        return INVALID
     return cleaned
 
 
 def describe(spec):
-    """Shapes and sizes of a dataset without generating it (npz files are read and checked)."""
+    """Shapes and sizes of a dataset (its subset, when it asks for one) without generating
+    or loading it (npz files are read and checked); Invalid when the subset asks for more
+    samples than there are."""
     spec = validate_dataset(spec)
     if spec["name"] == "npz":
-        return inspect_npz(spec["path"])
+        return with_subset(inspect_npz(spec["path"]), spec)
+    if spec["name"] in public.PUBLIC:
+        found = public.PUBLIC[spec["name"]]
+        fit, val = _split_sizes(found.train_samples, VALIDATION_FRACTION)
+        return with_subset(_description(found.input_shape, found.num_classes, fit, val,
+                                        found.test_samples), spec)
     if spec["name"] == "digits":
         total, shape, classes = DIGITS_SAMPLES, list(DIGITS_SHAPE), 10
     else:
         total, shape, classes = spec["samples"], spec["shape"], spec["classes"]
     train, test = _split_sizes(total, TEST_FRACTION)
     fit, val = _split_sizes(train, VALIDATION_FRACTION)
-    return _description(shape, classes, fit, val, test)
+    return with_subset(_description(shape, classes, fit, val, test), spec)
+
+
+def with_subset(description, spec, path="dataset"):
+    """The description of the subset the dataset spec asks for (train_samples, test_samples);
+    Invalid, keyed by the setting's path, when it asks for more samples than there are.
+
+    A description without validation_samples (an upload's, as the web stores it) counts
+    the fewest training samples that leave its train_samples after the hold-out."""
+    if "validation_samples" in description:
+        train = description["train_samples"] + description["validation_samples"]
+    else:
+        train = _before_hold_out(description["train_samples"])
+    test = description["test_samples"]
+    messages = {}
+    for key, available in (("train_samples", train), ("test_samples", test)):
+        if spec.get(key, 0) > available:
+            part = "training" if key == "train_samples" else "test"
+            messages[f"{path}.{key}"] = [f"This dataset has {available:,} {part} samples; a "
+                                         f"subset cannot ask for {spec[key]:,}."]
+    if messages:
+        raise Invalid(messages)
+    fit, val = _split_sizes(spec.get("train_samples", train), VALIDATION_FRACTION)
+    return {**description, "train_samples": fit, "validation_samples": val,
+            "test_samples": spec.get("test_samples", test)}
+
+
+def _before_hold_out(fit):
+    total = fit
+    while total - math.ceil(VALIDATION_FRACTION * total) < fit:
+        total += 1
+    return total
 
 
 def inspect_npz(path):
@@ -248,21 +314,49 @@ def _labels(y, key, shape):
 
 
 def load(spec, seed):
-    """Load a dataset: x float32 in [0, 1] with a channel axis for images, y int32."""
+    """Load a dataset: x float32 in [0, 1] with a channel axis for images, y int32.
+
+    A public dataset is read from its cache directory; a missing file is a ValueError that
+    says how to add it (nothing is downloaded)."""
     spec = validate_dataset(spec)
     if spec["name"] == "npz":
         arrays, headers = _read_npz(spec["path"])
         y_train, y_test, classes = _check_npz(headers, lambda key: (arrays[key],),
                                               keep_labels=True)
-        x_train, x_test = _scale(arrays["x_train"]), _scale(arrays["x_test"])
+        x_train, x_test = arrays["x_train"], arrays["x_test"]
+    elif spec["name"] in public.PUBLIC:
+        x_train, y_train, x_test, y_test = public.load(
+            spec["name"], spec.get("directory") or public.default_dir())
+        classes = public.PUBLIC[spec["name"]].num_classes
     else:
         if spec["name"] == "digits":
             x, y, classes = _digits()
         else:
             x, y, classes = synthetic(spec)
         x_train, x_test, y_train, y_test = _split(x, y, TEST_FRACTION, seed)
+    # The subset first, then the scaling: 50,000 CIFAR images are 600 MB as float32.
+    with_subset(_description((), classes, len(x_train), 0, len(x_test)), spec)
+    x_train, y_train = subset(x_train, y_train, spec.get("train_samples"), seed)
+    x_test, y_test = subset(x_test, y_test, spec.get("test_samples"), seed)
+    if spec["name"] not in ("digits", "synthetic"):  # those are generated scaled
+        x_train, x_test = _scale(x_train), _scale(x_test)
     x_train, x_val, y_train, y_val = _split(x_train, y_train, VALIDATION_FRACTION, seed)
     return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, classes)
+
+
+def subset(x, y, samples, seed):
+    """``samples`` of (x, y), stratified by class and drawn with the seed (all when None)."""
+    if samples is None or samples >= len(y):
+        return x, y
+    counts = np.bincount(y)
+    # Stratifying needs two members of every class and room for each in the subset.
+    stratify = y if counts[counts > 0].min() >= 2 else None
+    try:
+        x, _, y, _ = train_test_split(x, y, train_size=samples, random_state=seed,
+                                      stratify=stratify)
+    except ValueError:
+        x, _, y, _ = train_test_split(x, y, train_size=samples, random_state=seed)
+    return x, y
 
 
 def synthetic(spec):

@@ -20,7 +20,7 @@ Uploads are the web's to look up: ``check_spec`` takes a ``lookup`` with
 import copy
 import os
 
-from runners.engine import data, steps, zoo
+from runners.engine import data, public, steps, zoo
 from runners.engine.fields import (
     INVALID,
     OMIT,
@@ -108,7 +108,7 @@ SPEC = Object({
         **data.DATASETS,
         "npz": Object({"dataset_id": Integer(*ID, None, nullable=True,
                                              help="An uploaded dataset's id."),
-                       "label": _LABEL}),
+                       "label": _LABEL, **data.SUBSET}),
     }, {"name": "digits"}, default_tag="digits", label="dataset"),
     "training": _training(repeats=Integer(*REPEATS, 1, help="Replicates of every run; "
                                                             "replicate i trains with seed + i.")),
@@ -149,14 +149,15 @@ def json_schema():
     return SPEC.json_schema()
 
 
-def check_spec(raw, *, lookup=None, max_params=None):
+def check_spec(raw, *, lookup=None, max_params=None, dataset_dir=None):
     """A spec as a user submits it, checked and normalized (defaults and labels filled in);
     Invalid with messages keyed by spec path otherwise. Uploads are looked up through
     ``lookup`` (see the module's docstring); without one, none is found. ``max_params``
-    bounds a model's parameter count."""
+    bounds a model's parameter count. A public dataset's files must be in ``dataset_dir``
+    (public.default_dir() when None): a run never downloads them."""
     problems = Problems()
     spec = _sections(raw, SPEC, problems)
-    description = _dataset(spec, lookup, problems)
+    description = _dataset(spec, lookup, problems, dataset_dir)
     facts = _model(spec, description, lookup, max_params, problems)
     _recipes(spec, facts, problems)
     _training_rules(spec, description, problems)
@@ -208,22 +209,35 @@ def _sections(raw, schema, problems):
     return spec
 
 
-def _dataset(spec, lookup, problems):
+def _dataset(spec, lookup, problems, dataset_dir):
     """The dataset's description (shapes, classes, sizes), or None where it is unusable."""
     dataset = spec["dataset"]
     if dataset is INVALID:
         return None
-    if dataset["name"] == "npz":
-        pk = dataset["dataset_id"]
-        found = lookup.dataset(pk) if lookup and pk is not None else None
-        if found is None:
-            problems.add("dataset.dataset_id", "Choose one of your team's uploaded datasets.")
+    try:
+        if dataset["name"] == "npz":
+            pk = dataset["dataset_id"]
+            found = lookup.dataset(pk) if lookup and pk is not None else None
+            if found is None:
+                problems.add("dataset.dataset_id",
+                             "Choose one of your team's uploaded datasets.")
+                return None
+            dataset["label"] = found["label"]
+            return data.with_subset(found, dataset)
+        if data.check_dataset(dataset, "dataset", problems, SPEC.fields["dataset"]) is INVALID:
             return None
-        dataset["label"] = found["label"]
-        return found
-    if data.check_dataset(dataset, "dataset", problems, SPEC.fields["dataset"]) is INVALID:
+        if dataset["name"] in public.PUBLIC:
+            missing = public.missing_message(dataset["name"],
+                                             dataset_dir or public.default_dir())
+            if missing:
+                problems.add("dataset.name", missing)
+                return None
+        return data.describe(dataset)
+    except Invalid as exc:
+        for path, messages in exc.messages.items():
+            for message in messages:
+                problems.add(path, message)
         return None
-    return data.describe(dataset)
 
 
 def _model(spec, description, lookup, max_params, problems):
