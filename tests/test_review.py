@@ -181,7 +181,7 @@ def test_it_colours_a_comparable_faster_run_green_and_slower_red(client, alice, 
     row = re.search(rf'<tr[^>]*data-comparison-run="{fast.pk}".*?</tr>', body, re.S).group(0)
     assert 'class="figure train tone-bad">0.50×' in row
     assert 'class="figure inference tone-good">2.00×' in row
-    assert 'class="figure accuracy tone-good">0.0500' in row
+    assert 'class="figure accuracy tone-good">+5.0 pts<br>' in row
 
 
 # A baseline at chance level
@@ -510,7 +510,9 @@ def test_it_prints_a_report_without_scripts(client, alice, bob, measured):
     assert "seed_mlp" in body and "Accuracy budget" in body
     table = re.search(r'<table[^>]*id="report-comparison".*?</table>', body, re.S).group(0)
     assert "2.00×" in table and "(exact)" in table and "tone-good" in table
-    assert re.search(r"0\.0500 \(0\.0\d{3} to 0\.0\d{3}\) better", table)
+    assert re.search(r"\+5\.0 pts \(\+\d\.\d to \+\d\.\d pts\) better; within the 1 pt "
+                     r"budget \(judged on the point estimate\)", table)
+    assert "a drop in test accuracy of at most 1 pt" in body
     assert "Xeon" in body
     # Sign-offs and the discussion, rendered safely.
     assert "seed MLP on digits" in body and "ship it &lt;img" in body

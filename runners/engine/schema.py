@@ -116,8 +116,9 @@ SPEC = Object({
     "gpu_model": Text(200, OMIT, blank=False, label="GPU model", null_default=True,
                       help="Only with hardware gpu."),
     "accuracy_budget": Number(*ACCURACY_BUDGET, 0.01, label="accuracy budget",
-                              help="The largest test-accuracy drop (a fraction) a recipe may "
-                                   "cost and still be signed off."),
+                              help="The largest test-accuracy drop (a fraction: 0.01 is 1 "
+                                   "percentage point) a recipe may cost and still be signed "
+                                   "off, judged on the point estimate."),
     "recipes": ListOf(RECIPE, [], max_items=MAX_RECIPES),
     "benchmark": Object({key: Integer(*bounds, OMIT) for key, bounds in
                          BENCHMARK_LIMITS.items()}, OMIT),
