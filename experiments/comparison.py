@@ -478,6 +478,22 @@ def compare_runs(runs, benchmarks=(), *, classes=None) -> list[dict]:
 _RUNTIME_NAMES = {"tflite": "TFLite", "keras": "Keras"}
 
 
+def runtime_label(result) -> str:
+    """The runtime a run's own latencies were measured in: "keras", "keras + XLA jit" or
+    "tflite"; "" when the result does not say. Latencies of different runtimes are not
+    one technique's gain (a float32 TFLite model alone is 2.5-20x faster than Keras at
+    batch 1), so the tables that list them side by side show it."""
+    if not isinstance(result, dict) or not result.get("runtime"):
+        return ""
+    runtime = str(result["runtime"])
+    shipped = (result.get("measured_files") or {}).get("runtime") or {}
+    if "jit_compile" in shipped:
+        jit = bool(shipped["jit_compile"])
+    else:  # a result of an engine older than measured_files
+        jit = "xla" in (result.get("steps_applied") or [])
+    return f"{runtime} + XLA jit" if runtime == "keras" and jit else runtime
+
+
 def excludes_one(ci) -> bool:
     return bool(ci and (ci[0] > 1.0 or ci[1] < 1.0))
 

@@ -397,6 +397,32 @@ def test_it_compares_runs_of_two_experiments_and_warns_of_other_hardware(
     assert "1.9000–2.1000" in body
 
 
+def test_it_names_the_runtime_of_each_compared_latency(client, alice, measured, other):
+    baseline = measured.runs.get(name="baseline", replicate=0)
+    fast = measured.runs.get(name="fast", replicate=0)
+    int8 = other.runs.get(name="int8")
+    files = {"file": "model.keras", "runtime": "keras"}
+    succeed(baseline, **base_result(runtime="keras",
+                                    measured_files={"runtime": {**files, "jit_compile": False}}))
+    succeed(fast, **base_result(runtime="keras",
+                                measured_files={"runtime": {**files, "jit_compile": True}}))
+    # A result from before measured_files: its steps say XLA or not.
+    succeed(int8, **base_result(runtime="tflite", steps_applied=["ptq"]))
+    client.force_login(alice)
+
+    body = client.get(compare_url(baseline, fast, int8)).content.decode()
+
+    cells = re.findall(r'<tr data-compare-run="(\d+)">.*?<td class="runtime">([^<]*)</td>', body,
+                       re.S)
+    assert cells == [(str(baseline.pk), "keras"), (str(fast.pk), "keras + XLA jit"),
+                     (str(int8.pk), "tflite")]
+    assert re.search(r'id="runtime-note">These latencies were measured in different runtimes '
+                     r'\(keras, keras \+ XLA jit, tflite\)', body)
+    # One runtime: nothing to warn of.
+    body = client.get(compare_url(baseline)).content.decode()
+    assert 'id="runtime-note"' not in body
+
+
 def html_escaped(text):
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 

@@ -7,6 +7,7 @@ from django import template
 from ..comparison import budget_verdict as _budget_verdict
 from ..comparison import points as _points
 from ..comparison import points_interval as _points_interval
+from ..comparison import runtime_label
 
 register = template.Library()
 
@@ -65,3 +66,9 @@ def points_interval(ci, digits=1):
 def budget_verdict(delta, budget):
     """Whether an accuracy change is within the experiment's budget, the sign-off's rule."""
     return _budget_verdict(delta, budget)
+
+
+@register.filter
+def runtime(result):
+    """The runtime a result's latencies were measured in (comparison.runtime_label)."""
+    return runtime_label(result)
