@@ -119,7 +119,7 @@ SPEC = Object({
                               help="The largest test-accuracy drop (a fraction: 0.01 is 1 "
                                    "percentage point) a recipe may cost and still be signed "
                                    "off, judged on the point estimate."),
-    "recipes": ListOf(RECIPE, [], max_items=MAX_RECIPES),
+    "recipes": ListOf(RECIPE, [], max_items=MAX_RECIPES, each=True),
     "benchmark": Object({key: Integer(*bounds, OMIT) for key, bounds in
                          BENCHMARK_LIMITS.items()}, OMIT),
 })
@@ -285,6 +285,8 @@ def _recipes(spec, facts, problems):
     names = set()
     for index, recipe in enumerate(recipes):
         path = f"recipes.{index}"
+        if recipe is INVALID:
+            continue  # its own messages say why; an empty recipe is not one of them
         if not recipe["steps"]:
             problems.add(path, "A recipe needs at least one step (the baseline is added for "
                                "you).")
