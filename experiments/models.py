@@ -105,8 +105,12 @@ class Dataset(models.Model):
         if split["file"] is None:
             return (f"{split['train']:,} train (after holding out {VALIDATION_FRACTION:.0%} "
                     "of the file's training samples for validation)")
-        return (f"{split['train']:,} train + {split['validation']:,} validation (held out "
-                f"from the file's {split['file']:,} training samples)")
+        return self.split_text(split["train"], split["validation"])
+
+    @staticmethod
+    def split_text(train, validation):
+        return (f"{train:,} train + {validation:,} validation (held out from the file's "
+                f"{train + validation:,} training samples)")
 
 
 class UploadedModel(models.Model):
