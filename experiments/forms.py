@@ -87,6 +87,15 @@ def hardware_choices():
             + [(f"gpu:{name}", f"GPU: {name}") for name in models])
 
 
+class DatasetChoiceField(forms.ModelChoiceField):
+    """An uploaded dataset with its shape and split, so the form says what a run trains,
+    validates and tests on."""
+
+    def label_from_instance(self, obj):
+        return (f"{obj.name}: {obj.shape_label}, {obj.num_classes} classes, "
+                f"{obj.split_label}, {obj.test_samples:,} test")
+
+
 class ExperimentForm(forms.Form):
     name = forms.CharField(max_length=200, initial="digits, seed MLP")
     team = forms.ModelChoiceField(queryset=Team.objects.none(), empty_label=None)
@@ -118,7 +127,7 @@ class ExperimentForm(forms.Form):
     synthetic_width = _int("Width", SYNTHETIC.fields["shape"].item.bounds, 32, required=False)
     synthetic_channels = _int("Channels", SYNTHETIC.fields["shape"].item.bounds, 3, required=False)
     synthetic_classes = _int("Classes", SYNTHETIC.fields["classes"].bounds, 10, required=False)
-    npz_dataset = forms.ModelChoiceField(
+    npz_dataset = DatasetChoiceField(
         label="Uploaded dataset", queryset=Dataset.objects.none(), required=False
     )
     subset_train = _int(

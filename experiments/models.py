@@ -5,6 +5,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 
 def experiment_group(experiment_id: int) -> str:
@@ -80,6 +81,36 @@ class Dataset(models.Model):
     @property
     def shape_label(self):
         return "x".join(str(d) for d in self.input_shape)
+
+    @cached_property
+    def training_split(self):
+        """{"file", "train", "validation"}: the file's training samples, and how the engine
+        splits them (train_samples holds only the part it trains on). Read from the file's
+        header; without the file, what train_samples alone tells."""
+        from runners.engine.data import npz_train_samples, validation_split
+
+        try:
+            total = npz_train_samples(self.file.path)
+        except (ValueError, OSError, NotImplementedError):
+            return {"file": None, "train": self.train_samples, "validation": None}
+        train, validation = validation_split(total)
+        return {"file": total, "train": train, "validation": validation}
+
+    @property
+    def split_label(self):
+        """"90 train + 10 validation (held out from the file's 100 training samples)"."""
+        from runners.engine.data import VALIDATION_FRACTION
+
+        split = self.training_split
+        if split["file"] is None:
+            return (f"{split['train']:,} train (after holding out {VALIDATION_FRACTION:.0%} "
+                    "of the file's training samples for validation)")
+        return self.split_text(split["train"], split["validation"])
+
+    @staticmethod
+    def split_text(train, validation):
+        return (f"{train:,} train + {validation:,} validation (held out from the file's "
+                f"{train + validation:,} training samples)")
 
 
 class UploadedModel(models.Model):

@@ -33,8 +33,11 @@ from .comparison import (
     excludes_one,
     measured_key,
     noise_floor,
+    points,
+    points_interval,
     primary_run,
     recipe_groups,
+    within_accuracy_budget,
 )
 from .models import (
     Benchmark,
@@ -682,9 +685,10 @@ def signoff_blockers(*, run: Run, runs: list[Run], rows: list[dict] | None = Non
     on the same hardware and software as the baseline, whose training speedup interval
     (from replicates) or inference speedup interval (from the benchmark stage) against the
     baseline lies above 1.0, whose test accuracy fell by no more than the experiment's
-    accuracy budget; the benchmark's A/A control must contain 1.0 (else the machine was too
-    noisy), and a quantized recipe must not be slower than the float32 model of its own
-    weights. A quantized run's speedup over that float32 model does not count on its own:
+    accuracy budget (its point estimate: comparison.within_accuracy_budget); the
+    benchmark's A/A control must contain 1.0 (else the machine was too noisy), and a
+    quantized recipe must not be slower than the float32 model of its own weights. A
+    quantized run's speedup over that float32 model does not count on its own:
     shipping the recipe is only faster if it beats the baseline. A baseline that scored
     no better than chance (comparison.baseline_at_chance) leaves nothing to compare: that
     reason alone is given."""
@@ -735,9 +739,13 @@ def signoff_blockers(*, run: Run, runs: list[Run], rows: list[dict] | None = Non
     if delta is None:
         reasons.append("The test accuracy of this run or of the baseline is missing, so its "
                        "cost in accuracy is unknown.")
-    elif delta < -budget:
-        reasons.append(f"Test accuracy fell by {-delta * 100:.2f} points, more than the "
-                       f"budget of {budget * 100:.2f} points.")
+    elif not within_accuracy_budget(delta, budget):
+        interval = row.get("accuracy_ci")
+        interval = f", 95% CI {points_interval(interval)}" if interval else ""
+        reasons.append(
+            f"Test accuracy changed by {points(delta)}{interval}: a drop of more than the "
+            f"budget of {points(budget, digits=2, signed=False)}. The rule judges the "
+            "point estimate, not its interval.")
     if reasons:
         return reasons, None
     return [], {"row": row, "reference_row": reference, "noise_floor": floor,

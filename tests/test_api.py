@@ -160,6 +160,19 @@ def test_it_answers_an_invalid_spec_with_400_keyed_by_spec_path(
     assert callbacks == []
 
 
+def test_it_gives_an_invalid_step_only_its_own_message(api, alice):
+    spec = {**SPEC, "recipes": [{"name": "int8", "steps": [
+        {"technique": "ptq", "mode": "int3"}]}, {"name": "empty", "steps": []}]}
+
+    response = post_spec(api(alice), spec)
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "recipes.0.steps.0.mode": ["The ptq mode must be one of dynamic_int8, float16, "
+                                   "full_int8."],
+        "recipes.1": ["A recipe needs at least one step (the baseline is added for you)."]}
+
+
 @pytest.mark.parametrize("body, key", [
     ([SPEC], "spec"),
     ("a spec", "spec"),

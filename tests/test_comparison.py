@@ -2,16 +2,21 @@
 replicates, accuracy deltas over seeds, the A/A control, break-even points."""
 
 import pytest
+from django.template import Context, Template
 from results import benchmark_results, finish_recipe, result
 
 from experiments.comparison import (
     baseline_chance,
     break_even,
+    budget_verdict,
     chance_interval,
     chance_level,
     noise_floor,
+    points,
+    points_interval,
     replicate_accuracy_delta,
     train_speedup,
+    within_accuracy_budget,
 )
 from experiments.models import Run
 from experiments.selectors import experiment_classes, experiment_comparison
@@ -231,3 +236,31 @@ def test_it_counts_the_classes_of_the_experiments_dataset(alice, alice_team, mak
         status="succeeded", result=result(accuracy=0.3, test_samples=40))
     assert "chance level for 4 classes (25%" in baseline_chance(
         experiment_comparison(synthetic))["message"]
+
+
+# Accuracy in percentage points
+
+
+@pytest.mark.parametrize("fraction, text", [
+    (-0.0111, "−1.1 pts"), (0.0023, "+0.2 pts"), (0.0, "0.0 pts"), (-0.00001, "0.0 pts"),
+    (0.05, "+5.0 pts"), (None, ""), (float("nan"), ""),
+])
+def test_it_shows_an_accuracy_difference_in_points(fraction, text):
+    assert points(fraction) == text
+    assert Template("{% load figures %}{{ value|points }}").render(
+        Context({"value": fraction})) == text
+
+
+def test_it_shows_a_budget_and_an_interval_in_points():
+    assert [points(budget, digits=2, signed=False) for budget in (0.01, 0.005, 0.025)] == [
+        "1 pt", "0.5 pts", "2.5 pts"]
+    assert points_interval([-0.0234, 0.004]) == "−2.3 to +0.4 pts"
+    assert points_interval(None) == ""
+
+
+def test_it_allows_a_drop_of_exactly_the_budget():
+    assert within_accuracy_budget(-0.01, 0.01) is True
+    assert within_accuracy_budget(-0.0101, 0.01) is False
+    assert within_accuracy_budget(0.02, 0.0) is True
+    assert within_accuracy_budget(None, 0.01) is None
+    assert budget_verdict(-0.0101, 0.01) == "over the 1 pt budget (judged on the point estimate)"

@@ -469,8 +469,58 @@ def test_it_refuses_an_accuracy_drop_beyond_the_budget(client, dave, experiment)
 
     message = refusal(client, dave, run)
 
-    assert "Test accuracy fell by 2.00 points, more than the budget of 1.00 points." in message
+    assert ("Test accuracy changed by −2.0 pts, 95% CI −2.0 to −2.0 pts: a drop of more than "
+            "the budget of 1 pt. The rule judges the point estimate, not its interval."
+            ) in message
     assert "speedup" not in message
+
+
+def finish_with_accuracies(run, accuracies, **kwargs):
+    """The recipe's replicates succeed faster than the baseline, each with its accuracy."""
+    run = finish_recipe(run, train=1500.0, **kwargs)
+    for replicate, accuracy in zip(run.experiment.runs.filter(position=run.position)
+                                   .order_by("replicate"), accuracies, strict=True):
+        replicate.result["test_accuracy"] = accuracy
+        replicate.save(update_fields=["result"])
+    benchmark_results(run.experiment)
+    return run
+
+
+def test_it_judges_the_accuracy_budget_on_the_point_estimate(client, dave, experiment):
+    # Against the baseline's 0.95: -5, +1 and -1 points, a mean of -1.7 points, over the
+    # 1-point budget, though the interval (three replicates) straddles 0.
+    run = finish_with_accuracies(xla(experiment), [0.90, 0.96, 0.94])
+
+    message = refusal(client, dave, run)
+
+    assert re.search(r"Test accuracy changed by −1\.7 pts, 95% CI −\d+\.\d to \+\d+\.\d pts: "
+                     r"a drop of more than the budget of 1 pt\. The rule judges the point "
+                     r"estimate, not its interval\.", message), message
+    page = client.get(reverse("experiment_detail", args=[experiment.pk])).content.decode()
+    row = re.search(rf'data-comparison-run="{run.pk}" data-kind="vs baseline">.*?</tr>',
+                    page, re.S).group(0)
+    assert "−1.7 pts" in row and "no clear difference" in row
+    assert "over the 1 pt budget (judged on the point estimate)" in row
+    assert ("test accuracy may fall by at most 1 pt against the baseline (the experiment's "
+            "budget), judged on the point estimate") in page
+
+
+def test_it_signs_off_within_the_budget_though_the_interval_reaches_past_it(client, dave,
+                                                                            experiment):
+    # -2, +1 and +1.5 points: a mean of +0.2 points; the interval's low end is far below
+    # -1 point, and the point estimate decides.
+    run = finish_with_accuracies(xla(experiment), [0.93, 0.96, 0.965])
+
+    client.force_login(dave)
+    page = client.get(reverse("experiment_detail", args=[experiment.pk])).content.decode()
+    assert ("Eligible.</span> <small class=\"budget-check\">Accuracy Δ +0.2 pts: within the "
+            "1 pt budget (judged on the point estimate).</small>") in page
+    response = sign_off(client, dave, run)
+
+    assert flashed(response) == ["Signed off “XLA”."]
+    row = SignOff.objects.get(run=run).evidence["row"]
+    assert row["accuracy_delta"] == pytest.approx(0.0017, abs=1e-4)
+    assert row["accuracy_ci"][0] < -0.01
 
 
 def test_it_refuses_a_run_on_other_hardware(client, dave, experiment):
@@ -528,7 +578,7 @@ def test_it_shows_who_may_sign_off_what(client, bob, dave, experiment):
     assert reverse("run_signoff", args=[eligible.pk]) in page
     assert page.count(">Sign off</button>") == 1
     assert "Not eligible.</span> The training speedup interval" in page
-    assert "Test accuracy fell by 15.00 points" in page
+    assert "Test accuracy changed by −15.0 pts" in page
 
     client.force_login(bob)
     page = client.get(url).content.decode()

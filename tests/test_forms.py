@@ -43,6 +43,16 @@ def upload_form(user, team, upload, name="Blobs"):
                              max_bytes=MAX_UPLOAD)
 
 
+def test_it_gives_an_invalid_step_only_its_own_message(alice, valid_data):
+    # As the recipe builder posts it: a ptq step whose mode was edited to a bad one.
+    recipes = [{"name": "int8", "steps": [{"technique": "ptq", "mode": "int3"}]}]
+    form = experiment_form(alice, valid_data, recipes_json=json.dumps(recipes))
+
+    assert not form.is_valid()
+    assert form.errors == {"recipes_json": [
+        "Recipe 1 (int8): The ptq mode must be one of dynamic_int8, float16, full_int8."]}
+
+
 def test_it_builds_a_spec_with_the_chosen_recipes(alice, valid_data):
     recipes = [{"name": "XLA", "steps": [{"technique": "xla"}]},
                {"name": "int8 (dynamic range)",

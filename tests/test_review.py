@@ -181,7 +181,7 @@ def test_it_colours_a_comparable_faster_run_green_and_slower_red(client, alice, 
     row = re.search(rf'<tr[^>]*data-comparison-run="{fast.pk}".*?</tr>', body, re.S).group(0)
     assert 'class="figure train tone-bad">0.50×' in row
     assert 'class="figure inference tone-good">2.00×' in row
-    assert 'class="figure accuracy tone-good">0.0500' in row
+    assert 'class="figure accuracy tone-good">+5.0 pts<br>' in row
 
 
 # A baseline at chance level
@@ -397,6 +397,32 @@ def test_it_compares_runs_of_two_experiments_and_warns_of_other_hardware(
     assert "1.9000–2.1000" in body
 
 
+def test_it_names_the_runtime_of_each_compared_latency(client, alice, measured, other):
+    baseline = measured.runs.get(name="baseline", replicate=0)
+    fast = measured.runs.get(name="fast", replicate=0)
+    int8 = other.runs.get(name="int8")
+    files = {"file": "model.keras", "runtime": "keras"}
+    succeed(baseline, **base_result(runtime="keras",
+                                    measured_files={"runtime": {**files, "jit_compile": False}}))
+    succeed(fast, **base_result(runtime="keras",
+                                measured_files={"runtime": {**files, "jit_compile": True}}))
+    # A result from before measured_files: its steps say XLA or not.
+    succeed(int8, **base_result(runtime="tflite", steps_applied=["ptq"]))
+    client.force_login(alice)
+
+    body = client.get(compare_url(baseline, fast, int8)).content.decode()
+
+    cells = re.findall(r'<tr data-compare-run="(\d+)">.*?<td class="runtime">([^<]*)</td>', body,
+                       re.S)
+    assert cells == [(str(baseline.pk), "keras"), (str(fast.pk), "keras + XLA jit"),
+                     (str(int8.pk), "tflite")]
+    assert re.search(r'id="runtime-note">These latencies were measured in different runtimes '
+                     r'\(keras, keras \+ XLA jit, tflite\)', body)
+    # One runtime: nothing to warn of.
+    body = client.get(compare_url(baseline)).content.decode()
+    assert 'id="runtime-note"' not in body
+
+
 def html_escaped(text):
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -510,7 +536,9 @@ def test_it_prints_a_report_without_scripts(client, alice, bob, measured):
     assert "seed_mlp" in body and "Accuracy budget" in body
     table = re.search(r'<table[^>]*id="report-comparison".*?</table>', body, re.S).group(0)
     assert "2.00×" in table and "(exact)" in table and "tone-good" in table
-    assert re.search(r"0\.0500 \(0\.0\d{3} to 0\.0\d{3}\) better", table)
+    assert re.search(r"\+5\.0 pts \(\+\d\.\d to \+\d\.\d pts\) better; within the 1 pt "
+                     r"budget \(judged on the point estimate\)", table)
+    assert "a drop in test accuracy of at most 1 pt" in body
     assert "Xeon" in body
     # Sign-offs and the discussion, rendered safely.
     assert "seed MLP on digits" in body and "ship it &lt;img" in body

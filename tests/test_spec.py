@@ -64,6 +64,33 @@ def test_it_refuses_a_recipe_without_steps(tiny_spec):
     assert "at least one step" in errors["recipes.0"][0]
 
 
+BAD_MODE = "The ptq mode must be one of dynamic_int8, float16, full_int8."
+
+
+def test_it_gives_an_invalid_step_only_its_own_message(tiny_spec):
+    errors = errors_of(tiny_spec(recipes=[{"name": "int8", "steps": [
+        {"technique": "xla"}, {"technique": "ptq", "mode": "int3"}]}]))
+
+    assert errors == {"recipes.0.steps.1.mode": [BAD_MODE]}
+
+
+def test_it_checks_the_other_recipes_beside_an_invalid_one(tiny_spec):
+    recipes = [
+        {"name": "int8", "steps": [{"technique": "ptq", "mode": "int3"}]},
+        {"name": "empty", "steps": []},
+        {"name": "fast", "steps": [{"technique": "xla"}]},
+        {"name": "fast", "steps": [{"technique": "ptq", "mode": "float16"}]},
+    ]
+
+    errors = errors_of(tiny_spec(recipes=recipes))
+
+    assert errors == {
+        "recipes.0.steps.0.mode": [BAD_MODE],
+        "recipes.1": ["A recipe needs at least one step (the baseline is added for you)."],
+        "recipes.3": ["Recipe name 'fast' is used twice (or is 'baseline')."],
+    }
+
+
 def test_it_refuses_duplicate_recipe_names(tiny_spec):
     recipes = [
         {"name": "fast", "steps": [{"technique": "xla"}]},

@@ -107,6 +107,16 @@ def test_it_refuses_an_invalid_spec_with_each_message(alice, spec_file):
     assert not Experiment.objects.exists()
 
 
+def test_it_gives_an_invalid_step_only_its_own_message(alice, spec_file):
+    path = spec_file(recipes=[{"name": "int8", "steps": [{"technique": "ptq", "mode": "int3"}]}])
+
+    with pytest.raises(CommandError) as info:
+        submit(path, "--user", "alice")
+
+    assert str(info.value) == ("The spec is not valid:\n  recipes.0.steps.0.mode: The ptq mode "
+                               "must be one of dynamic_int8, float16, full_int8.")
+
+
 def test_it_refuses_an_unknown_user(alice, spec_file):
     with pytest.raises(CommandError, match="No user named 'zed'."):
         submit(spec_file(), "--user", "zed")
@@ -202,7 +212,8 @@ def test_it_follows_the_runs_and_prints_the_speedups(alice, spec_file, worker_fi
     [inference_ci] = re.findall(r"\[(\d+\.\d\d), (\d+\.\d\d)\]", row[3])
     assert row[3].startswith("4.00x [")
     assert float(inference_ci[0]) <= 4.0 <= float(inference_ci[1])
-    assert row[4:] == ["4.00x", "-0.0125", "yes"]
+    # Test accuracy 0.9375 against 0.95: in percentage points.
+    assert row[4:] == ["4.00x", "-1.2 pts", "yes"]
     assert lines[-1] == "All 2 runs succeeded."
 
 

@@ -544,6 +544,35 @@ def test_it_uploads_a_dataset(client, alice, alice_team, tmp_path, settings):
         assert saved["x_train"].shape == (30, 5)
 
 
+def test_it_says_which_training_samples_are_held_out_for_validation(client, alice, alice_team,
+                                                                    tmp_path, make_dataset):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "hundred.npz"
+    np.savez(path, x_train=rng.random((100, 5), dtype=np.float32), y_train=np.arange(100) % 4,
+             x_test=rng.random((20, 5), dtype=np.float32), y_test=np.arange(20) % 4)
+    client.force_login(alice)
+    split = ("90 train + 10 validation (held out from the file's 100 training samples)")
+
+    response = client.post(reverse("dataset_list"), {
+        "name": "Hundred", "team": alice_team.pk,
+        "file": SimpleUploadedFile("hundred.npz", path.read_bytes())}, follow=True)
+
+    body = response.content.decode()
+    assert html.escape(f"Uploaded “Hundred” (5, 4 classes): {split}, 20 test.") in body
+    # 101 samples leave 90 to train on as well: the file, not train_samples, tells them apart.
+    assert Dataset.objects.get().train_samples == 90
+    row = re.search(r"<tr><td>Hundred</td>.*?</tr>", body, re.S).group(0)
+    assert html.escape(split) in row
+    form = client.get(reverse("experiment_new")).content.decode()
+    assert html.escape(f"Hundred: 5, 4 classes, {split}, 20 test") in form
+    # An upload whose file is gone still lists, with what the row alone tells.
+    make_dataset(team=alice_team, name="gone", train_samples=90)
+    body = client.get(reverse("dataset_list")).content.decode()
+    row = re.search(r"<tr><td>gone</td>.*?</tr>", body, re.S).group(0)
+    assert html.escape("90 train (after holding out 10% of the file's training samples for "
+                       "validation)") in row
+
+
 def test_it_refuses_a_bad_upload_with_400(client, alice, alice_team):
     client.force_login(alice)
     upload = SimpleUploadedFile("blobs.csv", b"1,2,3\n")

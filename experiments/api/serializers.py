@@ -150,7 +150,9 @@ class ComparisonRowSerializer(serializers.Serializer):
     method = serializers.CharField(allow_null=True,
                                    help_text="How the inference interval was made.")
     size_reduction = serializers.FloatField(allow_null=True)
-    accuracy_delta = serializers.FloatField(allow_null=True)
+    accuracy_delta = serializers.FloatField(
+        allow_null=True, help_text="Test accuracy minus the baseline's, a fraction: -0.011 is "
+                                   "1.1 percentage points lower (the pages show points).")
     accuracy_ci = _interval()
     comparable = serializers.BooleanField(
         help_text="Both runs were trained on the same hardware and software.")

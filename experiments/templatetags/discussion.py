@@ -104,13 +104,16 @@ def signoffs(context, experiment):
             continue
         candidate = primary_run(group)
         signoff = approved.get(candidate.pk)
-        reasons = [] if signoff else signoff_blockers(run=candidate, runs=runs, rows=rows)[0]
+        reasons, evidence = ([], None) if signoff else signoff_blockers(
+            run=candidate, runs=runs, rows=rows)
         can_revoke = signoff is not None and (
             role == Membership.Role.ADMIN
             or (signoff.approved_by_id == user.pk and role in CHANGE_ROLES)
         )
         candidates.append({"run": candidate, "signoff": signoff, "reasons": reasons,
-                           "can_revoke": can_revoke})
+                           "can_revoke": can_revoke,
+                           "accuracy_delta": evidence["row"]["accuracy_delta"] if evidence
+                           else None})
     return {
         "experiment": experiment,
         "can_sign": role in CHANGE_ROLES,
@@ -119,5 +122,4 @@ def signoffs(context, experiment):
             "run", "approved_by", "withdrawn_by"),
         "signoff_form": SignOffForm(),
         "model_label": model_label(experiment.spec),
-        "budget_points": experiment.accuracy_budget * 100,
     }

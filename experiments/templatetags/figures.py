@@ -4,6 +4,11 @@ import math
 
 from django import template
 
+from ..comparison import budget_verdict as _budget_verdict
+from ..comparison import points as _points
+from ..comparison import points_interval as _points_interval
+from ..comparison import runtime_label
+
 register = template.Library()
 
 
@@ -31,3 +36,39 @@ def duration(seconds):
         return f"{minutes} min {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+@register.filter
+def points(fraction, digits=1):
+    """An accuracy difference (a fraction) in percentage points: "−1.1 pts"."""
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+        return ""
+    return _points(fraction, digits=int(digits))
+
+
+@register.filter
+def budget_points(fraction):
+    """An accuracy budget (a fraction) in points: "1 pt", "0.5 pts"."""
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+        return ""
+    return _points(fraction, digits=2, signed=False)
+
+
+@register.filter
+def points_interval(ci, digits=1):
+    """A 95% interval of an accuracy difference in points: "−2.3 to +0.4 pts"."""
+    if not isinstance(ci, list | tuple) or len(ci) != 2:
+        return ""
+    return _points_interval(ci, digits=int(digits))
+
+
+@register.filter
+def budget_verdict(delta, budget):
+    """Whether an accuracy change is within the experiment's budget, the sign-off's rule."""
+    return _budget_verdict(delta, budget)
+
+
+@register.filter
+def runtime(result):
+    """The runtime a result's latencies were measured in (comparison.runtime_label)."""
+    return runtime_label(result)

@@ -467,7 +467,11 @@ def dataset_list(request):
             name=form.cleaned_data["name"], upload=form.cleaned_data["file"],
             description=form.description,
         )
-        messages.success(request, f"Uploaded “{dataset.name}” ({dataset.shape_label}).")
+        split = Dataset.split_text(form.description["train_samples"],
+                                   form.description["validation_samples"])
+        messages.success(request, f"Uploaded “{dataset.name}” ({dataset.shape_label}, "
+                                  f"{dataset.num_classes} classes): {split}, "
+                                  f"{dataset.test_samples:,} test.")
         return redirect("dataset_list")
     datasets = Dataset.objects.for_user(request.user).select_related("team")
     status = 400 if request.method == "POST" else 200

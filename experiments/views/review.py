@@ -8,7 +8,7 @@ from django.db.models import Prefetch
 from django.shortcuts import render
 
 from ..access import experiment_for_user, experiment_run_ids, run_ids_from, runs_for_user
-from ..comparison import FINGERPRINT_KEYS, fingerprint_differences
+from ..comparison import FINGERPRINT_KEYS, fingerprint_differences, runtime_label
 from ..markup import render_markdown
 from ..models import Experiment, Run
 from ..selectors import MAX_COMPARED, compared_curves, experiment_comparison
@@ -57,6 +57,7 @@ def compare(request):
             "run": run,
             "result": result,
             "spec": run.experiment.spec,
+            "runtime": runtime_label(result),
             "fingerprint": [
                 {"key": key, "value": fingerprint.get(key), "differs": key in differing}
                 for key in FINGERPRINT_KEYS
@@ -70,6 +71,7 @@ def compare(request):
     } for run in runs]}
     return render(request, "experiments/compare.html", {
         "rows": rows,
+        "runtimes": sorted({row["runtime"] for row in rows if row["runtime"]}),
         "differences": differences,
         "selected": set(ids),
         "experiments": _picker(request.user, runs, query),

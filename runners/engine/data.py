@@ -178,6 +178,20 @@ def _before_hold_out(fit):
     return total
 
 
+def validation_split(train_samples):
+    """(fit, validation): how many of a dataset's training samples the engine trains on
+    and how many it holds out for validation."""
+    return _split_sizes(int(train_samples), VALIDATION_FRACTION)
+
+
+def npz_train_samples(path):
+    """The training samples an uploaded .npz holds (x_train's length), from its .npy
+    header alone; ValueError if the file cannot be read."""
+    archive, headers = _open_npz(path, MAX_UPLOAD_NPZ_BYTES)
+    archive.close()
+    return int(headers["x_train"].shape[0])
+
+
 def inspect_npz(path):
     """Check an uploaded .npz in keras.datasets layout and describe it; ValueError if unusable.
 

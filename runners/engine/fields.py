@@ -303,9 +303,15 @@ class Text(Field):
 
 
 class ListOf(Field):
-    def __init__(self, item, default=MISSING, *, min_items=0, max_items, **options):
+    """A JSON list of items of one field. INVALID when any item is; with ``each=True`` the
+    list itself, INVALID in place of each bad item, so that checks across the good items
+    (a spec's recipes: names used twice, steps the model cannot take) still run."""
+
+    def __init__(self, item, default=MISSING, *, min_items=0, max_items, each=False,
+                 **options):
         super().__init__(default, **options)
         self.item, self.min_items, self.max_items = item, min_items, max_items
+        self.each = each
 
     def check(self, value, path, problems):
         name = _sentence(self.name(path))
@@ -319,6 +325,8 @@ class ListOf(Field):
             return INVALID
         cleaned = [self.item.clean(item, f"{path}.{index}", problems)
                    for index, item in enumerate(value)]
+        if self.each:
+            return cleaned
         return INVALID if any(item is INVALID for item in cleaned) else cleaned
 
     def describe(self):

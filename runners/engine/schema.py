@@ -116,9 +116,10 @@ SPEC = Object({
     "gpu_model": Text(200, OMIT, blank=False, label="GPU model", null_default=True,
                       help="Only with hardware gpu."),
     "accuracy_budget": Number(*ACCURACY_BUDGET, 0.01, label="accuracy budget",
-                              help="The largest test-accuracy drop (a fraction) a recipe may "
-                                   "cost and still be signed off."),
-    "recipes": ListOf(RECIPE, [], max_items=MAX_RECIPES),
+                              help="The largest test-accuracy drop (a fraction: 0.01 is 1 "
+                                   "percentage point) a recipe may cost and still be signed "
+                                   "off, judged on the point estimate."),
+    "recipes": ListOf(RECIPE, [], max_items=MAX_RECIPES, each=True),
     "benchmark": Object({key: Integer(*bounds, OMIT) for key, bounds in
                          BENCHMARK_LIMITS.items()}, OMIT),
 })
@@ -298,6 +299,8 @@ def _recipes(spec, facts, problems):
     names = set()
     for index, recipe in enumerate(recipes):
         path = f"recipes.{index}"
+        if recipe is INVALID:
+            continue  # its own messages say why; an empty recipe is not one of them
         if not recipe["steps"]:
             problems.add(path, "A recipe needs at least one step (the baseline is added for "
                                "you).")

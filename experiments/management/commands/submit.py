@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from experiments.access import require_member
+from experiments.comparison import MINUS, points
 from experiments.models import Benchmark, Run, Team
 from experiments.selectors import experiment_comparison
 from experiments.services import benchmark_runs, experiment_create, team_for_user
@@ -151,7 +152,9 @@ def speedup_table(rows) -> list[str]:
     cells = [SPEEDUP_COLUMNS] + [[
         row["name"], row["kind"], _speed(row, "train"), _speed(row, "inference"),
         _times(row.get("size_reduction")),
-        "-" if row.get("accuracy_delta") is None else f"{row['accuracy_delta']:+.4f}",
+        # In ASCII: a terminal or a log may not take the minus sign.
+        "-" if row.get("accuracy_delta") is None else points(row["accuracy_delta"])
+        .replace(MINUS, "-"),
         "yes" if row.get("comparable") else "no (different hardware or versions)",
     ] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(SPEEDUP_COLUMNS))]
