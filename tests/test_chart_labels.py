@@ -124,36 +124,47 @@ def server(django_db_setup, tmp_path_factory):
         yield stack
 
 
-@pytest.fixture
-def measured(alice, alice_team, tiny_spec):
-    """A baseline, XLA, dynamic-range int8 in TFLite (with its float32 TFLite reference)
-    and a recipe still queued: curves, telemetry (the int8 run's one sample: it trained
-    in under a second), results and a benchmark of them. Through the ORM, not the service:
-    its on-commit enqueue would reach a real broker."""
-    spec = validate_spec(tiny_spec(name="digits, seed MLP: chart labels", recipes=RECIPES,
-                                   training={"epochs": EPOCHS, "batch_size": 64}),
-                         team=alice_team)
+def measured_experiment(alice, team, spec, recipes):
+    """The baseline and `recipes` (the first three as RECIPES: XLA, int8 with its float32
+    TFLite reference, and one left queued; any more succeed like XLA), with curves,
+    telemetry (int8's one sample: it trained in under a second), results and a benchmark
+    of them. Through the ORM, not the service: its on-commit enqueue would reach a real
+    broker."""
+    spec = validate_spec(spec, team=team)
     experiment = Experiment.objects.create(
-        team=alice_team, name=spec["name"], spec=spec, hardware=spec["hardware"],
+        team=team, name=spec["name"], spec=spec, hardware=spec["hardware"],
         accuracy_budget=spec["accuracy_budget"], created_by=alice)
-    recipes = [{"name": "baseline", "steps": []}, *RECIPES]
+    recipes = [{"name": "baseline", "steps": []}, *recipes]
     runs = [Run.objects.create(experiment=experiment, name=recipe["name"], position=position,
                                steps=recipe["steps"])
             for position, recipe in enumerate(recipes)]
-    baseline, xla, int8, _queued = runs
+    baseline, xla, int8, _queued, *more = runs
     samples = {baseline: [telemetry(t, cpu=90 + t, memory=400 + 5 * t) for t in range(8)],
                xla: [telemetry(t, cpu=60 + 2 * t, memory=900 - 10 * t) for t in range(12)],
                int8: [telemetry(0.4, cpu=70, memory=380)]}
-    for run, rate in ((baseline, 0.6), (xla, 0.9), (int8, 0.5)):
+    for i, run in enumerate(more):
+        samples[run] = [telemetry(t, cpu=50 + i, memory=500 + 20 * i) for t in range(5)]
+    for i, run in enumerate([baseline, xla, int8, *more]):
         services.run_record_events(
-            run, [epoch(n, rate=rate) for n in range(1, EPOCHS + 1)] + samples[run])
+            run, [epoch(n, rate=0.5 + 0.1 * i) for n in range(1, EPOCHS + 1)] + samples[run])
     finish_recipe(baseline, latency=0.47, train=2049, accuracy=0.9917)
     finish_recipe(xla, latency=0.37, train=1633, accuracy=0.9954)
     finish_recipe(int8, latency=0.033, train=2833, accuracy=0.9917, runtime="tflite",
                   reference={"latency_ms_p50": 0.0537, "test_accuracy": 0.9917,
                              "model_bytes": 2_184_700})
+    for i, run in enumerate(more):
+        finish_recipe(run, latency=0.47 / (1.2 + i), train=2049 * (0.8 + 0.1 * i),
+                      accuracy=0.99 - 0.002 * i)
     benchmark_results(experiment)
     return experiment
+
+
+@pytest.fixture
+def measured(alice, alice_team, tiny_spec):
+    return measured_experiment(
+        alice, alice_team, tiny_spec(name="digits, seed MLP: chart labels", recipes=RECIPES,
+                                     training={"epochs": EPOCHS, "batch_size": 64}),
+        RECIPES)
 
 
 def session_of(user):
@@ -215,8 +226,9 @@ def assert_readable(name, chart):
     for scale in chart["scales"]:
         if not scale["display"]:
             continue
-        if scale["title"]:
-            assert scale["title"] in drawn, f"{name}: axis title {scale['title']!r} not drawn"
+        # A title of several lines is a list of them.
+        for title in [scale["title"]] if isinstance(scale["title"], str) else scale["title"] or []:
+            assert title in drawn, f"{name}: axis title {title!r} not drawn"
         if scale["horizontal"]:
             assert scale["labelRotation"] == 0, f"{name}: {scale['id']} ticks rotated"
     area = chart["area"]
@@ -301,3 +313,60 @@ def test_the_compare_chart_is_readable_without_hovering(server, alice, measured)
         ["compare"], "chart-labels-compare.png")
     assert_readable("compare", charts["compare"])
     assert len(charts["compare"]["datasets"]) == 3
+
+
+def test_each_empty_chart_says_why_inside_its_plot(server, alice, alice_team, tiny_spec):
+    spec = validate_spec(tiny_spec(name="nothing measured yet", recipes=RECIPES[:1]),
+                         team=alice_team)
+    experiment = Experiment.objects.create(
+        team=alice_team, name=spec["name"], spec=spec, hardware=spec["hardware"],
+        accuracy_budget=spec["accuracy_budget"], created_by=alice)
+    Run.objects.create(experiment=experiment, name="baseline", position=0,
+                       status=Run.Status.RUNNING)
+    Run.objects.create(experiment=experiment, name="XLA compilation", position=1,
+                       steps=RECIPES[0]["steps"])
+    session = session_of(alice)
+    charts = measure(
+        server, session, f"experiments/{experiment.pk}/",
+        "() => window.accelweb && window.accelweb.state.runs.every((r) => r.series)",
+        EXPERIMENT_CHARTS, "chart-labels-empty.png")
+    why = {
+        "loss": "No epochs yet", "accuracy": "No epochs yet",
+        "speedup": "the benchmark stage runs after every training run has ended",
+        "time": "No validation accuracy yet", "tradeoff": "a run appears here once it has",
+        "telemetry": "No hardware samples yet",
+    }
+    for name in EXPERIMENT_CHARTS:
+        assert_readable(name, charts[name])
+        drawn = " ".join(item["text"] for item in charts[name]["text"])
+        assert why[name] in drawn, f"{name}: {drawn!r} does not say why it is empty"
+
+
+LONG_NAME = "pruning_then_int8_with_a_name_that_has_no_spaces_at_all_and_goes_on_and_on"
+
+
+def test_a_crowded_experiment_stays_readable(server, alice, alice_team, tiny_spec):
+    """Eight recipes, one named with 75 characters and no space: every row of the speedup
+    chart still has its label, legends and names stay inside the canvases."""
+    recipes = RECIPES + [{"name": name, "steps": [{"technique": "xla"}]} for name in
+                         [LONG_NAME, "XLA again", "XLA, third try", "XLA on a quiet machine",
+                          "XLA (5)"]]
+    experiment = measured_experiment(
+        alice, alice_team, tiny_spec(name="crowded", recipes=recipes,
+                                     training={"epochs": EPOCHS, "batch_size": 64}),
+        recipes)
+    session = session_of(alice)
+    charts = measure(
+        server, session, f"experiments/{experiment.pk}/",
+        """() => window.accelweb && window.accelweb.state.runs.every((r) => r.series) &&
+           window.accelweb.charts.loss.data.datasets.some((d) => d.data.length > 0) &&
+           window.accelweb.telemetryChart.data.datasets.length > 0""",
+        EXPERIMENT_CHARTS, "chart-labels-crowded.png")
+    for name in EXPERIMENT_CHARTS:
+        assert_readable(name, charts[name])
+    speedup = charts["speedup"]
+    assert len(speedup["labels"]) == 10, speedup["labels"]  # 5 as above and 5 more recipes
+    label_axis = next(s for s in speedup["scales"] if not s["horizontal"])
+    assert len(label_axis["ticks"]) == len(speedup["labels"])
+    drawn = "".join(item["text"] for item in speedup["text"])
+    assert LONG_NAME in drawn  # on lines of its own, not cut

@@ -64,17 +64,25 @@
     };
   }
 
-  // A long label as lines of at most `width` characters, broken between words.
+  // A long label as lines of at most `width` characters, broken between words (a word
+  // longer than a line, between its characters).
   function wrap(text, width = 22) {
     const lines = [];
     let line = "";
-    for (const word of String(text).split(/\s+/)) {
+    const words = String(text).split(/\s+/).flatMap((word) => word.match(new RegExp(`.{1,${width}}`, "gu")) || []);
+    for (const word of words) {
       if (line && line.length + 1 + word.length > width) { lines.push(line); line = ""; }
       line = line ? `${line} ${word}` : word;
     }
     if (line) lines.push(line);
     return lines;
   }
+
+  // A name cut to `width` characters, for legends and point labels (tooltips say it all).
+  const short = (text, width = 32) => {
+    const chars = [...String(text)];
+    return chars.length > width ? `${chars.slice(0, width - 1).join("")}…` : String(text);
+  };
 
   // The legend under the plot, small; `byRun`: one item per run (its runId), which hides
   // or shows every line of that run (train and validation, CPU and memory) at once.
@@ -88,7 +96,7 @@
         const item = items.get(key);
         if (item) { item.hidden = item.hidden && !chart.isDatasetVisible(i); return; }
         items.set(key, {
-          text: d.runName || d.label, fillStyle: d.borderColor, strokeStyle: d.borderColor,
+          text: short(d.runName || d.label), fillStyle: d.borderColor, strokeStyle: d.borderColor,
           lineWidth: 0, hidden: !chart.isDatasetVisible(i), datasetIndex: i, runId: d.runId,
           fontColor: Chart.defaults.color,
         });
@@ -122,7 +130,7 @@
           if (!point || !point.name) return;
           const color = Array.isArray(d.pointBorderColor) ? d.pointBorderColor[j] : d.borderColor;
           points.push({ x: element.x, y: element.y, r: (element.options.radius || 3) + 3,
-            name: point.name, color });
+            name: short(point.name, 28), color });
         });
       });
       ctx.save();
@@ -184,6 +192,12 @@
       }
       const middle = (area.top + area.bottom) / 2;
       const step = FONT.size + 5;
+      // On a white ground: grid lines and the 1× line do not run through the words.
+      const widest = Math.max(...lines.map((line) => ctx.measureText(line).width));
+      ctx.fillStyle = "rgba(255,255,255,0.92)";
+      ctx.fillRect((area.left + area.right - widest) / 2 - 6, middle - (lines.length * step) / 2 - 4,
+        widest + 12, lines.length * step + 8);
+      ctx.fillStyle = MUTED;
       lines.forEach((line, i) => {
         ctx.fillText(line, (area.left + area.right) / 2, middle + (i - (lines.length - 1) / 2) * step);
       });
@@ -213,6 +227,6 @@
 
   Chart.register(emptyState);
   window.accelwebCharts = {
-    runColor, logBounds, logAxis, times, wrap, legend, pointLabels, options, axis,
+    runColor, logBounds, logAxis, times, wrap, short, legend, pointLabels, options, axis,
   };
 })();

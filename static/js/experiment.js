@@ -115,7 +115,7 @@
       indexAxis: "y",
       scales: {
         // Log scale: 0.5x and 2x sit at the same distance from 1x.
-        x: C.logAxis("× faster than the baseline (log scale, 1× = same)"),
+        x: C.logAxis(["× faster than the baseline", "(log scale, 1× = same)"]),
         // Every row labelled, its name wrapped onto lines rather than cut at the edge.
         y: { ticks: { autoSkip: false, font: { size: 11 },
           callback(value) { return C.wrap(this.getLabelForValue(value)); } } },
@@ -144,8 +144,8 @@
       // Room for the names drawn beside the points at the plot's edges.
       layout: { padding: { top: 4, right: 12 } },
       scales: {
-        x: C.axis("latency p50, batch 1 (ms)", { grace: "8%" }),
-        y: C.axis("test accuracy", { grace: "8%" }),
+        x: C.axis("latency p50, batch 1 (ms)"),
+        y: C.axis("test accuracy"),
       },
       plugins: {
         // The kinds of point, in the kinds' neutral colours (not the first point's).
@@ -318,6 +318,8 @@
   function drawTradeoff() {
     const points = (state.tradeoff || []).map((p) => ({ x: p.latency_ms, y: p.accuracy, name: p.name, point: p }));
     const front = points.filter((p) => p.point.pareto).sort((a, b) => a.x - b.x);
+    // Room around the points for their names; none without points (no negative latency).
+    for (const scale of ["x", "y"]) tradeoffChart.options.scales[scale].grace = points.length ? "8%" : 0;
     // Each point in its run's colour (its name drawn beside it); what kind of point it
     // is shows in its shape: joined and large on the front, small off it, hollow when
     // measured on other hardware. The legend shows the kinds, in neutral colours.
