@@ -174,7 +174,7 @@ def session_of(user):
     return client.cookies[settings.SESSION_COOKIE_NAME].value
 
 
-def measure(server, session, path, ready, names, screenshot):
+def measure(server, session, path, ready, names, screenshot, then=None):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -194,6 +194,8 @@ def measure(server, session, path, ready, names, screenshot):
             page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
             page.locator("section.charts").screenshot(
                 path=str(ARTIFACTS / screenshot.replace(".png", "-charts.png")))
+            if then:
+                then(page)
         finally:
             browser.close()
     assert errors == []
@@ -235,6 +237,8 @@ def assert_readable(name, chart):
     assert area["bottom"] - area["top"] >= 0.5 * chart["height"], (
         f"{name}: plot {area['bottom'] - area['top']:.0f} px of a {chart['height']} px canvas")
     if chart["legend"]:
+        items = chart["legend"]["items"]
+        assert len(set(items)) == len(items), f"{name}: legend items alike: {items}"
         for text, (x0, y0, x1, y1) in zip(chart["legend"]["items"], chart["legend"]["boxes"],
                                           strict=True):
             assert x0 >= 0 and y0 >= 0 and x1 <= chart["width"] and y1 <= chart["height"], (
@@ -244,17 +248,38 @@ def assert_readable(name, chart):
 
 def test_every_chart_of_an_experiment_is_readable_without_hovering(server, alice, measured):
     session = session_of(alice)
-    runs = {run.name: run.pk for run in measured.runs.all()}
+    runs = {run.name: run.pk for run in measured.runs.order_by("position")}
+    clicked = {}
+
+    def click_a_run_in_the_legend(page):
+        # Where the loss chart's legend drew "XLA compilation", in page pixels.
+        x, y = page.evaluate("""() => {
+          const chart = window.accelweb.charts.loss;
+          const i = chart.legend.legendItems.findIndex((item) => item.text === "XLA compilation");
+          const box = chart.legend.legendHitBoxes[i];
+          const canvas = chart.canvas.getBoundingClientRect();
+          return [canvas.left + box.left + box.width / 2, canvas.top + box.top + box.height / 2];
+        }""")
+        page.mouse.click(x, y)
+        clicked.update(page.evaluate("""() => Object.fromEntries(
+          window.accelweb.charts.loss.data.datasets.map((d, i) =>
+            [d.label, window.accelweb.charts.loss.isDatasetVisible(i)]))"""))
+
     charts = measure(
         server, session, f"experiments/{measured.pk}/",
         """() => window.accelweb && window.accelweb.state.runs.every((r) => r.series) &&
            window.accelweb.charts.loss.data.datasets.some((d) => d.data.length > 0) &&
            window.accelweb.telemetryChart.data.datasets.length > 0""",
-        EXPERIMENT_CHARTS, "chart-labels-experiment.png")
+        EXPERIMENT_CHARTS, "chart-labels-experiment.png", then=click_a_run_in_the_legend)
     print(json.dumps({name: {k: v for k, v in chart.items() if k != "text"}
                       for name, chart in charts.items()}, indent=1)[:6000])
     for name in EXPERIMENT_CHARTS:
         assert_readable(name, charts[name])
+
+    # One legend item a run: a click hides its training and validation lines, only those.
+    assert charts["loss"]["legend"]["items"] == list(runs), charts["loss"]["legend"]
+    assert clicked == {f"{run} ({kind})": run != "XLA compilation" for run in runs
+                       for kind in ("train", "validation")}, clicked
 
     # The speedup chart: one label for each bar, every row's name drawn in full, round ticks.
     speedup = charts["speedup"]
@@ -306,13 +331,23 @@ def test_the_compare_chart_is_readable_without_hovering(server, alice, measured)
     session = session_of(alice)
     ids = ",".join(str(pk) for pk in measured.runs.filter(status=Run.Status.SUCCEEDED)
                    .values_list("pk", flat=True))
+    switched = {}
+
+    def against_seconds(page):
+        page.select_option("#compare-axis", "seconds")
+        switched.update(page.evaluate(MEASURE, ["compare"]))
+
     charts = measure(
         server, session, f"compare/?runs={ids}",
         "() => window.accelweb && window.accelweb.compareChart"
         " && window.accelweb.compareChart.data.datasets.length === 3",
-        ["compare"], "chart-labels-compare.png")
+        ["compare"], "chart-labels-compare.png", then=against_seconds)
     assert_readable("compare", charts["compare"])
     assert len(charts["compare"]["datasets"]) == 3
+    # Against training seconds: the same checks on the chart drawn again.
+    assert_readable("compare by seconds", switched["compare"])
+    x_title = next(s["title"] for s in switched["compare"]["scales"] if s["id"] == "x")
+    assert x_title == "training seconds (cumulative)"
 
 
 def test_each_empty_chart_says_why_inside_its_plot(server, alice, alice_team, tiny_spec):

@@ -78,10 +78,13 @@
     return lines;
   }
 
-  // A name cut to `width` characters, for legends and point labels (tooltips say it all).
+  // A name cut to `width` characters in its middle, for legends and point labels: its
+  // start and its end (a run's name after its experiment's) stay; tooltips say it all.
   const short = (text, width = 32) => {
     const chars = [...String(text)];
-    return chars.length > width ? `${chars.slice(0, width - 1).join("")}…` : String(text);
+    if (chars.length <= width) return String(text);
+    const head = Math.ceil((width - 1) * 0.4);
+    return `${chars.slice(0, head).join("")}…${chars.slice(chars.length - (width - 1 - head)).join("")}`;
   };
 
   // The legend under the plot, small; `byRun`: one item per run (its runId), which hides
@@ -96,7 +99,7 @@
         const item = items.get(key);
         if (item) { item.hidden = item.hidden && !chart.isDatasetVisible(i); return; }
         items.set(key, {
-          text: short(d.runName || d.label), fillStyle: d.borderColor, strokeStyle: d.borderColor,
+          text: short(d.runName || d.label, Math.max(24, Math.floor(chart.width / 11))), fillStyle: d.borderColor, strokeStyle: d.borderColor,
           lineWidth: 0, hidden: !chart.isDatasetVisible(i), datasetIndex: i, runId: d.runId,
           fontColor: Chart.defaults.color,
         });
