@@ -6,24 +6,26 @@
   const canvas = document.getElementById("compare-chart");
   const source = document.getElementById("compare-data");
   if (!canvas || !source) return;
-  const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f"];
+  const C = window.accelwebCharts;
   const data = JSON.parse(source.textContent);
   const axis = document.getElementById("compare-axis");
 
   const chart = new Chart(canvas, {
     type: "line",
     data: { datasets: [] },
-    options: {
-      animation: false,
+    options: C.options({
       parsing: false,
       normalized: true,
       interaction: { mode: "nearest", intersect: false },
       scales: {
-        x: { type: "linear", title: { display: true, text: "epoch" } },
-        y: { title: { display: true, text: "validation accuracy" } },
+        x: C.axis("epoch"),
+        y: C.axis("validation accuracy"),
       },
-      plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
-    },
+      plugins: {
+        legend: C.legend({ byRun: true }),
+        emptyState: { message: "No validation accuracy to draw: none of these runs recorded one." },
+      },
+    }),
   });
   window.accelweb = { compareChart: chart };
 
@@ -31,9 +33,9 @@
     const byTime = axis && axis.value === "seconds";
     const key = byTime ? "val_accuracy_by_time" : "val_accuracy";
     chart.options.scales.x.title.text = byTime ? "training seconds (cumulative)" : "epoch";
-    chart.options.scales.x.ticks = byTime ? {} : { precision: 0 };  // whole epochs only
+    chart.options.scales.x.ticks.precision = byTime ? undefined : 0;  // whole epochs only
     chart.data.datasets = data.runs.map((run, index) => {
-      const color = COLORS[index % COLORS.length];
+      const color = C.runColor(index);
       const points = (run[key] || []).map((p) => ({ x: p[0], y: p[1] }));
       return { label: run.label, data: points, borderColor: color, backgroundColor: color,
         pointRadius: points.length > 60 ? 0 : 2, runId: run.id };

@@ -6,7 +6,7 @@
 
   const root = document.getElementById("experiment");
   if (!root) return;
-  const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f"];
+  const C = window.accelwebCharts;
   const ENDED = ["succeeded", "failed", "cancelled"];
   let state = JSON.parse(document.getElementById("experiment-snapshot").textContent);
 
@@ -21,28 +21,30 @@
     },
   };
 
-  function lineChart(canvasId, yLabel) {
+  // A run's colour: its place among the page's runs, the same in every chart.
+  const colorOf = (run) => C.runColor(Math.max(0, state.runs.findIndex((r) => r.id === run.id)));
+
+  function lineChart(canvasId, yLabel, empty, x = C.axis("epoch", { ticks: { precision: 0 } })) {
     return new Chart(document.getElementById(canvasId), {
       type: "line",
       data: { datasets: [] },
       plugins: [laidOut],
-      options: {
-        animation: false,
+      options: C.options({
         parsing: false,
         normalized: true,
         interaction: { mode: "nearest", intersect: false },
         scales: {
-          x: { type: "linear", title: { display: true, text: "epoch" }, ticks: { precision: 0 } },
-          y: { title: { display: true, text: yLabel } },
+          x,
+          y: C.axis(yLabel),
         },
-        plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
-      },
+        plugins: { legend: C.legend({ byRun: true }), emptyState: { message: empty } },
+      }),
     });
   }
 
   const charts = {
-    loss: lineChart("loss-chart", "loss"),
-    accuracy: lineChart("accuracy-chart", "accuracy"),
+    loss: lineChart("loss-chart", "loss", "No epochs yet: each run's curves appear as it trains."),
+    accuracy: lineChart("accuracy-chart", "accuracy", "No epochs yet: each run's curves appear as it trains."),
   };
   // The epoch axis spans the epochs planned: a run's curves grow across charts that stay
   // put while it trains, and show how far it got (new axes were a full update every few
@@ -51,16 +53,18 @@
   const telemetryChart = new Chart(document.getElementById("telemetry-chart"), {
     type: "line",
     data: { datasets: [] },
-    options: {
-      animation: false, parsing: false, normalized: true,
+    options: C.options({
+      parsing: false, normalized: true,
       scales: {
-        x: { type: "linear", title: { display: true, text: "seconds since the run started" } },
-        y: { title: { display: true, text: "CPU % / GPU %" }, min: 0 },
-        memory: { position: "right", title: { display: true, text: "memory (MB)" }, min: 0,
-          grid: { drawOnChartArea: false } },
+        x: C.axis("seconds since the run started"),
+        y: C.axis("CPU % / GPU %", { min: 0 }),
+        memory: C.axis("memory (MB)", { position: "right", min: 0, grid: { drawOnChartArea: false } }),
       },
-      plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
-    },
+      plugins: {
+        legend: C.legend({ byRun: true }),
+        emptyState: { message: "No hardware samples yet: the runner samples CPU and memory (and GPUs) while a run trains." },
+      },
+    }),
   });
   // Chart.js draws no error bars: this draws each bar's 95% interval (data point .ci,
   // [low, high] on the value axis) as a whisker, and a dashed line at 1× (no change).
@@ -91,7 +95,8 @@
           if (!ci) return;
           const low = scale.getPixelForValue(ci[0]);
           const high = scale.getPixelForValue(ci[1]);
-          const cap = Math.max(3, Math.min(6, (bar.height || 12) / 3));
+          const cap = Math.max(4, Math.min(8, (bar.height || 12) / 2 - 1));
+          ctx.lineWidth = 2;
           ctx.beginPath();
           ctx.moveTo(low, bar.y); ctx.lineTo(high, bar.y);
           ctx.moveTo(low, bar.y - cap); ctx.lineTo(low, bar.y + cap);
@@ -106,13 +111,17 @@
     type: "bar",
     data: { labels: [], datasets: [] },
     plugins: [errorBars],
-    options: {
-      animation: false,
+    options: C.options({
       indexAxis: "y",
-      // Log scale: 0.5x and 2x sit at the same distance from 1x.
-      scales: { x: { type: "logarithmic", title: { display: true, text: "× faster than the baseline (log scale, 1 = same)" } } },
+      scales: {
+        // Log scale: 0.5x and 2x sit at the same distance from 1x.
+        x: C.logAxis(["× faster than the baseline", "(log scale, 1× = same)"]),
+        // Every row labelled, its name wrapped onto lines rather than cut at the edge.
+        y: { ticks: { autoSkip: false, font: { size: 11 },
+          callback(value) { return C.wrap(this.getLabelForValue(value)); } } },
+      },
       plugins: {
-        legend: { position: "bottom", labels: { boxWidth: 12 } },
+        emptyState: { message: "" },
         tooltip: {
           callbacks: {
             afterLabel: (ctx) => {
@@ -122,29 +131,37 @@
           },
         },
       },
-    },
+    }),
   });
-  const timeChart = lineChart("time-chart", "validation accuracy");
-  timeChart.options.scales.x.title.text = "training seconds (cumulative)";
-  timeChart.options.scales.x.ticks = {};
+  const timeChart = lineChart("time-chart", "validation accuracy",
+    "No validation accuracy yet: each run's curve appears as it trains.",
+    C.axis("training seconds (cumulative)"));
   const tradeoffChart = new Chart(document.getElementById("tradeoff-chart"), {
     type: "scatter",
     data: { datasets: [] },
-    options: {
-      animation: false,
+    plugins: [C.pointLabels],
+    options: C.options({
+      // Room for the names drawn beside the points at the plot's edges.
+      layout: { padding: { top: 4, right: 12 } },
       scales: {
-        x: { type: "linear", title: { display: true, text: "latency p50, batch 1 (ms)" } },
-        y: { title: { display: true, text: "test accuracy" } },
+        x: C.axis("latency p50, batch 1 (ms)"),
+        y: C.axis("test accuracy"),
       },
       plugins: {
-        legend: { position: "bottom", labels: { boxWidth: 12 } },
+        // The kinds of point, in the kinds' neutral colours (not the first point's).
+        legend: { ...C.legend(), labels: { ...C.legend().labels, generateLabels: (chart) =>
+          Chart.defaults.plugins.legend.labels.generateLabels(chart).map((item) => {
+            const d = chart.data.datasets[item.datasetIndex];
+            return { ...item, fillStyle: d.backgroundColor, strokeStyle: d.borderColor };
+          }) } },
+        emptyState: { message: "No points yet: a run appears here once it has succeeded, with its test accuracy and batch-1 latency." },
         tooltip: {
           callbacks: {
             label: (ctx) => `${ctx.raw.name}: ${ctx.raw.y.toFixed(4)} at ${ctx.raw.x.toFixed(4)} ms`,
           },
         },
       },
-    },
+    }),
   });
   // Exposed for tests and for the curious: the live charts of this page.
   window.accelweb = {
@@ -171,15 +188,15 @@
   // resync has the server thin it again.
   function curveDatasets(metric) {
     const datasets = [];
-    state.runs.forEach((run, index) => {
-      const color = COLORS[index % COLORS.length];
+    state.runs.forEach((run) => {
+      const color = colorOf(run);
       const series = run.series || {};
       const radius = (series[metric] || []).length > 60 ? 0 : 2;
       datasets.push({ label: `${run.name} (train)`, data: toXY(series[metric]), borderColor: color,
-        backgroundColor: color, pointRadius: radius, runId: run.id });
+        backgroundColor: color, pointRadius: radius, runId: run.id, runName: run.name });
       datasets.push({ label: `${run.name} (validation)`, data: toXY(series[`val_${metric}`]),
         borderColor: color, backgroundColor: color, borderDash: [6, 4], pointRadius: radius,
-        runId: run.id });
+        runId: run.id, runName: run.name });
     });
     return datasets;
   }
@@ -224,17 +241,17 @@
         length += Math.hypot(laid[i].x - laid[i - 1].x, laid[i].y - laid[i - 1].y);
       }
       segments.push([d, points.map((p) => [x.getPixelForValue(p.x), y.getPixelForValue(p.y)]),
-        length]);
+        length, clipOf(chart, index)]);
     }
     const line = Chart.defaults.elements.line;
     const dot = Chart.defaults.elements.point;
-    ctx.save();
-    ctx.beginPath();
-    ctx.rect(area.left, area.top, area.right - area.left, area.bottom - area.top);
-    ctx.clip();
     // The first dataset drawn last, on top, as Chart.js draws them; each line's points
     // (the last one drawn before included) over it.
-    for (const [d, pixels, dashAt] of segments.reverse()) {
+    for (const [d, pixels, dashAt, clip] of segments.reverse()) {
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(clip.left, clip.top, clip.right - clip.left, clip.bottom - clip.top);
+      ctx.clip();
       ctx.strokeStyle = d.borderColor;
       ctx.lineWidth = d.borderWidth ?? line.borderWidth;
       ctx.setLineDash(d.borderDash || []);
@@ -254,9 +271,25 @@
         }
       }
       d.laidOut.drawn = d.data.length;
+      ctx.restore();
     }
-    ctx.restore();
     return true;
+  }
+
+  // Where Chart.js clips a dataset's drawing: the plot, widened by what its points and
+  // line may overflow (half a point at the axis' end), as its meta's _clip says.
+  function clipOf(chart, index) {
+    const { chartArea: area, width, height } = chart;
+    const clip = chart.getDatasetMeta(index)._clip;
+    if (!clip) return area;
+    if (clip.disabled) return { left: 0, top: 0, right: width, bottom: height };
+    const by = (value) => (value === true ? 0 : value);
+    return {
+      left: clip.left === false ? 0 : area.left - by(clip.left),
+      right: clip.right === false ? width : area.right + by(clip.right),
+      top: clip.top === false ? 0 : area.top - by(clip.top),
+      bottom: clip.bottom === false ? height : area.bottom + by(clip.bottom),
+    };
   }
 
   const toUpdate = new Set();
@@ -274,8 +307,8 @@
 
   function drawCurves(live = false) {
     for (const [metric, chart] of Object.entries(charts)) setDatasets(chart, curveDatasets(metric), live);
-    setDatasets(timeChart, state.runs.map((run, index) => {
-      const color = COLORS[index % COLORS.length];
+    setDatasets(timeChart, state.runs.map((run) => {
+      const color = colorOf(run);
       const points = toXY((run.series || {}).val_accuracy_by_time);
       return { label: run.name, data: points, borderColor: color, backgroundColor: color,
         pointRadius: points.length > 60 ? 0 : 2, runId: run.id };
@@ -284,16 +317,24 @@
 
   function drawTradeoff() {
     const points = (state.tradeoff || []).map((p) => ({ x: p.latency_ms, y: p.accuracy, name: p.name, point: p }));
-    document.getElementById("tradeoff-empty").hidden = points.length > 0;
-    tradeoffChart.canvas.hidden = points.length === 0;
     const front = points.filter((p) => p.point.pareto).sort((a, b) => a.x - b.x);
+    // Room around the points for their names; none without points (no negative latency).
+    for (const scale of ["x", "y"]) tradeoffChart.options.scales[scale].grace = points.length ? "8%" : 0;
+    // Each point in its run's colour (its name drawn beside it); what kind of point it
+    // is shows in its shape: joined and large on the front, small off it, hollow when
+    // measured on other hardware. The legend shows the kinds, in neutral colours.
+    const colors = (list) => list.map((p) => colorOf({ id: p.point.run_id }));
+    const kind = (label, data, style) => ({ label, data, pointBackgroundColor: colors(data),
+      pointBorderColor: colors(data), ...style });
+    const others = points.filter((p) => !p.point.comparable);
     tradeoffChart.data.datasets = [
-      { label: "Pareto front", data: front, showLine: true, borderColor: "#16a34a",
-        backgroundColor: "#16a34a", pointRadius: 6, pointHoverRadius: 8 },
-      { label: "dominated", data: points.filter((p) => p.point.comparable && !p.point.pareto),
-        borderColor: "#6b7280", backgroundColor: "#9ca3af", pointRadius: 5 },
-      { label: "other hardware", data: points.filter((p) => !p.point.comparable),
-        borderColor: "#b45309", backgroundColor: "rgba(0,0,0,0)", pointRadius: 5, borderWidth: 2 },
+      kind("Pareto front", front, { showLine: true, borderColor: "#374151",
+        backgroundColor: "#374151", borderWidth: 1.5, pointRadius: 6, pointHoverRadius: 8 }),
+      kind("dominated", points.filter((p) => p.point.comparable && !p.point.pareto),
+        { borderColor: "#9ca3af", backgroundColor: "#9ca3af", pointRadius: 4 }),
+      { ...kind("other hardware", others, { borderColor: "#b45309",
+        backgroundColor: "rgba(0,0,0,0)", pointRadius: 5, borderWidth: 2 }),
+      pointBackgroundColor: "rgba(0,0,0,0)" },
     ].filter((d) => d.data.length);
     tradeoffChart.update("none");
   }
@@ -398,22 +439,23 @@
 
   function drawTelemetry() {
     const datasets = [];
-    state.runs.forEach((run, index) => {
+    state.runs.forEach((run) => {
       const samples = run.telemetry || [];
       if (!samples.length) return;
-      const color = COLORS[index % COLORS.length];
+      const color = colorOf(run);
+      // A run that sampled only once or twice (it trained in a second) is drawn as points:
+      // a line of one point draws nothing.
+      const radius = samples.length < 3 ? 3 : 0;
       const series = (key) => samples.filter((s) => s[key] !== null && s[key] !== undefined)
         .map((s) => ({ x: s.t, y: s[key] }));
-      datasets.push({ label: `${run.name} CPU %`, data: series("cpu_percent"), borderColor: color,
-        backgroundColor: color, pointRadius: 0, yAxisID: "y" });
-      datasets.push({ label: `${run.name} memory`, data: series("rss_mb"), borderColor: color,
-        backgroundColor: color, borderDash: [6, 4], pointRadius: 0, yAxisID: "memory" });
+      const line = (label, key, yAxisID, borderDash) => datasets.push({
+        label: `${run.name} ${label}`, data: series(key), borderColor: color, backgroundColor: color,
+        borderDash, pointRadius: radius, yAxisID, runId: run.id, runName: run.name });
+      line("CPU %", "cpu_percent", "y", []);
+      line("memory", "rss_mb", "memory", [6, 4]);
       if (samples.some((s) => s.gpu_util !== undefined && s.gpu_util !== null)) {
-        datasets.push({ label: `${run.name} GPU %`, data: series("gpu_util"), borderColor: color,
-          backgroundColor: color, borderDash: [2, 2], pointRadius: 0, yAxisID: "y" });
-        datasets.push({ label: `${run.name} GPU memory`, data: series("gpu_mem_mb"),
-          borderColor: color, backgroundColor: color, borderDash: [10, 3], pointRadius: 0,
-          yAxisID: "memory" });
+        line("GPU %", "gpu_util", "y", [2, 2]);
+        line("GPU memory", "gpu_mem_mb", "memory", [10, 3]);
       }
     });
     telemetryChart.data.datasets = datasets;
@@ -422,8 +464,13 @@
 
   function drawSpeedups() {
     const rows = (state.comparison || []).filter((r) => r.inference_speedup || r.train_speedup);
-    document.getElementById("speedup-empty").hidden = rows.length > 0;
-    speedupChart.canvas.hidden = rows.length === 0;
+    speedupChart.options.plugins.emptyState.message = rows.length ? "" : whyNoSpeedups();
+    // A band per row, tall enough for its two bars and its name on up to three lines.
+    const lines = rows.reduce((n, r) => n + Math.max(2, C.wrap(r.name).length), 0);
+    const box = speedupChart.canvas.parentNode;
+    const height = `${Math.max(260, 110 + 17 * lines + 10 * rows.length)}px`;
+    const resized = box.style.height !== height;
+    box.style.height = height;
     speedupChart.data.labels = rows.map((r) => r.name);
     speedupChart.data.datasets = [
       { label: "inference (batch-1 latency)", backgroundColor: "#2563eb",
@@ -432,11 +479,32 @@
         data: rows.map((r) => ({ x: r.train_speedup, y: r.name, ci: r.train_ci })) },
     ];
     // The axis must reach the whiskers' ends, and 1× (no change).
-    const values = rows.flatMap((r) => [r.inference_speedup, r.train_speedup,
-      ...(r.inference_ci || []), ...(r.train_ci || [])]).filter((v) => v > 0);
-    speedupChart.options.scales.x.min = values.length ? Math.min(1, ...values) / 1.15 : undefined;
-    speedupChart.options.scales.x.max = values.length ? Math.max(1, ...values) * 1.15 : undefined;
+    const bounds = C.logBounds(rows.flatMap((r) => [r.inference_speedup, r.train_speedup,
+      ...(r.inference_ci || []), ...(r.train_ci || [])]));
+    speedupChart.options.scales.x.min = bounds.min;
+    speedupChart.options.scales.x.max = bounds.max;
+    if (resized) speedupChart.resize();
     speedupChart.update("none");
+  }
+
+  // Why the speedup chart is empty, from where the runs and the benchmark stand.
+  function whyNoSpeedups() {
+    const baseline = state.runs.find((r) => r.baseline);
+    const benchmark = state.benchmark;
+    if (!state.runs.every((r) => ENDED.includes(r.status))) {
+      return "No speedups yet: the benchmark stage runs after every training run has ended.";
+    }
+    if (baseline && baseline.status !== "succeeded") {
+      return "No speedups: the baseline did not succeed, so there is nothing to compare against.";
+    }
+    if (state.runs.every((r) => r.baseline || r.status !== "succeeded")) {
+      return "No speedups: no recipe succeeded.";
+    }
+    if (benchmark && !ENDED.includes(benchmark.status)) return `No speedups yet: ${benchmark.stage}.`;
+    if (benchmark && benchmark.status === "failed") {
+      return "No speedups: the benchmark failed (see below); re-benchmark to measure again.";
+    }
+    return "No speedups yet: waiting for the benchmark stage.";
   }
 
   function drawRun(run) {
