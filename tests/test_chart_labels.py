@@ -253,14 +253,20 @@ def test_every_chart_of_an_experiment_is_readable_without_hovering(server, alice
 
     def click_a_run_in_the_legend(page):
         # Where the loss chart's legend drew "XLA compilation", in page pixels.
+        # In view first: a mouse click outside the viewport reaches nothing, and the page's
+        # layout may still move while its tables arrive.
+        page.wait_for_load_state("networkidle")
         x, y = page.evaluate("""() => {
           const chart = window.accelweb.charts.loss;
+          chart.canvas.scrollIntoView({ block: "center" });
           const i = chart.legend.legendItems.findIndex((item) => item.text === "XLA compilation");
           const box = chart.legend.legendHitBoxes[i];
           const canvas = chart.canvas.getBoundingClientRect();
           return [canvas.left + box.left + box.width / 2, canvas.top + box.top + box.height / 2];
         }""")
         page.mouse.click(x, y)
+        page.wait_for_function("""() => window.accelweb.charts.loss.data.datasets.some(
+          (d, i) => !window.accelweb.charts.loss.isDatasetVisible(i))""", timeout=5_000)
         clicked.update(page.evaluate("""() => Object.fromEntries(
           window.accelweb.charts.loss.data.datasets.map((d, i) =>
             [d.label, window.accelweb.charts.loss.isDatasetVisible(i)]))"""))
