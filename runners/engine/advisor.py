@@ -33,6 +33,23 @@ def advise(steps, fingerprint_or_hardware, *, params=None):
     return advice
 
 
+def advise_recipes(recipes, fingerprint_or_hardware, *, params=None):
+    """[{index, name, advice}] for each recipe (``{"name", "steps"}``) with something to
+    say, in the spec's order; [] when there is nothing. The hardware is resolved once."""
+    hardware = _hardware(fingerprint_or_hardware)
+    found = []
+    for index, recipe in enumerate(recipes):
+        steps = recipe.get("steps") or []
+        advice = advise(steps, {"hardware": hardware[0], "cpu_flags": sorted(hardware[1])},
+                        params=params)
+        if advice:
+            name = recipe.get("name") or " + ".join(
+                str(step.get("technique") if isinstance(step, dict) else step)
+                for step in steps)
+            found.append({"index": index, "name": name, "advice": advice})
+    return found
+
+
 def _advice_for(name, step, hardware, flags, params):
     if hardware != "cpu":
         return None
