@@ -111,6 +111,7 @@ def experiment_new(request):
     if "model" in request.GET:
         initial.update(arch="uploaded", uploaded_model=request.GET.get("model"))
     form = ExperimentForm(request.POST or None, user=request.user, initial=initial)
+    team = None
     if request.method == "POST" and form.is_valid():
         team = form.cleaned_data["team"]
         if not can_change(request.user, team.pk):
@@ -121,10 +122,31 @@ def experiment_new(request):
             messages.success(request, f"Queued {experiment.runs.count()} runs.")
             return redirect(experiment)
     status = 400 if request.method == "POST" else 200
-    advice, source = advice_before_run(request.user, "cpu")
-    context = {"form": form, "catalog": catalog(), "presets": presets(), "advice": advice,
-               "advice_source": source}
+    # The advice for the form as it stands, so that it shows without JS too. An unbound
+    # form has no recipes yet, and a form with errors no checked spec: nothing to say.
+    advice = None
+    if form.spec is not None:  # valid, but refused (a viewer's)
+        advice = advice_before_run(request.user, form.spec, team=team)
+    context = {"form": form, "catalog": catalog(), "presets": presets(), "advice": advice}
     return render(request, "experiments/new.html", context, status=status)
+
+
+@login_required
+@require_POST
+def experiment_advice(request):
+    """The advisor's warnings for the new-experiment form as it stands: the page posts its
+    fields (as it would to queue the runs) on every change. 400 with the form's messages
+    when the choices are not a valid spec yet."""
+    from django.template.loader import render_to_string
+
+    form = ExperimentForm(request.POST, user=request.user)
+    if not form.is_valid():
+        errors = {field if field != "__all__" else "form": list(found)
+                  for field, found in form.errors.items()}
+        return JsonResponse({"errors": errors}, status=400)
+    advice = advice_before_run(request.user, form.spec, team=form.cleaned_data["team"])
+    html = render_to_string("experiments/_advice.html", {"advice": advice}).strip()
+    return JsonResponse({**advice, "html": html})
 
 
 CURVE_COLUMNS = (("loss", "Loss"), ("accuracy", "Accuracy"), ("val_loss", "Val. loss"),
