@@ -125,6 +125,27 @@ def test_a_bad_recipe_is_a_400_with_its_message(client, alice, alice_team):
     assert "warp_drive" in json.dumps(response.json()["errors"])
 
 
+def test_errors_the_advice_does_not_depend_on_do_not_silence_it(client, alice, alice_team,
+                                                                 plain_runner):
+    data = form_data(alice_team, MIXED, name="", epochs=0, learning_rate="fast")
+    assert advised(advise(client, alice, data)) == {"fp16": ["mixed_precision"]}
+    # With one it depends on too: that one is named first.
+    data["recipes_json"] = "[{"
+    response = advise(client, alice, data)
+    assert response.status_code == 400
+    assert list(response.json()["errors"])[0] == "recipes_json"
+    assert {"name", "epochs", "learning_rate"} <= set(response.json()["errors"])
+
+
+def test_the_form_with_errors_still_shows_its_advice_without_js(client, alice, alice_team,
+                                                                plain_runner):
+    client.force_login(alice)
+    response = client.post(reverse("experiment_new"), form_data(alice_team, MIXED, name=""))
+    page = response.content.decode()
+    assert response.status_code == 400 and "This field is required" in page
+    assert "mixed_float16 on a CPU without float16" in page
+
+
 def test_it_speaks_for_the_runner_of_the_latest_run_without_a_live_one(
         client, alice, alice_team, make_experiment):
     experiment = make_experiment(team=alice_team, user=alice)
@@ -142,6 +163,16 @@ def test_a_stopped_runner_is_not_spoken_for(client, alice, alice_team, plain_run
     Worker.objects.filter(pk=plain_runner.pk).update(stopped_at=timezone.now())
     response = advise(client, alice, form_data(alice_team, MIXED))
     assert response.json()["source"] == "this machine's CPU"
+
+
+def test_its_queries_do_not_grow_with_the_recipes(client, alice, alice_team, plain_runner,
+                                                  django_assert_max_num_queries):
+    client.force_login(alice)
+    for recipes in ([MIXED], [MIXED, XLA, PLAIN] * 5):
+        with django_assert_max_num_queries(7):
+            response = client.post(URL, form_data(alice_team, *[
+                {**recipe, "name": f"{recipe['name']} {i}"} for i, recipe in enumerate(recipes)]))
+        assert response.status_code == 200
 
 
 def test_anonymous_visitors_are_sent_to_log_in(client, alice_team):

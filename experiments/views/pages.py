@@ -127,8 +127,32 @@ def experiment_new(request):
     advice = None
     if form.spec is not None:  # valid, but refused (a viewer's)
         advice = advice_before_run(request.user, form.spec, team=team)
+    elif form.is_bound:
+        advised = _form_for_advice(request.POST, request.user)
+        if advised.spec is not None:
+            advice = advice_before_run(request.user, advised.spec,
+                                       team=advised.cleaned_data["team"])
     context = {"form": form, "catalog": catalog(), "presets": presets(), "advice": advice}
     return render(request, "experiments/new.html", context, status=status)
+
+
+# The new-experiment form's fields the advice does not depend on: an error in one of them
+# (a name cleared while typing) must not silence the advice for the choices that matter.
+NOT_ADVISED = ("name", "epochs", "batch_size", "optimizer", "learning_rate", "seed", "repeats",
+               "bench_executions", "bench_rounds", "accuracy_budget")
+
+
+def _form_for_advice(data, user):
+    """The form bound to the data, valid where only fields the advice does not depend on
+    were wrong (they are taken at their initial values then)."""
+    form = ExperimentForm(data, user=user)
+    if form.is_valid() or not set(form.errors) <= set(NOT_ADVISED):
+        return form
+    data = data.copy()
+    for field in form.errors:
+        data[field] = form.fields[field].initial
+    retried = ExperimentForm(data, user=user)
+    return retried if retried.is_valid() else form
 
 
 @login_required
@@ -136,13 +160,16 @@ def experiment_new(request):
 def experiment_advice(request):
     """The advisor's warnings for the new-experiment form as it stands: the page posts its
     fields (as it would to queue the runs) on every change. 400 with the form's messages
-    when the choices are not a valid spec yet."""
+    when the choices the advice depends on (model, dataset, hardware, team, recipes) are not
+    valid yet."""
     from django.template.loader import render_to_string
 
-    form = ExperimentForm(request.POST, user=request.user)
-    if not form.is_valid():
-        errors = {field if field != "__all__" else "form": list(found)
-                  for field, found in form.errors.items()}
+    form = _form_for_advice(request.POST, request.user)
+    if form.spec is None:
+        # The messages that keep the advisor from answering first.
+        fields = sorted(form.errors, key=lambda field: field in NOT_ADVISED)
+        errors = {field if field != "__all__" else "form": list(form.errors[field])
+                  for field in fields}
         return JsonResponse({"errors": errors}, status=400)
     advice = advice_before_run(request.user, form.spec, team=form.cleaned_data["team"])
     html = render_to_string("experiments/_advice.html", {"advice": advice}).strip()

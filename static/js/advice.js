@@ -17,11 +17,12 @@
   }
 
   function pending(errors) {
-    // The choices are not a valid spec yet: old advice would be wrong, so say why there is none.
+    // The choices the advice depends on are not valid yet: old advice would be wrong, so
+    // say why there is none.
     const first = Object.values(errors || {}).flat()[0];
     const note = document.createElement("p");
     note.className = "hint";
-    note.textContent = first ? `No advice until the form is valid: ${first}` : "No advice: the server did not answer.";
+    note.textContent = first ? `No advice until this is fixed: ${first}` : "No advice: the server did not answer.";
     box.replaceChildren(note);
     box.hidden = false;
   }
