@@ -13,6 +13,7 @@ from runners.engine import zoo
 URL = reverse("experiment_advice")
 MIXED = {"name": "fp16", "steps": [{"technique": "mixed_precision", "policy": "mixed_float16"}]}
 XLA = {"name": "XLA", "steps": [{"technique": "xla"}]}
+XSS = "<img src=x onerror=alert(1)>"
 PLAIN = {"name": "early stop", "steps": [{"technique": "early_stop"}]}
 
 
@@ -109,6 +110,11 @@ def test_another_teams_uploaded_model_is_refused(client, alice, alice_team, char
     assert response.status_code == 400
     assert "uploaded_model" in response.json()["errors"]
     assert "secret" not in response.content.decode()
+
+
+def test_a_recipe_name_is_shown_as_text(client, alice, alice_team, plain_runner):
+    html = advise(client, alice, form_data(alice_team, {**XLA, "name": XSS})).json()["html"]
+    assert XSS not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
 
 
 def test_bad_json_is_a_400_with_a_message(client, alice, alice_team):
