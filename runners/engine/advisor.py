@@ -23,6 +23,26 @@ def advise(steps, fingerprint_or_hardware, *, params=None):
     known (the XLA rule needs it).
     """
     hardware, flags = _hardware(fingerprint_or_hardware)
+    return _advise(steps, hardware, flags, params)
+
+
+def advise_recipes(recipes, fingerprint_or_hardware, *, params=None):
+    """[{index, name, advice}] for each recipe (``{"name", "steps"}``) with something to
+    say, in the spec's order; [] when there is nothing. Same arguments as ``advise``."""
+    hardware, flags = _hardware(fingerprint_or_hardware)
+    found = []
+    for index, recipe in enumerate(recipes):
+        steps = recipe.get("steps") or []
+        advice = _advise(steps, hardware, flags, params)
+        if advice:
+            name = recipe.get("name") or " + ".join(
+                str(step.get("technique") if isinstance(step, dict) else step)
+                for step in steps)
+            found.append({"index": index, "name": name, "advice": advice})
+    return found
+
+
+def _advise(steps, hardware, flags, params):
     advice = []
     for step in steps:
         step = {"technique": step} if isinstance(step, str) else step
@@ -31,23 +51,6 @@ def advise(steps, fingerprint_or_hardware, *, params=None):
         if message:
             advice.append({"technique": name, "message": message})
     return advice
-
-
-def advise_recipes(recipes, fingerprint_or_hardware, *, params=None):
-    """[{index, name, advice}] for each recipe (``{"name", "steps"}``) with something to
-    say, in the spec's order; [] when there is nothing. The hardware is resolved once."""
-    hardware = _hardware(fingerprint_or_hardware)
-    found = []
-    for index, recipe in enumerate(recipes):
-        steps = recipe.get("steps") or []
-        advice = advise(steps, {"hardware": hardware[0], "cpu_flags": sorted(hardware[1])},
-                        params=params)
-        if advice:
-            name = recipe.get("name") or " + ".join(
-                str(step.get("technique") if isinstance(step, dict) else step)
-                for step in steps)
-            found.append({"index": index, "name": name, "advice": advice})
-    return found
 
 
 def _advice_for(name, step, hardware, flags, params):
