@@ -324,15 +324,26 @@ def experiment_snapshot(experiment, runs=None, benchmarks=None) -> dict:
     }
 
 
-def advice_before_run(user, hardware: str):
-    """Advice for every technique at its defaults, for the runners of this hardware: the
-    fingerprint of the team's latest run there, else this machine (the embedded runner)."""
-    from runners.engine.advisor import advise
+def advice_hardware(user, hardware: str):
+    """What advice before a run speaks for, and how the page names it: a live runner on the
+    hardware's queue, else the fingerprint of the latest run of the user's teams there, else
+    this machine (the embedded runner). Returns (fingerprint or hardware, source)."""
+    from datetime import timedelta
 
-    from .techniques import catalog
+    from django.conf import settings
+    from django.utils import timezone
 
-    steps = [{"technique": t["technique"], **{p["name"]: p["default"] for p in t["params"]}}
-             for t in catalog()]
+    from .models import Worker
+
+    fresh = timezone.now() - timedelta(seconds=settings.ACCELWEB_HEARTBEAT_TIMEOUT)
+    # A fleet has a handful of runners; JSON "contains" is not a lookup SQLite has.
+    live = (Worker.objects.filter(stopped_at=None, heartbeat_at__gte=fresh)
+            .order_by("-heartbeat_at").values_list("name", "queues", "devices"))
+    runner = next(((name, devices) for name, queues, devices in live
+                   if hardware in queues and "cpu_flags" in (devices or {})), None)
+    if runner:
+        fingerprint = {"cpu_flags": runner[1]["cpu_flags"], "hardware": hardware}
+        return fingerprint, f"the {hardware.upper()} runner {runner[0]}"
     latest = (
         Run.objects.filter(experiment__team__memberships__user=user,
                            experiment__hardware=hardware, status=Run.Status.SUCCEEDED)
@@ -340,6 +351,40 @@ def advice_before_run(user, hardware: str):
     )
     if latest and (latest[0] or {}).get("fingerprint"):
         fingerprint = {**latest[0]["fingerprint"], "hardware": hardware}
-        source = f"the {hardware.upper()} runner of your latest run ({latest[1]})"
-        return advise(steps, fingerprint), source
-    return advise(steps, hardware), f"this machine's {hardware.upper()}"
+        return fingerprint, f"the {hardware.upper()} runner of your latest run ({latest[1]})"
+    return hardware, f"this machine's {hardware.upper()}"
+
+
+def model_params(spec: dict, team) -> int | None:
+    """The parameter count of a checked spec's model, as the engine will count it, without
+    Keras: the zoo's count for the dataset's shape and classes, an upload's as stored. None
+    when it cannot be known here."""
+    from runners.engine import zoo
+
+    from .spec import TeamUploads
+
+    uploads = TeamUploads(team)
+    model, dataset = spec["model"], spec["dataset"]
+    if model["arch"] == "uploaded":
+        found = uploads.model(model["model_id"])
+        return found["params"] if found else None
+    try:
+        description = (uploads.dataset(dataset["dataset_id"]) if dataset["name"] == "npz"
+                       else describe(dataset))
+        if description is None:
+            return None
+        return zoo.count_params(model["arch"], model["params"], description["input_shape"],
+                                description["num_classes"])
+    except ValueError:
+        return None
+
+
+def advice_before_run(user, spec: dict, *, team) -> dict:
+    """The advisor's rules (runners.engine.advisor, the same ones a run applies to its
+    result) for a checked spec: each recipe with something to say, and what the advice
+    speaks for."""
+    from runners.engine.advisor import advise_recipes
+
+    hardware, source = advice_hardware(user, spec["hardware"])
+    recipes = advise_recipes(spec["recipes"], hardware, params=model_params(spec, team))
+    return {"hardware": spec["hardware"], "source": source, "recipes": recipes}

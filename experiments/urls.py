@@ -7,6 +7,7 @@ urlpatterns = [
     path("healthz", pages.healthz, name="healthz"),
     path("experiments/", pages.experiment_list, name="experiment_list"),
     path("experiments/new/", pages.experiment_new, name="experiment_new"),
+    path("experiments/new/advice/", pages.experiment_advice, name="experiment_advice"),
     path("experiments/<int:pk>/", pages.experiment_detail, name="experiment_detail"),
     path("experiments/<int:pk>/results/", pages.experiment_results, name="experiment_results"),
     path("experiments/<int:pk>/curves/", pages.experiment_curves_json, name="experiment_curves"),

@@ -55,6 +55,13 @@ PUBLIC = (200, 200, 200, 200, 200)
 # A run is still queued: members get as far as the state check (409).
 API_REBENCHMARK = (401, 403, 409, 409, 404)
 
+# The new-experiment form's fields, as its advice endpoint takes them.
+ADVICE_FORM = {"name": "advised", "team": "{team}", "hardware": "cpu", "arch": "seed_mlp",
+               "dataset": "digits", "epochs": 1, "batch_size": 64, "optimizer": "adam",
+               "learning_rate": 0.001, "seed": 0}
+# Advice reads nothing of the team's but its uploads; Charlie's form names a team not his.
+ADVICE = (LOGIN, 200, 200, 200, 400)
+
 SPEC = {"name": "from the API", "model": {"arch": "seed_mlp"}, "dataset": {"name": "digits"},
         "training": {"epochs": 1}, "team": "{team}"}
 
@@ -64,6 +71,7 @@ MATRIX = [
     ("home", "get", {}, {}, PAGE),
     ("experiment_list", "get", {}, {}, PAGE),
     ("experiment_new", "get", {}, {}, PAGE),
+    ("experiment_advice", "post", {}, ADVICE_FORM, ADVICE),
     ("recipe_list", "get", {}, {}, PAGE),
     ("dataset_list", "get", {}, {}, PAGE),
     ("model_list", "get", {}, {}, PAGE),

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from experiments.forms import hardware_choices
 from experiments.models import Run, Worker
+from runners.engine.fingerprint import cpu_flags
 from runners.fleet import reap_stale_runs, worker_announce
 from runners.hardware import device_for_slot, gpu_model_queue, queue_for
 from runners.telemetry import Sampler
@@ -75,6 +76,8 @@ def test_it_announces_a_worker_with_its_hardware(db):
 
     assert worker.queues == ["cpu", "gpu"]
     assert worker.devices["cpu_cores"] == os.cpu_count()
+    # The form's advisor speaks for the runners of a queue by these.
+    assert worker.devices["cpu_flags"] == cpu_flags()
     assert worker.versions["keras"]
     assert worker.is_alive()
 

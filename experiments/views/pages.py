@@ -115,6 +115,7 @@ def experiment_new(request):
     if "model" in request.GET:
         initial.update(arch="uploaded", uploaded_model=request.GET.get("model"))
     form = ExperimentForm(request.POST or None, user=request.user, initial=initial)
+    team = None
     if request.method == "POST" and form.is_valid():
         team = form.cleaned_data["team"]
         if not can_change(request.user, team.pk):
@@ -125,10 +126,58 @@ def experiment_new(request):
             messages.success(request, f"Queued {experiment.runs.count()} runs.")
             return redirect(experiment)
     status = 400 if request.method == "POST" else 200
-    advice, source = advice_before_run(request.user, "cpu")
-    context = {"form": form, "catalog": catalog(), "presets": presets(), "advice": advice,
-               "advice_source": source}
+    # The advice for the form as it stands, so that it shows without JS too. An unbound
+    # form has no recipes yet, and a form with errors no checked spec: nothing to say.
+    advice = None
+    if form.spec is not None:  # valid, but refused (a viewer's)
+        advice = advice_before_run(request.user, form.spec, team=team)
+    elif form.is_bound:
+        advised = _form_for_advice(request.POST, request.user)
+        if advised.spec is not None:
+            advice = advice_before_run(request.user, advised.spec,
+                                       team=advised.cleaned_data["team"])
+    context = {"form": form, "catalog": catalog(), "presets": presets(), "advice": advice}
     return render(request, "experiments/new.html", context, status=status)
+
+
+# The new-experiment form's fields the advice does not depend on: an error in one of them
+# (a name cleared while typing) must not silence the advice for the choices that matter.
+NOT_ADVISED = ("name", "epochs", "batch_size", "optimizer", "learning_rate", "seed", "repeats",
+               "bench_executions", "bench_rounds", "accuracy_budget")
+
+
+def _form_for_advice(data, user):
+    """The form bound to the data, valid where only fields the advice does not depend on
+    were wrong (they are taken at their initial values then)."""
+    form = ExperimentForm(data, user=user)
+    if form.is_valid() or not set(form.errors) <= set(NOT_ADVISED):
+        return form
+    data = data.copy()
+    for field in form.errors:
+        data[field] = form.fields[field].initial
+    retried = ExperimentForm(data, user=user)
+    return retried if retried.is_valid() else form
+
+
+@login_required
+@require_POST
+def experiment_advice(request):
+    """The advisor's warnings for the new-experiment form as it stands: the page posts its
+    fields (as it would to queue the runs) on every change. 400 with the form's messages
+    when the choices the advice depends on (model, dataset, hardware, team, recipes) are not
+    valid yet."""
+    from django.template.loader import render_to_string
+
+    form = _form_for_advice(request.POST, request.user)
+    if form.spec is None:
+        # The messages that keep the advisor from answering first.
+        fields = sorted(form.errors, key=lambda field: field in NOT_ADVISED)
+        errors = {field if field != "__all__" else "form": list(form.errors[field])
+                  for field in fields}
+        return JsonResponse({"errors": errors}, status=400)
+    advice = advice_before_run(request.user, form.spec, team=form.cleaned_data["team"])
+    html = render_to_string("experiments/_advice.html", {"advice": advice}).strip()
+    return JsonResponse({**advice, "html": html})
 
 
 CURVE_COLUMNS = (("loss", "Loss"), ("accuracy", "Accuracy"), ("val_loss", "Val. loss"),

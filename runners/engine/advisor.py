@@ -23,6 +23,26 @@ def advise(steps, fingerprint_or_hardware, *, params=None):
     known (the XLA rule needs it).
     """
     hardware, flags = _hardware(fingerprint_or_hardware)
+    return _advise(steps, hardware, flags, params)
+
+
+def advise_recipes(recipes, fingerprint_or_hardware, *, params=None):
+    """[{index, name, advice}] for each recipe (``{"name", "steps"}``) with something to
+    say, in the spec's order; [] when there is nothing. Same arguments as ``advise``."""
+    hardware, flags = _hardware(fingerprint_or_hardware)
+    found = []
+    for index, recipe in enumerate(recipes):
+        steps = recipe.get("steps") or []
+        advice = _advise(steps, hardware, flags, params)
+        if advice:
+            name = recipe.get("name") or " + ".join(
+                str(step.get("technique") if isinstance(step, dict) else step)
+                for step in steps)
+            found.append({"index": index, "name": name, "advice": advice})
+    return found
+
+
+def _advise(steps, hardware, flags, params):
     advice = []
     for step in steps:
         step = {"technique": step} if isinstance(step, str) else step

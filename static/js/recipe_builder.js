@@ -20,7 +20,11 @@
     return;
   }
 
-  function save() { textarea.value = recipes.length ? JSON.stringify(recipes, null, 1) : ""; }
+  function save() {
+    textarea.value = recipes.length ? JSON.stringify(recipes, null, 1) : "";
+    // Setting a value fires no event: tell the advisor (advice.js) that the recipes changed.
+    textarea.dispatchEvent(new CustomEvent("recipes:changed", { bubbles: true }));
+  }
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
