@@ -143,7 +143,8 @@ def experiment_new(request):
 # The new-experiment form's fields the advice does not depend on: an error in one of them
 # (a name cleared while typing) must not silence the advice for the choices that matter.
 NOT_ADVISED = ("name", "epochs", "batch_size", "optimizer", "learning_rate", "seed", "repeats",
-               "bench_executions", "bench_rounds", "accuracy_budget")
+               "bench_executions", "bench_rounds", "accuracy_budget", "subset_train",
+               "subset_test")
 
 
 def _form_for_advice(data, user):
