@@ -28,6 +28,8 @@ pytestmark = [pytest.mark.fullstack, pytest.mark.django_db(transaction=True),
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1400, "height": 900}
+# A phone (the responsive test checks the pages; this checks what the charts draw there).
+PHONE = {"width": 390, "height": 844}
 RECIPES = [
     {"name": "XLA compilation", "steps": [{"technique": "xla"}]},
     {"name": "int8 (dynamic range)", "steps": [{"technique": "ptq", "mode": "dynamic_int8"}]},
@@ -174,13 +176,13 @@ def session_of(user):
     return client.cookies[settings.SESSION_COOKIE_NAME].value
 
 
-def measure(server, session, path, ready, names, screenshot, then=None):
+def measure(server, session, path, ready, names, screenshot, then=None, viewport=VIEWPORT):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            context = browser.new_context(viewport=VIEWPORT)
+            context = browser.new_context(viewport=viewport)
             context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "domain": "127.0.0.1",
                                   "path": "/", "value": session}])
             context.add_init_script(RECORD_TEXT)
@@ -386,9 +388,11 @@ def test_each_empty_chart_says_why_inside_its_plot(server, alice, alice_team, ti
 LONG_NAME = "pruning_then_int8_with_a_name_that_has_no_spaces_at_all_and_goes_on_and_on"
 
 
-def test_a_crowded_experiment_stays_readable(server, alice, alice_team, tiny_spec):
+@pytest.mark.parametrize("viewport", [VIEWPORT, PHONE], ids=["desktop", "phone"])
+def test_a_crowded_experiment_stays_readable(server, alice, alice_team, tiny_spec, viewport):
     """Eight recipes, one named with 75 characters and no space: every row of the speedup
-    chart still has its label, legends and names stay inside the canvases."""
+    chart still has its label, legends and names stay inside the canvases, on a desktop
+    and on a phone."""
     recipes = RECIPES + [{"name": name, "steps": [{"technique": "xla"}]} for name in
                          [LONG_NAME, "XLA again", "XLA, third try", "XLA on a quiet machine",
                           "XLA (5)"]]
@@ -402,7 +406,7 @@ def test_a_crowded_experiment_stays_readable(server, alice, alice_team, tiny_spe
         """() => window.accelweb && window.accelweb.state.runs.every((r) => r.series) &&
            window.accelweb.charts.loss.data.datasets.some((d) => d.data.length > 0) &&
            window.accelweb.telemetryChart.data.datasets.length > 0""",
-        EXPERIMENT_CHARTS, "chart-labels-crowded.png")
+        EXPERIMENT_CHARTS, f"chart-labels-crowded-{viewport['width']}.png", viewport=viewport)
     for name in EXPERIMENT_CHARTS:
         assert_readable(name, charts[name])
     speedup = charts["speedup"]
