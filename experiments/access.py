@@ -26,6 +26,20 @@ def can_change(user, team_id) -> bool:
     return role_in(user, team_id) in CHANGE_ROLES
 
 
+def may_delete_comment(user, comment, role) -> bool:
+    """Its author or a team admin. ``role``: the user's role in the comment's team (the
+    caller has it, or reads it once for a whole thread)."""
+    return comment.author_id == user.pk or role == Membership.Role.ADMIN
+
+
+def may_revoke_signoff(user, signoff, role) -> bool:
+    """A team admin, or its approver while still allowed to sign off (a member demoted to
+    viewer cannot take back what the team now relies on)."""
+    return role == Membership.Role.ADMIN or (
+        signoff.approved_by_id == user.pk and role in CHANGE_ROLES
+    )
+
+
 def require_member(user, team_id) -> None:
     if not can_change(user, team_id):
         raise PermissionDenied("Viewers cannot change this team's work.")
@@ -37,9 +51,7 @@ def experiment_for_user(user, pk) -> Experiment:
 
 def run_for_user(user, pk) -> Run:
     return get_object_or_404(
-        Run.objects.select_related("experiment", "experiment__team").filter(
-            experiment__team__memberships__user=user
-        ),
+        Run.objects.for_user(user).select_related("experiment", "experiment__team"),
         pk=pk,
     )
 
@@ -52,7 +64,7 @@ def run_to_change(user, pk) -> Run:
 
 def team_to_manage(user, pk) -> Team:
     """One of the user's teams, which only its admins may manage (members and roles)."""
-    team = get_object_or_404(Team.objects.filter(memberships__user=user), pk=pk)
+    team = get_object_or_404(Team.objects.for_user(user), pk=pk)
     if role_in(user, team.pk) != Membership.Role.ADMIN:
         raise PermissionDenied("Only the team's admins manage its members.")
     return team
@@ -85,7 +97,7 @@ def runs_for_user(user, ids) -> list[Run]:
     another team's ids look exactly like missing ones."""
     found = {
         run.pk: run
-        for run in Run.objects.filter(pk__in=ids, experiment__team__memberships__user=user)
+        for run in Run.objects.for_user(user).filter(pk__in=ids)
         .select_related("experiment", "experiment__team")
     }
     if len(found) != len(ids):

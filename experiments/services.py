@@ -26,7 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from runners.engine.steps import validate_steps
 
 from . import curves
-from .access import CHANGE_ROLES, require_member, role_in
+from .access import may_delete_comment, may_revoke_signoff, require_member, role_in
 from .comparison import (
     baseline_chance,
     best_speedup,
@@ -154,8 +154,8 @@ def team_for_user(user, team_name: str | None = None) -> Team:
     """The named team (the user must belong to it), else the user's first team, created
     when the user has none."""
     if team_name:
-        return Team.objects.get(name=team_name, memberships__user=user)
-    team = Team.objects.filter(memberships__user=user).order_by("pk").first()
+        return Team.objects.for_user(user).get(name=team_name)
+    team = Team.objects.for_user(user).order_by("pk").first()
     if team is None:
         team = _personal_team_create(user)
     return team
@@ -643,9 +643,9 @@ def comment_add(*, experiment: Experiment, run: Run | None = None, user, body: s
 
 def comment_delete(*, comment, user) -> None:
     """Its author or a team admin may delete a comment."""
-    if comment.author_id != user.pk and (
-        role_in(user, comment.experiment.team_id) != Membership.Role.ADMIN
-    ):
+    # The author needs no role lookup: the role decides only for someone else's comment.
+    role = None if comment.author_id == user.pk else role_in(user, comment.experiment.team_id)
+    if not may_delete_comment(user, comment, role):
         raise PermissionDenied("Only its author or a team admin can delete this comment.")
     payload = {"type": "comment", "action": "deleted", "comment": comment.pk,
                "run": comment.run_id}
@@ -794,9 +794,7 @@ def signoff_create(*, run: Run, user, note: str = ""):
 
 def signoff_revoke(*, signoff, user) -> None:
     """The approver or a team admin may take a sign-off back."""
-    role = role_in(user, signoff.experiment.team_id)
-    approver = signoff.approved_by_id == user.pk and role in CHANGE_ROLES
-    if not (approver or role == Membership.Role.ADMIN):
+    if not may_revoke_signoff(user, signoff, role_in(user, signoff.experiment.team_id)):
         raise PermissionDenied("Only the approver or a team admin can revoke this sign-off.")
     payload = {"type": "signoff", "action": "revoked", "run": signoff.run_id,
                "signoff": signoff.pk}

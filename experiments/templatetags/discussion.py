@@ -9,11 +9,11 @@
 
 from django import template
 
-from ..access import CHANGE_ROLES, role_in
+from ..access import CHANGE_ROLES, may_delete_comment, may_revoke_signoff, role_in
 from ..comparison import primary_run, recipe_groups
 from ..forms import CommentForm, SignOffForm
 from ..markup import render_markdown
-from ..models import Comment, Membership, SignOff, WithdrawnSignOff
+from ..models import Comment, SignOff, WithdrawnSignOff
 from ..selectors import experiment_comparison
 from ..services import model_label, signoff_blockers
 
@@ -33,7 +33,7 @@ def _user(context):
 
 def _comments(context, experiment, run=None) -> dict:
     user = _user(context)
-    is_admin = role_in(user, experiment.team_id) == Membership.Role.ADMIN
+    role = role_in(user, experiment.team_id)
     comments = Comment.objects.filter(experiment=experiment).select_related("author", "run")
     if run is not None:
         comments = comments.filter(run=run)
@@ -42,7 +42,7 @@ def _comments(context, experiment, run=None) -> dict:
         "experiment": experiment,
         "run": run,
         "comments": comments,
-        "deletable": {c.pk for c in comments if is_admin or c.author_id == user.pk},
+        "deletable": {c.pk for c in comments if may_delete_comment(user, c, role)},
     }
 
 
@@ -106,10 +106,7 @@ def signoffs(context, experiment):
         signoff = approved.get(candidate.pk)
         reasons, evidence = ([], None) if signoff else signoff_blockers(
             run=candidate, runs=runs, rows=rows)
-        can_revoke = signoff is not None and (
-            role == Membership.Role.ADMIN
-            or (signoff.approved_by_id == user.pk and role in CHANGE_ROLES)
-        )
+        can_revoke = signoff is not None and may_revoke_signoff(user, signoff, role)
         candidates.append({"run": candidate, "signoff": signoff, "reasons": reasons,
                            "can_revoke": can_revoke,
                            "accuracy_delta": evidence["row"]["accuracy_delta"] if evidence
