@@ -179,7 +179,7 @@ class ExperimentForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        teams = Team.objects.filter(memberships__user=user)
+        teams = Team.objects.for_user(user)
         self.fields["team"].queryset = teams
         self.fields["npz_dataset"].queryset = Dataset.objects.for_user(user)
         self.fields["uploaded_model"].queryset = UploadedModel.objects.for_user(user)
@@ -312,7 +312,7 @@ class DatasetUploadForm(forms.Form):
 
     def __init__(self, *args, user, max_bytes, over_limit=frozenset(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["team"].queryset = Team.objects.filter(memberships__user=user)
+        self.fields["team"].queryset = Team.objects.for_user(user)
         self.max_bytes = max_bytes
         self.description = None
         _explain_skipped_file(self, over_limit, max_bytes)
@@ -360,7 +360,7 @@ class ModelUploadForm(forms.Form):
 
     def __init__(self, *args, user, max_bytes, over_limit=frozenset(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["team"].queryset = Team.objects.filter(memberships__user=user)
+        self.fields["team"].queryset = Team.objects.for_user(user)
         self.user = user
         self.max_bytes = max_bytes
         self.description = None
@@ -437,7 +437,7 @@ class RecipeForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.user = user
         if user is not None:
-            self.fields["team"].queryset = Team.objects.filter(memberships__user=user)
+            self.fields["team"].queryset = Team.objects.for_user(user)
             self.fields["team"].required = True
             self.fields["steps_json"].required = True
 

@@ -13,12 +13,37 @@ def experiment_group(experiment_id: int) -> str:
     return f"experiment.{experiment_id}"
 
 
+class TeamScopedQuerySet(models.QuerySet):
+    """Rows a team owns; ``for_user`` keeps those of the user's teams, so another team's
+    rows look exactly like missing ones."""
+
+    # The lookup from a row to its team's memberships.
+    memberships = "team__memberships"
+
+    def for_user(self, user):
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(**{f"{self.memberships}__user": user})
+
+
+class TeamQuerySet(TeamScopedQuerySet):
+    memberships = "memberships"
+
+
+class ExperimentScopedQuerySet(TeamScopedQuerySet):
+    """Rows of an experiment (runs, comments, sign-offs): its team owns them."""
+
+    memberships = "experiment__team__memberships"
+
+
 class Team(models.Model):
     name = models.CharField(max_length=100, unique=True)
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
     )
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = TeamQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -45,13 +70,6 @@ class Membership(models.Model):
 
     def __str__(self):
         return f"{self.user} in {self.team} ({self.role})"
-
-
-class TeamScopedQuerySet(models.QuerySet):
-    def for_user(self, user):
-        if not user.is_authenticated:
-            return self.none()
-        return self.filter(team__memberships__user=user)
 
 
 class Dataset(models.Model):
@@ -255,6 +273,8 @@ class Run(models.Model):
         help_text="The downsampled curves and telemetry pages draw, kept up to date as "
                   "events arrive (experiments.curves).",
     )
+
+    objects = ExperimentScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["experiment", "position", "replicate", "pk"]
@@ -561,6 +581,8 @@ class Comment(models.Model):
     body = models.TextField(max_length=10_000)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = ExperimentScopedQuerySet.as_manager()
+
     class Meta:
         ordering = ["created_at", "pk"]
 
@@ -568,7 +590,7 @@ class Comment(models.Model):
         return f"{self.author} on {self.experiment}: {self.body[:40]}"
 
 
-class SignOffQuerySet(models.QuerySet):
+class SignOffQuerySet(ExperimentScopedQuerySet):
     def withdraw(self, *, reason: str, by=None) -> int:
         """Take these sign-offs back, keeping a record of each (who approved what, when,
         and why it no longer stands) in WithdrawnSignOff."""

@@ -345,8 +345,8 @@ def advice_hardware(user, hardware: str):
         fingerprint = {"cpu_flags": runner[1]["cpu_flags"], "hardware": hardware}
         return fingerprint, f"the {hardware.upper()} runner {runner[0]}"
     latest = (
-        Run.objects.filter(experiment__team__memberships__user=user,
-                           experiment__hardware=hardware, status=Run.Status.SUCCEEDED)
+        Run.objects.for_user(user).filter(experiment__hardware=hardware,
+                                          status=Run.Status.SUCCEEDED)
         .order_by("-finished_at").values_list("result", "worker").first()
     )
     if latest and (latest[0] or {}).get("fingerprint"):

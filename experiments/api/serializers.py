@@ -279,7 +279,7 @@ class RecipeCreateSerializer(serializers.Serializer):
         super().__init__(*args, **kwargs)
         request = self.context.get("request")
         if request is not None and request.user.is_authenticated:
-            self.fields["team"].queryset = Team.objects.filter(memberships__user=request.user)
+            self.fields["team"].queryset = Team.objects.for_user(request.user)
 
     def validate_steps(self, steps):
         try:
@@ -382,8 +382,7 @@ class CommentCreateSerializer(serializers.Serializer):
         request = self.context.get("request")
         if request is not None and request.user.is_authenticated:
             self.fields["experiment"].queryset = Experiment.objects.for_user(request.user)
-            self.fields["run"].queryset = Run.objects.filter(
-                experiment__team__memberships__user=request.user)
+            self.fields["run"].queryset = Run.objects.for_user(request.user)
 
 
 class SignOffSerializer(serializers.ModelSerializer):
@@ -423,8 +422,7 @@ class SignOffCreateSerializer(serializers.Serializer):
         super().__init__(*args, **kwargs)
         request = self.context.get("request")
         if request is not None and request.user.is_authenticated:
-            self.fields["run"].queryset = Run.objects.filter(
-                experiment__team__memberships__user=request.user)
+            self.fields["run"].queryset = Run.objects.for_user(request.user)
 
 
 class DiscussionFilterSerializer(serializers.Serializer):

@@ -84,7 +84,7 @@ def _team_to_change(request, team_id) -> Team:
     else:
         if isinstance(team_id, bool) or not isinstance(team_id, int):
             raise ValidationError({"team": ["Give the id of one of your teams."]})
-        team = Team.objects.filter(pk=team_id, memberships__user=request.user).first()
+        team = Team.objects.for_user(request.user).filter(pk=team_id).first()
         if team is None:
             raise ValidationError({"team": ["You are not a member of this team."]})
     require_member(request.user, team.pk)
@@ -96,7 +96,7 @@ def _team_for_upload(request, team_id) -> None:
     Keras process); a team that is not the user's is left to the form's message."""
     team_id = str(team_id)
     if team_id.isascii() and team_id.isdigit() and len(team_id) <= MAX_ID_DIGITS:
-        if Team.objects.filter(pk=team_id, memberships__user=request.user).exists():
+        if Team.objects.for_user(request.user).filter(pk=team_id).exists():
             require_member(request.user, int(team_id))
 
 
@@ -134,7 +134,7 @@ class TeamViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         if anonymous(self):
             return Team.objects.none()
-        return Team.objects.filter(memberships__user=self.request.user)
+        return Team.objects.for_user(self.request.user)
 
     def get_serializer_context(self):
         context = super().get_serializer_context()

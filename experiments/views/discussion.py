@@ -46,7 +46,7 @@ def comment_add(request, pk):
 @require_POST
 def comment_delete(request, pk):
     comment = get_object_or_404(
-        Comment.objects.filter(experiment__team__memberships__user=request.user)
+        Comment.objects.for_user(request.user)
         .select_related("experiment"),
         pk=pk,
     )
@@ -76,7 +76,7 @@ def run_signoff(request, pk):
 @require_POST
 def signoff_revoke(request, pk):
     signoff = get_object_or_404(
-        SignOff.objects.filter(experiment__team__memberships__user=request.user)
+        SignOff.objects.for_user(request.user)
         .select_related("experiment", "run"),
         pk=pk,
     )
