@@ -1,0 +1,58 @@
+"""experiments.access and the team scoping of the models: one answer to "may this user see
+or change this object", for views, services and templates alike."""
+
+from django.contrib.auth.models import AnonymousUser
+
+from experiments.access import may_delete_comment, may_revoke_signoff
+from experiments.models import Comment, Membership, Run, SignOff, Team
+
+
+def _discussed(make_experiment, alice_team, alice):
+    experiment = make_experiment(team=alice_team, user=alice,
+                                 recipes=[{"name": "XLA", "steps": [{"technique": "xla"}]}])
+    run = experiment.runs.get(position=1)
+    comment = Comment.objects.create(experiment=experiment, author=alice, body="First.")
+    signoff = SignOff.objects.create(experiment=experiment, run=run, approved_by=alice,
+                                     model_label="seed_mlp on digits", evidence={})
+    return experiment, comment, signoff
+
+
+def test_it_scopes_runs_comments_and_signoffs_to_the_users_teams(
+        make_experiment, alice_team, alice, bob, charlie):
+    experiment, comment, signoff = _discussed(make_experiment, alice_team, alice)
+
+    for user in (alice, bob):
+        assert set(Run.objects.for_user(user)) == set(experiment.runs.all())
+        assert list(Comment.objects.for_user(user)) == [comment]
+        assert list(SignOff.objects.for_user(user)) == [signoff]
+        assert list(Team.objects.for_user(user)) == [alice_team]
+    for user in (charlie, AnonymousUser()):
+        assert not Run.objects.for_user(user).exists()
+        assert not Comment.objects.for_user(user).exists()
+        assert not SignOff.objects.for_user(user).exists()
+    assert not Team.objects.for_user(AnonymousUser()).exists()
+    assert [team.name for team in Team.objects.for_user(charlie)] == ["Charlie's team"]
+
+
+def test_it_lets_the_author_or_an_admin_delete_a_comment(
+        make_experiment, alice_team, alice, bob, dave):
+    _, comment, _ = _discussed(make_experiment, alice_team, alice)
+    bobs = Comment.objects.create(experiment=comment.experiment, author=bob, body="Mine.")
+
+    assert may_delete_comment(bob, bobs, Membership.Role.VIEWER)  # the author, a viewer
+    assert not may_delete_comment(bob, comment, Membership.Role.VIEWER)
+    assert not may_delete_comment(dave, comment, Membership.Role.MEMBER)
+    assert may_delete_comment(alice, bobs, Membership.Role.ADMIN)
+
+
+def test_it_lets_the_approver_while_a_member_or_an_admin_revoke_a_signoff(
+        make_experiment, alice_team, alice, dave):
+    _, _, signoff = _discussed(make_experiment, alice_team, alice)
+    daves = SignOff(experiment=signoff.experiment, run=signoff.run, approved_by=dave)
+
+    assert may_revoke_signoff(dave, daves, Membership.Role.MEMBER)
+    # Demoted to viewer, the approver can no longer take back what the team relies on.
+    assert not may_revoke_signoff(dave, daves, Membership.Role.VIEWER)
+    assert not may_revoke_signoff(dave, signoff, Membership.Role.MEMBER)
+    assert may_revoke_signoff(alice, daves, Membership.Role.ADMIN)
+    assert not may_revoke_signoff(dave, daves, None)  # no longer in the team
