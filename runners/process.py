@@ -45,6 +45,54 @@ class EngineOutcome:
     events: int = field(default=0)
 
 
+# How a run or a benchmark ended: the values of experiments.models.Run.Status.
+SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
+# What an engine's error or stderr says when the GPU had no memory left for it.
+OUT_OF_GPU_MEMORY_SIGNS = ("RESOURCE_EXHAUSTED", "ResourceExhaustedError",
+                           "CUDA_ERROR_OUT_OF_MEMORY", "out of memory")
+
+
+@dataclass(frozen=True)
+class Ending:
+    """The status a run or a benchmark ends with, and why it failed ("" unless it did)."""
+
+    status: str
+    error: str = ""
+
+
+def engine_ending(outcome: EngineOutcome, *, what: str = "run", device: str = "",
+                  max_seconds=None) -> Ending:
+    """How the engine's run (or benchmark: what="benchmark") ended, from what its child
+    left: cancelled, succeeded, or failed and why. device names what it ran on,
+    max_seconds the time limit it ran under."""
+    # A time limit stops the engine the way a cancel does, and the engine says
+    # "cancelled": the limit is the reason.
+    if outcome.cancelled and not outcome.timed_out:
+        return Ending(CANCELLED)
+    if outcome.returncode == 0 and outcome.result is not None:
+        return Ending(SUCCEEDED)
+    return Ending(FAILED, failure_reason(outcome, what=what, device=device,
+                                         max_seconds=max_seconds))
+
+
+def failure_reason(outcome: EngineOutcome, *, what: str = "run", device: str = "",
+                   max_seconds=None) -> str:
+    """Why the engine gave no result, for the page."""
+    if outcome.timed_out:
+        return f"The {what} took longer than {max_seconds} s."
+    if outcome.error and any(sign in outcome.error + outcome.stderr_tail
+                             for sign in OUT_OF_GPU_MEMORY_SIGNS):
+        return f"The GPU ran out of memory ({device}): {outcome.error}"
+    if outcome.error:
+        return outcome.error
+    if outcome.returncode == -signal.SIGKILL:
+        return ("The engine was killed (SIGKILL), most often by the kernel's "
+                "out-of-memory killer.")
+    if outcome.returncode and outcome.returncode < 0:
+        return f"The engine was killed by signal {-outcome.returncode}."
+    return f"The engine exited with code {outcome.returncode} and no result."
+
+
 def run_engine(spec, *, artifacts_dir=None, on_event=None, on_events=None,
                should_stop=lambda: False, max_seconds=None, env=None, gpu_index=None,
                command="run", telemetry=True, record=None) -> EngineOutcome:

@@ -28,7 +28,7 @@ from experiments.services import (
 from experiments.spec import benchmark_spec, engine_spec
 
 from .hardware import device_for_slot
-from .process import engine_records, run_engine
+from .process import engine_ending, engine_records, run_engine
 
 log = logging.getLogger(__name__)
 
@@ -210,33 +210,15 @@ def _beating(model, pk):
 
 
 def _finish(row, outcome, device, what, **succeeded):
-    """End a run or a benchmark as the engine's outcome says; `succeeded` are the fields
-    stored on success."""
-    # A time limit stops the engine the way a cancel does, and the engine says
-    # "cancelled": the limit is the reason.
-    if outcome.cancelled and not outcome.timed_out:
-        row.mark_finished(Run.Status.CANCELLED, stderr_tail=outcome.stderr_tail)
-    elif outcome.returncode == 0 and outcome.result is not None:
-        row.mark_finished(Run.Status.SUCCEEDED, **succeeded)
+    """End a run or a benchmark as the engine's outcome says (runners.process.engine_ending);
+    `succeeded` are the fields stored on success."""
+    ending = engine_ending(outcome, what=what, device=device,
+                           max_seconds=settings.ACCELWEB_MAX_RUN_SECONDS)
+    status = Run.Status(ending.status)
+    if status == Run.Status.SUCCEEDED:
+        row.mark_finished(status, **succeeded)
     else:
-        row.mark_finished(Run.Status.FAILED, error=_failure(outcome, device, what),
-                          stderr_tail=outcome.stderr_tail)
-
-
-def _failure(outcome, device, what):
-    """Why the engine gave no result, for the page."""
-    if outcome.timed_out:
-        return f"The {what} took longer than {settings.ACCELWEB_MAX_RUN_SECONDS} s."
-    if outcome.error and _out_of_gpu_memory(outcome.error + outcome.stderr_tail):
-        return f"The GPU ran out of memory ({device}): {outcome.error}"
-    if outcome.error:
-        return outcome.error
-    if outcome.returncode == -9:
-        return ("The engine was killed (SIGKILL), most often by the kernel's "
-                "out-of-memory killer.")
-    if outcome.returncode and outcome.returncode < 0:
-        return f"The engine was killed by signal {-outcome.returncode}."
-    return f"The engine exited with code {outcome.returncode} and no result."
+        row.mark_finished(status, error=ending.error, stderr_tail=outcome.stderr_tail)
 
 
 def _engine_record(worker: str) -> Path:
@@ -251,10 +233,3 @@ def pool_slot() -> int:
     from billiard.process import current_process
 
     return getattr(current_process(), "index", 0) or 0
-
-
-def _out_of_gpu_memory(text: str) -> bool:
-    return any(marker in text for marker in (
-        "RESOURCE_EXHAUSTED", "ResourceExhaustedError", "CUDA_ERROR_OUT_OF_MEMORY",
-        "out of memory",
-    ))
