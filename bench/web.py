@@ -785,7 +785,7 @@ def ingest_child(run_id: int, epochs: int) -> None:
     started_at = time.time()
     started = time.perf_counter()
     outcome = process.run_engine({"epochs": epochs}, on_events=on_events,
-                                 should_stop=tasks._beating(Run, run.pk))
+                                 should_stop=tasks._beating(run))
     seconds = time.perf_counter() - started
     run.mark_finished(Run.Status.SUCCEEDED, result=outcome.result)
     stored = RunEvent.objects.filter(run=run, kind="epoch").count()

@@ -230,7 +230,22 @@ class Experiment(models.Model):
         return experiment_group(self.pk)
 
 
-class Run(models.Model):
+class Beating:
+    """The row a runner works on (a run, a benchmark), as its runner keeps it while the
+    engine runs."""
+
+    def heartbeat(self) -> None:
+        """Touch heartbeat_at: what tells the reapers (runners.fleet) its runner is alive."""
+        now = timezone.now()
+        type(self).objects.filter(pk=self.pk).update(heartbeat_at=now)
+        self.heartbeat_at = now
+
+    def cancel_was_requested(self) -> bool:
+        """Whether a cancel was asked for, as the database says now."""
+        return type(self).objects.filter(pk=self.pk, cancel_requested=True).exists()
+
+
+class Run(Beating, models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
@@ -393,7 +408,7 @@ class BenchmarkQuerySet(models.QuerySet):
         return self.filter(status__in=(Run.Status.QUEUED, Run.Status.RUNNING))
 
 
-class Benchmark(models.Model):
+class Benchmark(Beating, models.Model):
     """The benchmark stage of an experiment: every shipped model of its runs measured side
     by side in fresh processes (runners.engine.bench), the baseline twice as the A/A control.
     The newest one that succeeded and measured the runs as they are now gives the

@@ -50,6 +50,12 @@ def device_for_slot(hardware: str, slot: int) -> tuple[str, dict]:
     return f"GPU {index}: {gpu.get('name')}", {"CUDA_VISIBLE_DEVICES": str(index)}
 
 
+def pinned_gpu(env: dict) -> int | None:
+    """The GPU a child environment of device_for_slot is pinned to; None for none."""
+    gpu = env.get("CUDA_VISIBLE_DEVICES")
+    return int(gpu) if gpu and gpu != "-1" else None
+
+
 def gpu_model_queue(model: str) -> str:
     """The queue of one GPU model: "gpu." and the model name in lower-case dashes."""
     slug = "".join(ch if ch.isalnum() else "-" for ch in model.lower()).strip("-")

@@ -11,7 +11,6 @@ from pathlib import Path
 from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
-from django.utils import timezone
 
 from experiments.comparison import measured_key
 from experiments.models import Benchmark, Dataset, Run, UploadedModel
@@ -27,7 +26,7 @@ from experiments.services import (
 )
 from experiments.spec import benchmark_spec, engine_spec
 
-from .hardware import device_for_slot
+from .hardware import device_for_slot, pinned_gpu
 from .process import engine_ending, engine_records, run_engine
 
 log = logging.getLogger(__name__)
@@ -41,6 +40,20 @@ def _upload_path(model, what, pk):
     return upload.file.path
 
 
+def _dataset_path(spec):
+    """The uploaded dataset's file, for an npz spec; None for a bundled dataset."""
+    if spec["dataset"]["name"] != "npz":
+        return None
+    return _upload_path(Dataset, "dataset", spec["dataset"].get("dataset_id"))
+
+
+def _model_path(spec):
+    """The uploaded model's file, for an uploaded-model spec; None for a built-in arch."""
+    if spec["model"]["arch"] != "uploaded":
+        return None
+    return _upload_path(UploadedModel, "model", spec["model"].get("model_id"))
+
+
 @shared_task(bind=True, name="runners.execute_run", acks_late=True)
 def execute_run(self, run_id: int) -> str:
     worker = self.request.hostname or socket.gethostname()
@@ -52,10 +65,7 @@ def execute_run(self, run_id: int) -> str:
 
     spec = run.experiment.spec
     try:
-        dataset_path = _upload_path(Dataset, "dataset", spec["dataset"].get("dataset_id")) \
-            if spec["dataset"]["name"] == "npz" else None
-        model_path = _upload_path(UploadedModel, "model", spec["model"].get("model_id")) \
-            if spec["model"]["arch"] == "uploaded" else None
+        dataset_path, model_path = _dataset_path(spec), _model_path(spec)
     except FileNotFoundError as exc:
         run.mark_finished(Run.Status.FAILED, error=str(exc))
         run_ended(run)
@@ -63,21 +73,19 @@ def execute_run(self, run_id: int) -> str:
 
     artifacts = run.artifacts_dir
     shutil.rmtree(artifacts, ignore_errors=True)
-    should_stop = _beating(Run, run.pk)
-    hardware = run.experiment.spec.get("hardware", "cpu")
-    device, device_env = device_for_slot(hardware, pool_slot())
+    should_stop = _beating(run)
+    device, device_env = device_for_slot(spec.get("hardware", "cpu"), pool_slot())
     Run.objects.filter(pk=run.pk).update(device=device)
-    gpu = device_env.get("CUDA_VISIBLE_DEVICES")
     try:
         outcome = run_engine(
-            engine_spec(run.experiment.spec, run.steps, dataset_path=dataset_path,
+            engine_spec(spec, run.steps, dataset_path=dataset_path,
                         model_path=model_path, replicate=run.replicate),
             artifacts_dir=artifacts,
             on_events=lambda events: run_record_events(run, events),
             should_stop=should_stop,
             max_seconds=settings.ACCELWEB_MAX_RUN_SECONDS,
             env=device_env,
-            gpu_index=int(gpu) if gpu and gpu != "-1" else None,
+            gpu_index=pinned_gpu(device_env),
             record=_engine_record(worker),
         )
     except StoreLost as exc:  # the engine is stopped by now (run_engine)
@@ -119,10 +127,7 @@ def execute_benchmark(self, benchmark_id: int) -> str:
         return benchmark.status
     try:
         spec = benchmark_spec(experiment.spec, runs=[runs[pk] for pk in benchmark.runs],
-                              dataset_path=_upload_path(
-                                  Dataset, "dataset", experiment.spec["dataset"].get(
-                                      "dataset_id"))
-                              if experiment.spec["dataset"]["name"] == "npz" else None)
+                              dataset_path=_dataset_path(experiment.spec))
     except (FileNotFoundError, ValueError) as exc:
         benchmark.mark_finished(Run.Status.FAILED, error=str(exc))
         _benchmark_ended(benchmark)
@@ -159,7 +164,7 @@ def execute_benchmark(self, benchmark_id: int) -> str:
 
     try:
         outcome = run_engine(spec, command="bench", on_event=on_event,
-                             should_stop=_beating(Benchmark, benchmark.pk),
+                             should_stop=_beating(benchmark),
                              max_seconds=settings.ACCELWEB_MAX_RUN_SECONDS, env=device_env,
                              telemetry=False, record=record)
     except Exception as exc:  # never a benchmark stuck "running"
@@ -189,18 +194,19 @@ def _benchmark_ended(benchmark):
     benchmark_if_ready(benchmark.experiment)
 
 
-def _beating(model, pk):
-    """should_stop for run_engine: touches the row's heartbeat every beat interval (what
-    tells the reapers its runner is alive) and says whether a cancel was asked for."""
+def _beating(row):
+    """should_stop for run_engine: beats the heartbeat of the run or benchmark every beat
+    interval (what tells the reapers its runner is alive) and says whether a cancel was
+    asked for."""
     last_beat = [time.monotonic()]
 
     def should_stop():
         now = time.monotonic()
         try:
             if now - last_beat[0] >= settings.ACCELWEB_HEARTBEAT_SECONDS:
-                model.objects.filter(pk=pk).update(heartbeat_at=timezone.now())
+                row.heartbeat()
                 last_beat[0] = now
-            return model.objects.filter(pk=pk, cancel_requested=True).exists()
+            return row.cancel_was_requested()
         except (OperationalError, InterfaceError):
             # A lost connection: a new one next time; the events' store retries on its own.
             close_old_connections()

@@ -14,7 +14,7 @@ from experiments.forms import hardware_choices
 from experiments.models import Run, Worker
 from runners.engine.fingerprint import cpu_flags
 from runners.fleet import reap_stale_runs, worker_announce
-from runners.hardware import device_for_slot, gpu_model_queue, queue_for
+from runners.hardware import device_for_slot, gpu_model_queue, pinned_gpu, queue_for
 from runners.telemetry import Sampler
 
 
@@ -69,6 +69,34 @@ def test_it_leaves_a_run_that_beats(running):
 
     running.refresh_from_db()
     assert running.status == "running"
+
+
+def test_it_keeps_a_run_whose_runner_beats_from_the_reaper(running):
+    Run.objects.filter(pk=running.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=90))
+
+    running.heartbeat()
+
+    assert reap_stale_runs(reaper="w2@host", timeout=60) == []
+    beaten = running.heartbeat_at
+    running.refresh_from_db()
+    assert running.status == "running"
+    assert running.heartbeat_at == beaten
+
+
+def test_it_asks_the_database_whether_a_cancel_was_requested(running):
+    assert not running.cancel_was_requested()
+
+    Run.objects.get(pk=running.pk).request_cancel()
+
+    # This instance was loaded before the cancel; the runner must see it all the same.
+    assert not running.cancel_requested
+    assert running.cancel_was_requested()
+
+
+def test_it_tells_the_telemetry_which_gpu_a_child_is_pinned_to():
+    assert pinned_gpu({"CUDA_VISIBLE_DEVICES": "2"}) == 2
+    assert pinned_gpu({"CUDA_VISIBLE_DEVICES": "-1"}) is None
+    assert pinned_gpu({}) is None
 
 
 def test_it_announces_a_worker_with_its_hardware(db):
