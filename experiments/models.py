@@ -379,27 +379,21 @@ class Run(Beating, models.Model):
             return True
         return False
 
-    def reset_for_rerun(self):
-        """Put an ended run back in the queue with its history cleared."""
-        updated = type(self).objects.filter(pk=self.pk, status__in=self.ENDED).update(
+    def requeue_ended(self):
+        """Put the row of an ended run back in the queue, its fields cleared; False when it
+        had not ended. The rest of its history (events, sign-offs) is for the service to
+        clear: services.run_reset_for_rerun."""
+        fields = dict(
             status=self.Status.QUEUED, progress=0.0, epochs_done=0, worker="",
             cancel_requested=False, result=None, error="", stderr_tail="",
             started_at=None, finished_at=None, heartbeat_at=None, curves={},
             queued_at=timezone.now(),
         )
+        updated = type(self).objects.filter(pk=self.pk, status__in=self.ENDED).update(
+            **fields)
         if updated:
-            self.events.all().delete()
-            # A sign-off rests on the results it saw; the new ones must earn their own. Every
-            # recipe was compared with the baseline, so a baseline re-run takes them all.
-            if self.is_baseline:
-                SignOff.objects.filter(experiment=self.experiment_id).withdraw(
-                    reason="the baseline was run again")
-            else:
-                # A sign-off sits on the recipe's first replicate and rests on them all.
-                SignOff.objects.filter(
-                    experiment=self.experiment_id, run__position=self.position
-                ).withdraw(reason="the run was run again")
-            self.refresh_from_db()
+            for name, value in fields.items():
+                setattr(self, name, value)
         return bool(updated)
 
 

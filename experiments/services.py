@@ -520,9 +520,33 @@ def benchmark_cancel(benchmark: Benchmark) -> bool:
                 .update(cancel_requested=True))
 
 
+def run_reset_for_rerun(run: Run) -> bool:
+    """Put an ended run back in the queue with its history cleared: its events, and the
+    sign-offs that rested on its results. False (and nothing changed) when it had not
+    ended."""
+    # No savepoint of its own inside run_rerun's transaction; a transaction when alone.
+    with transaction.atomic(savepoint=False):
+        if not run.requeue_ended():
+            return False
+        run.events.all().delete()
+        # A sign-off rests on the results it saw; the new ones must earn their own. Every
+        # recipe was compared with the baseline, so a baseline re-run takes them all.
+        if run.is_baseline:
+            SignOff.objects.filter(experiment=run.experiment_id).withdraw(
+                reason="the baseline was run again")
+        else:
+            # A sign-off sits on the recipe's first replicate and rests on them all.
+            SignOff.objects.filter(
+                experiment=run.experiment_id, run__position=run.position
+            ).withdraw(reason="the run was run again")
+        # The row as stored now, for the broadcast of its state.
+        run.refresh_from_db()
+    return True
+
+
 def run_rerun(run: Run) -> bool:
     with transaction.atomic():
-        changed = run.reset_for_rerun()
+        changed = run_reset_for_rerun(run)
         if changed:
             run_enqueue(run)
     if changed:

@@ -216,6 +216,35 @@ def test_it_does_not_rerun_a_run_that_has_not_ended(run, django_capture_on_commi
     assert callbacks == []
 
 
+def test_it_clears_a_runs_history_without_queueing_it(run, django_capture_on_commit_callbacks):
+    Run.claim(run.pk, worker="celery@one")
+    services.run_record_event(run, {"event": "epoch", "epoch": 1, "loss": 0.5})
+    run.mark_finished(Run.Status.CANCELLED)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert services.run_reset_for_rerun(run)
+
+    assert run.status == Run.Status.QUEUED
+    assert not RunEvent.objects.filter(run=run).exists()
+    assert callbacks == []  # sending it is run_rerun's
+    assert not services.run_reset_for_rerun(run)  # queued, not ended
+
+
+def test_it_requeues_the_row_alone_and_leaves_the_history_to_the_service(run):
+    Run.claim(run.pk, worker="celery@one")
+    services.run_record_event(run, {"event": "epoch", "epoch": 1, "loss": 0.5})
+    run.mark_finished(Run.Status.FAILED, error="boom", stderr_tail="Traceback")
+
+    assert run.requeue_ended()
+
+    assert (run.status, run.error, run.stderr_tail, run.worker) == (
+        Run.Status.QUEUED, "", "", "")
+    stored = Run.objects.get(pk=run.pk)
+    assert (stored.status, stored.error, stored.finished_at) == (Run.Status.QUEUED, "", None)
+    assert stored.events.count() == 1
+    assert not run.requeue_ended()
+
+
 # Events
 
 
