@@ -107,6 +107,8 @@ class DatasetAdmin(admin.ModelAdmin):
     search_fields = ["name", "team__name"]
     readonly_fields = ["input_shape", "num_classes", "train_samples", "test_samples",
                        "size_bytes"]
+    # In this order: TeamUpload's fields would come first otherwise.
+    fields = ["team", "name", "file", "uploaded_by", "created_at", *readonly_fields]
 
 
 @admin.register(UploadedModel)
@@ -116,6 +118,8 @@ class UploadedModelAdmin(admin.ModelAdmin):
     list_filter = ["team"]
     search_fields = ["name", "team__name"]
     readonly_fields = ["input_shape", "num_classes", "params", "layers", "size_bytes"]
+    # In this order: TeamUpload's fields would come first otherwise.
+    fields = ["team", "name", "file", "facts", "uploaded_by", "created_at", *readonly_fields]
 
 
 @admin.register(Comment)

@@ -72,16 +72,12 @@ class Membership(models.Model):
         return f"{self.user} in {self.team} ({self.role})"
 
 
-class Dataset(models.Model):
-    """An uploaded .npz in keras.datasets layout, checked on upload."""
+class TeamUpload(models.Model):
+    """A file a team uploaded, checked on upload: a dataset (Dataset) or a model
+    (UploadedModel). Each kind names its own team relation, folder and input description
+    (team, file, input_shape, num_classes), and adds what its check found."""
 
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="datasets")
     name = models.CharField(max_length=200)
-    file = models.FileField(upload_to="datasets/%Y/%m/")
-    input_shape = models.JSONField()
-    num_classes = models.PositiveIntegerField()
-    train_samples = models.PositiveIntegerField()
-    test_samples = models.PositiveIntegerField()
     size_bytes = models.PositiveBigIntegerField()
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
@@ -91,6 +87,7 @@ class Dataset(models.Model):
     objects = TeamScopedQuerySet.as_manager()
 
     class Meta:
+        abstract = True
         ordering = ["-created_at"]
 
     def __str__(self):
@@ -99,6 +96,17 @@ class Dataset(models.Model):
     @property
     def shape_label(self):
         return "x".join(str(d) for d in self.input_shape)
+
+
+class Dataset(TeamUpload):
+    """An uploaded .npz in keras.datasets layout, checked on upload."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="datasets")
+    file = models.FileField(upload_to="datasets/%Y/%m/")
+    input_shape = models.JSONField()
+    num_classes = models.PositiveIntegerField()
+    train_samples = models.PositiveIntegerField()
+    test_samples = models.PositiveIntegerField()
 
     @cached_property
     def training_split(self):
@@ -131,12 +139,11 @@ class Dataset(models.Model):
                 f"{train + validation:,} training samples)")
 
 
-class UploadedModel(models.Model):
+class UploadedModel(TeamUpload):
     """A native .keras file a team uploaded; loaded with safe_mode on upload, so a Lambda
     layer or an unknown custom object never got this far."""
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="uploaded_models")
-    name = models.CharField(max_length=200)
     file = models.FileField(upload_to="models/%Y/%m/")
     input_shape = models.JSONField(help_text="Without the batch dimension.")
     num_classes = models.PositiveIntegerField(help_text="Units of the output layer.")
@@ -146,23 +153,6 @@ class UploadedModel(models.Model):
         null=True, blank=True,
         help_text="Layer classes, straight chain, nested models (runners.engine.modelfile."
                   "facts); the recipe checks use them. Empty for models checked before.")
-    size_bytes = models.PositiveBigIntegerField()
-    uploaded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
-    created_at = models.DateTimeField(default=timezone.now)
-
-    objects = TeamScopedQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self):
-        return self.name
-
-    @property
-    def shape_label(self):
-        return "x".join(str(d) for d in self.input_shape)
 
 
 def spec_techniques(spec) -> str:
