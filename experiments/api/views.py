@@ -26,14 +26,15 @@ from ..access import (
 )
 from ..forms import DatasetUploadForm, ModelUploadForm
 from ..listings import (
-    RUN_BULK,
     IdsFirstPagination,
     RunCursorPagination,
-    runs_of_teams,
+    experiments_of_teams,
+    roles_of,
+    runs_listed,
     team_ids_of,
     with_run_counts,
 )
-from ..models import Dataset, Experiment, Membership, Recipe, Run, Team, UploadedModel
+from ..models import Dataset, Experiment, Recipe, Run, Team, UploadedModel
 from ..selectors import (
     benchmark_state,
     experiment_benchmarks,
@@ -139,8 +140,7 @@ class TeamViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_serializer_context(self):
         context = super().get_serializer_context()
         if not anonymous(self):
-            context["roles"] = dict(Membership.objects.filter(user=self.request.user)
-                                    .values_list("team_id", "role"))
+            context["roles"] = roles_of(self.request.user)
         return context
 
     @extend_schema(
@@ -209,14 +209,7 @@ class ExperimentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         if anonymous(self):
             return Experiment.objects.none()
-        # Newest first, read in the order of the index on (team, -created_at, -id); the
-        # spec and the evidence are the detail's, not the list's.
-        return (
-            Experiment.objects.filter(team__in=team_ids_of(self.request.user))
-            .select_related("team", "created_by")
-            .defer("spec", "evidence")
-            .order_by("-created_at", "-pk")
-        )
+        return experiments_of_teams(team_ids_of(self.request.user))
 
     def list(self, request):
         # The page first, then its runs counted: counting in the page's query would group
@@ -289,18 +282,14 @@ class RunViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         if anonymous(self):
             return Run.objects.none()
-        return runs_of_teams(team_ids_of(self.request.user)).defer(*RUN_BULK)
+        return runs_listed(team_ids_of(self.request.user))
 
     @extend_schema(parameters=[s.RunFilterSerializer], responses={200: s.RunSerializer(many=True),
                                                                    400: ERRORS})
     def list(self, request):
         query = s.RunFilterSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        runs = self.get_queryset()
-        if "experiment" in query.validated_data:
-            runs = runs.filter(experiment_id=query.validated_data["experiment"])
-        if "status" in query.validated_data:
-            runs = runs.filter(status=query.validated_data["status"])
+        runs = runs_listed(team_ids_of(request.user), **query.validated_data)
         page = self.paginate_queryset(runs)
         return self.get_paginated_response(s.RunSerializer(page, many=True).data)
 

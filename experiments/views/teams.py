@@ -7,24 +7,16 @@ from .. import services
 from ..access import team_to_manage
 from ..forms import MemberAddForm
 from ..models import Membership
+from ..selectors import teams_overview
 
 
 @login_required
 def team_list(request):
     if not request.user.teams.exists():
         services.team_for_user(request.user)
-    memberships = (
-        Membership.objects.filter(user=request.user).select_related("team").order_by("team__name")
-    )
-    managed = [m.team_id for m in memberships if m.role == Membership.Role.ADMIN]
-    members = (
-        Membership.objects.filter(team__in=managed).select_related("user").order_by("user__username")
-    )
-    by_team = {}
-    for membership in members:
-        by_team.setdefault(membership.team_id, []).append(membership)
-    teams = [{"membership": m, "members": by_team.get(m.team_id),
-              "form": MemberAddForm(prefix=f"team{m.team_id}")} for m in memberships]
+    teams = [{"membership": m, "members": members,
+              "form": MemberAddForm(prefix=f"team{m.team_id}")}
+             for m, members in teams_overview(request.user)]
     return render(request, "experiments/teams.html",
                   {"teams": teams, "roles": Membership.Role.choices})
 
