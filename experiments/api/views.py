@@ -19,7 +19,7 @@ from .. import services
 from ..access import (
     MAX_ID_DIGITS,
     experiment_for_user,
-    require_member,
+    require_change,
     run_for_user,
     run_to_change,
     team_to_manage,
@@ -77,9 +77,10 @@ class JSONParser(parsers.JSONParser):
             raise ParseError("JSON parse error - nested too deeply") from None
 
 
-def _team_to_change(request, team_id) -> Team:
+def _team_named(request, team_id) -> Team:
     """The team a write goes to: the one named by id (the user's), else the first one.
-    Raises 400 for a team that is not the user's, 403 for a viewer."""
+    Raises 400 for a team that is not the user's; a viewer's write is the service's to
+    refuse (a 403)."""
     if team_id is None:
         team = services.team_for_user(request.user)
     else:
@@ -88,17 +89,17 @@ def _team_to_change(request, team_id) -> Team:
         team = Team.objects.for_user(request.user).filter(pk=team_id).first()
         if team is None:
             raise ValidationError({"team": ["You are not a member of this team."]})
-    require_member(request.user, team.pk)
     return team
 
 
 def _team_for_upload(request, team_id) -> None:
     """A viewer's upload is a 403 before its file is inspected (a .keras check starts a
-    Keras process); a team that is not the user's is left to the form's message."""
+    Keras process): the service's own rule, asked early. A team that is not the user's
+    is left to the form's message."""
     team_id = str(team_id)
     if team_id.isascii() and team_id.isdigit() and len(team_id) <= MAX_ID_DIGITS:
         if Team.objects.for_user(request.user).filter(pk=team_id).exists():
-            require_member(request.user, int(team_id))
+            require_change(request.user, int(team_id))
 
 
 def _upload_form(request, form_class):
@@ -166,7 +167,8 @@ class TeamViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         existed = team.memberships.filter(
             user__username=data.validated_data["username"]).exists()
         try:
-            membership = services.team_member_add(team=team, **data.validated_data)
+            membership = services.team_member_add(team=team, user=request.user,
+                                                  **data.validated_data)
         except ValueError as exc:
             raise ValidationError({"username": [str(exc)]}) from None
         return Response(s.MembershipSerializer(membership).data,
@@ -189,11 +191,12 @@ class TeamViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                                        pk=membership_id)
         try:
             if request.method == "DELETE":
-                services.team_member_remove(membership=membership)
+                services.team_member_remove(membership=membership, user=request.user)
                 return Response(status=status.HTTP_204_NO_CONTENT)
             data = s.MemberRoleSerializer(data=request.data)
             data.is_valid(raise_exception=True)
-            services.team_member_set_role(membership=membership, **data.validated_data)
+            services.team_member_set_role(membership=membership, user=request.user,
+                                          **data.validated_data)
         except ValueError as exc:  # the team's last admin
             raise ValidationError({"role": [str(exc)]}) from None
         return Response(s.MembershipSerializer(membership).data)
@@ -238,7 +241,7 @@ class ExperimentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         if not isinstance(request.data, dict):
             raise ValidationError({"spec": ["The spec must be a JSON object."]})
         spec = dict(request.data)
-        team = _team_to_change(request, spec.pop("team", None))
+        team = _team_named(request, spec.pop("team", None))
         try:
             experiment = services.experiment_create(team=team, user=request.user, spec=spec)
         except DjangoValidationError as exc:
@@ -263,9 +266,8 @@ class ExperimentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def rebenchmark(self, request, pk):
         experiment = experiment_for_user(request.user, pk)
-        require_member(request.user, experiment.team_id)
         try:
-            services.benchmark_if_ready(experiment, user=request.user, force=True)
+            services.experiment_rebenchmark(experiment=experiment, user=request.user)
         except services.BenchmarkRefused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(self._detail(experiment), status=status.HTTP_202_ACCEPTED)
@@ -305,8 +307,8 @@ class RunViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk):
-        run = run_to_change(request.user, pk)
-        if not services.run_cancel(run):
+        run = run_for_user(request.user, pk)
+        if not services.run_cancel(run, user=request.user):
             return Response({"detail": "This run has already ended."},
                             status=status.HTTP_409_CONFLICT)
         return Response(s.RunDetailSerializer(run).data)
@@ -362,7 +364,7 @@ class RecipeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         data = s.RecipeCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         team = data.validated_data.get("team")
-        team = _team_to_change(request, team.pk if team else None)
+        team = _team_named(request, team.pk if team else None)
         recipe, created = services.recipe_save(
             team=team, user=request.user, name=data.validated_data["name"],
             steps=data.validated_data["steps"],
@@ -373,9 +375,8 @@ class RecipeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     @extend_schema(responses={204: None, 403: FORBIDDEN, 404: NOT_FOUND})
     def destroy(self, request, pk):
-        recipe = get_object_or_404(self.get_queryset(), pk=pk)
-        require_member(request.user, recipe.team_id)
-        recipe.delete()
+        services.recipe_delete(recipe=get_object_or_404(self.get_queryset(), pk=pk),
+                               user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from runners.engine import public
 
 from .. import selectors, services
-from ..access import can_change, experiment_for_user, require_member, run_for_user, run_to_change
+from ..access import Denied, experiment_for_user, may_change, run_for_user, run_to_change
 from ..comparison import advice_checks, baseline_chance, noise_floor
 from ..forms import DatasetUploadForm, ExperimentForm, RecipeForm
 from ..models import Dataset, Recipe
@@ -82,11 +82,12 @@ def experiment_new(request):
     team = None
     if request.method == "POST" and form.is_valid():
         team = form.cleaned_data["team"]
-        if not can_change(request.user, team.pk):
-            form.add_error("team", "Viewers cannot start experiments in this team.")
-        else:
+        try:
             experiment = services.experiment_create(team=team, user=request.user,
                                                     spec=form.spec)
+        except Denied:
+            form.add_error("team", "Viewers cannot start experiments in this team.")
+        else:
             messages.success(request, f"Queued {experiment.runs.count()} runs.")
             return redirect(experiment)
     status = 400 if request.method == "POST" else 200
@@ -172,7 +173,7 @@ def _results_context(experiment, user):
         "curve_columns": CURVE_COLUMNS,
         "curve_rows": curve_rows,
         # Viewers get no buttons the server would refuse them.
-        "can_change": can_change(user, experiment.team_id),
+        "can_change": may_change(user, experiment.team_id),
     }
 
 
@@ -215,9 +216,8 @@ def experiment_curves_json(request, pk):
 def experiment_rebenchmark(request, pk):
     """Measure the experiment's models again (the benchmark stage only, no training)."""
     experiment = experiment_for_user(request.user, pk)
-    require_member(request.user, experiment.team_id)
     try:
-        services.benchmark_if_ready(experiment, user=request.user, force=True)
+        services.experiment_rebenchmark(experiment=experiment, user=request.user)
     except services.BenchmarkRefused as exc:
         messages.warning(request, str(exc))
     else:
@@ -262,8 +262,8 @@ def experiment_export(request, pk, fmt):
 @login_required
 @require_POST
 def run_cancel(request, pk):
-    run = run_to_change(request.user, pk)
-    if services.run_cancel(run):
+    run = run_for_user(request.user, pk)
+    if services.run_cancel(run, user=request.user):
         messages.info(request, f"Cancelling “{run.name}”.")
     else:
         messages.warning(request, f"“{run.name}” has already ended.")
@@ -291,7 +291,7 @@ def run_detail(request, pk):
         "run": run, "experiment": run.experiment, "result": result, "artifacts": artifacts,
         "result_json": json.dumps(result, indent=2, sort_keys=True),
         "recipe_form": RecipeForm(initial={"name": run.name}),
-        "can_change": can_change(request.user, run.experiment.team_id),
+        "can_change": may_change(request.user, run.experiment.team_id),
     })
 
 
@@ -333,10 +333,8 @@ def recipe_list(request):
         services.team_for_user(request.user)
     form = RecipeForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
-        team = form.cleaned_data["team"]
-        require_member(request.user, team.pk)
         recipe, created = services.recipe_save(
-            team=team, user=request.user, name=form.cleaned_data["name"],
+            team=form.cleaned_data["team"], user=request.user, name=form.cleaned_data["name"],
             steps=form.cleaned_data["steps_json"], description=form.cleaned_data["description"],
         )
         messages.success(request, f"{'Saved' if created else 'Updated'} “{recipe.name}”.")
@@ -351,8 +349,7 @@ def recipe_list(request):
 @require_POST
 def recipe_delete(request, pk):
     recipe = get_object_or_404(Recipe.objects.for_user(request.user), pk=pk)
-    require_member(request.user, recipe.team_id)
-    recipe.delete()
+    services.recipe_delete(recipe=recipe, user=request.user)
     messages.info(request, f"Deleted “{recipe.name}”.")
     return redirect("recipe_list")
 
@@ -384,20 +381,21 @@ def dataset_list(request):
     if not request.user.teams.exists():
         services.team_for_user(request.user)
     if request.method == "POST" and form.is_valid():
-        if not can_change(request.user, form.cleaned_data["team"].pk):
+        try:
+            dataset = services.dataset_create(
+                team=form.cleaned_data["team"], user=request.user,
+                name=form.cleaned_data["name"], upload=form.cleaned_data["file"],
+                description=form.description,
+            )
+        except Denied:
             form.add_error("team", "Viewers cannot upload to this team.")
-    if request.method == "POST" and form.is_valid():
-        dataset = services.dataset_create(
-            team=form.cleaned_data["team"], user=request.user,
-            name=form.cleaned_data["name"], upload=form.cleaned_data["file"],
-            description=form.description,
-        )
-        split = Dataset.split_text(form.description["train_samples"],
-                                   form.description["validation_samples"])
-        messages.success(request, f"Uploaded “{dataset.name}” ({dataset.shape_label}, "
-                                  f"{dataset.num_classes} classes): {split}, "
-                                  f"{dataset.test_samples:,} test.")
-        return redirect("dataset_list")
+        else:
+            split = Dataset.split_text(form.description["train_samples"],
+                                       form.description["validation_samples"])
+            messages.success(request, f"Uploaded “{dataset.name}” ({dataset.shape_label}, "
+                                      f"{dataset.num_classes} classes): {split}, "
+                                      f"{dataset.test_samples:,} test.")
+            return redirect("dataset_list")
     datasets = Dataset.objects.for_user(request.user).select_related("team")
     status = 400 if request.method == "POST" else 200
     return render(request, "experiments/datasets.html",

@@ -29,7 +29,8 @@ def team_member_add(request, pk):
     if form.is_valid():
         try:
             membership = services.team_member_add(
-                team=team, username=form.cleaned_data["username"], role=form.cleaned_data["role"]
+                team=team, user=request.user, username=form.cleaned_data["username"],
+                role=form.cleaned_data["role"],
             )
         except ValueError as exc:
             messages.error(request, str(exc))
@@ -49,10 +50,11 @@ def team_member_update(request, pk, membership_id):
     role = request.POST.get("role", "")
     try:
         if role == "remove":
-            services.team_member_remove(membership=membership)
+            services.team_member_remove(membership=membership, user=request.user)
             messages.info(request, f"Removed {membership.user} from {team}.")
         else:
-            services.team_member_set_role(membership=membership, role=role)
+            services.team_member_set_role(membership=membership, user=request.user,
+                                          role=role)
             messages.success(request, f"{membership.user} is now a {role} of {team}.")
     except ValueError as exc:
         messages.error(request, str(exc))

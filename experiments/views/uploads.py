@@ -15,7 +15,8 @@ from ..uploadhandlers import files_over_limit
 def model_list(request):
     if not request.user.teams.exists():
         services.team_for_user(request.user)
-    # Viewers are refused by the form (ModelUploadForm.clean_team), before the model check.
+    # A viewer is refused by the form (ModelUploadForm.clean_team asks the service's rule
+    # early), before the Keras check; uploaded_model_create decides.
     form = ModelUploadForm(
         request.POST or None, request.FILES or None, user=request.user,
         max_bytes=settings.ACCELWEB_MAX_UPLOAD_BYTES, over_limit=files_over_limit(request),
