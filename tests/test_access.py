@@ -3,7 +3,13 @@ or change this object", for views, services and templates alike."""
 
 from django.contrib.auth.models import AnonymousUser
 
-from experiments.access import may_delete_comment, may_revoke_signoff
+from experiments.access import (
+    may_change,
+    may_comment,
+    may_delete_comment,
+    may_manage,
+    may_revoke_signoff,
+)
 from experiments.models import Comment, Membership, Run, SignOff, Team
 
 
@@ -56,3 +62,13 @@ def test_it_lets_the_approver_while_a_member_or_an_admin_revoke_a_signoff(
     assert not may_revoke_signoff(dave, signoff, Membership.Role.MEMBER)
     assert may_revoke_signoff(alice, daves, Membership.Role.ADMIN)
     assert not may_revoke_signoff(dave, daves, None)  # no longer in the team
+
+
+def test_it_answers_what_each_role_may_do(alice_team, alice, bob, dave, charlie):
+    # (change: create, run, cancel, sign off; manage: the members; comment)
+    expected = {alice: (True, True, True), dave: (True, False, True),
+                bob: (False, False, True), charlie: (False, False, False),
+                AnonymousUser(): (False, False, False), None: (False, False, False)}
+    for user, answers in expected.items():
+        assert (may_change(user, alice_team.pk), may_manage(user, alice_team.pk),
+                may_comment(user, alice_team.pk)) == answers, user
