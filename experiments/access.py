@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from .models import Experiment, Membership, Run, Team
+from .models import Comment, Experiment, Membership, Run, SignOff, Team
 
 CHANGE_ROLES = (Membership.Role.MEMBER, Membership.Role.ADMIN)
 
@@ -79,6 +79,26 @@ def run_for_user(user, pk) -> Run:
         Run.objects.for_user(user).select_related("experiment", "experiment__team"),
         pk=pk,
     )
+
+
+def own_team(user, pk) -> Team | None:
+    """One of the user's teams, by id, or None."""
+    return Team.objects.for_user(user).filter(pk=pk).first()
+
+
+def comment_for_user(user, pk) -> Comment:
+    return get_object_or_404(Comment.objects.for_user(user).select_related("experiment"),
+                             pk=pk)
+
+
+def signoff_for_user(user, pk) -> SignOff:
+    return get_object_or_404(
+        SignOff.objects.for_user(user).select_related("experiment", "run"), pk=pk)
+
+
+def membership_in(team, pk) -> Membership:
+    """One of the team's memberships (with its user), else a 404."""
+    return get_object_or_404(team.memberships.select_related("user"), pk=pk)
 
 
 def run_to_change(user, pk) -> Run:

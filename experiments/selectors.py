@@ -605,3 +605,36 @@ def experiment_report(experiment) -> dict:
         "withdrawn": experiment.withdrawn_signoffs.select_related("run", "approved_by",
                                                                   "withdrawn_by"),
     }
+
+
+# The team's library and uploads, and an experiment as the API details it.
+
+
+def recipes_of(user):
+    """The recipe libraries of the user's teams."""
+    from .models import Recipe
+
+    return Recipe.objects.for_user(user).select_related("team", "created_by")
+
+
+def uploads_of(model, user):
+    """The datasets or .keras models (`model`) uploaded to the user's teams."""
+    return model.objects.for_user(user).select_related("team", "uploaded_by")
+
+
+def team_members(team):
+    """The team's memberships, by user name."""
+    return team.memberships.select_related("user").order_by("user__username")
+
+
+def experiment_detail(experiment) -> dict:
+    """What the API's experiment detail adds to the experiment: its runs prefetched
+    without their stored curves (the detail shows none), the benchmark stage, and the
+    comparison."""
+    from django.db.models import Prefetch, prefetch_related_objects
+
+    prefetch_related_objects([experiment], Prefetch("runs", Run.objects.defer("curves")))
+    runs = list(experiment.runs.all())
+    benchmarks = experiment_benchmarks(experiment)
+    return {"benchmark": benchmark_state(benchmarks[0] if benchmarks else None),
+            "comparison": experiment_comparison(experiment, runs, benchmarks)}

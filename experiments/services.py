@@ -614,9 +614,9 @@ def recipe_delete(*, recipe: Recipe, user) -> None:
     recipe.delete()
 
 
-def team_member_add(*, team: Team, user, username: str, role: str) -> Membership:
+def team_member_add(*, team: Team, user, username: str, role: str):
     """An admin adds an existing user to the team, or changes the role of one already in
-    it; anyone else is refused (Denied)."""
+    it: (membership, created). Anyone else is refused (Denied)."""
     require_manage(user, team.pk)
     added = get_user_model().objects.filter(username=username).first()
     if added is None:
@@ -624,8 +624,8 @@ def team_member_add(*, team: Team, user, username: str, role: str) -> Membership
     membership = Membership.objects.filter(team=team, user=added).first()
     if membership is not None:
         _member_set_role(membership, role)
-        return membership
-    return Membership.objects.create(team=team, user=added, role=role)
+        return membership, False
+    return Membership.objects.create(team=team, user=added, role=role), True
 
 
 def _other_admins(membership: Membership) -> bool:

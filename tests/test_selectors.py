@@ -9,8 +9,10 @@ from experiments import listings, selectors
 from experiments.models import (
     Benchmark,
     Comment,
+    Dataset,
     Experiment,
     Membership,
+    Recipe,
     Run,
     RunEvent,
     SignOff,
@@ -194,3 +196,30 @@ def test_the_api_lists_keep_to_the_teams(alice, alice_team, charlie, experiment,
     assert listings.roles_of(alice) == {alice_team.pk: "admin"}
     assert not Experiment.objects.filter(pk__in=[e.pk for e in listings.experiments_of_teams(
         listings.team_ids_of(charlie))]).exclude(pk=charlies.pk).exists()
+
+
+# The library, the uploads, the members and the API's detail
+
+
+def test_the_library_and_uploads_keep_to_the_teams(alice, alice_team, bob, charlie,
+                                                   charlie_team, make_dataset):
+    recipe = Recipe.objects.create(team=alice_team, name="xla", steps=XLA, created_by=alice)
+    Recipe.objects.create(team=charlie_team, name="secret", steps=XLA)
+    blobs = make_dataset(team=alice_team)
+    make_dataset(team=charlie_team, name="secret")
+
+    assert list(selectors.recipes_of(bob)) == [recipe]
+    assert list(selectors.uploads_of(Dataset, bob)) == [blobs]
+    assert [r.name for r in selectors.recipes_of(charlie)] == ["secret"]
+    assert [m.user.username for m in selectors.team_members(alice_team)] == ["alice", "bob"]
+
+
+def test_experiment_detail_has_the_benchmark_and_the_comparison(experiment):
+    assert selectors.experiment_detail(experiment) == {"benchmark": None, "comparison": []}
+    benchmark = Benchmark.objects.create(experiment=experiment, status="queued")
+
+    detail = selectors.experiment_detail(experiment)
+
+    assert (detail["benchmark"]["id"], detail["benchmark"]["status"]) == (benchmark.pk,
+                                                                          "queued")
+    assert [run.name for run in experiment.runs.all()] == ["baseline", "XLA"]

@@ -118,11 +118,16 @@ def test_it_lets_only_admins_manage_members(alice, alice_team, bob, charlie, dav
     assert bobs.role == "viewer"
     assert not Membership.objects.filter(user__username="erin").exists()
 
-    erins = services.team_member_add(team=alice_team, user=alice, username="erin",
-                                     role="viewer")
+    erins, created = services.team_member_add(team=alice_team, user=alice, username="erin",
+                                              role="viewer")
+    assert created
     services.team_member_set_role(membership=erins, user=alice, role="member")
     erins.refresh_from_db()
     assert erins.role == "member"
+    # Added again: the role changes, no second membership.
+    again, created = services.team_member_add(team=alice_team, user=alice, username="erin",
+                                              role="admin")
+    assert (again.pk, again.role, created) == (erins.pk, "admin", False)
     services.team_member_remove(membership=bobs, user=alice)
     assert not Membership.objects.filter(pk=bobs.pk).exists()
 

@@ -5,7 +5,6 @@ the access helpers, as the pages do: another team's object is a 404, a viewer's 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Prefetch, prefetch_related_objects
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, parsers, status, views, viewsets
@@ -19,6 +18,8 @@ from .. import services
 from ..access import (
     MAX_ID_DIGITS,
     experiment_for_user,
+    membership_in,
+    own_team,
     require_change,
     run_for_user,
     run_to_change,
@@ -36,10 +37,11 @@ from ..listings import (
 )
 from ..models import Dataset, Experiment, Recipe, Run, Team, UploadedModel
 from ..selectors import (
-    benchmark_state,
-    experiment_benchmarks,
-    experiment_comparison,
+    experiment_detail,
+    recipes_of,
     run_series,
+    team_members,
+    uploads_of,
 )
 from ..uploadhandlers import files_over_limit
 from . import serializers as s
@@ -86,7 +88,7 @@ def _team_named(request, team_id) -> Team:
     else:
         if isinstance(team_id, bool) or not isinstance(team_id, int):
             raise ValidationError({"team": ["Give the id of one of your teams."]})
-        team = Team.objects.for_user(request.user).filter(pk=team_id).first()
+        team = own_team(request.user, team_id)
         if team is None:
             raise ValidationError({"team": ["You are not a member of this team."]})
     return team
@@ -98,7 +100,7 @@ def _team_for_upload(request, team_id) -> None:
     is left to the form's message."""
     team_id = str(team_id)
     if team_id.isascii() and team_id.isdigit() and len(team_id) <= MAX_ID_DIGITS:
-        if Team.objects.for_user(request.user).filter(pk=team_id).exists():
+        if own_team(request.user, team_id) is not None:
             require_change(request.user, int(team_id))
 
 
@@ -159,20 +161,17 @@ class TeamViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def members(self, request, pk):
         if request.method == "GET":
             team = get_object_or_404(self.get_queryset(), pk=pk)
-            members = team.memberships.select_related("user").order_by("user__username")
-            return Response(s.MembershipSerializer(members, many=True).data)
+            return Response(s.MembershipSerializer(team_members(team), many=True).data)
         team = team_to_manage(request.user, pk)
         data = s.MemberAddSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        existed = team.memberships.filter(
-            user__username=data.validated_data["username"]).exists()
         try:
-            membership = services.team_member_add(team=team, user=request.user,
-                                                  **data.validated_data)
+            membership, created = services.team_member_add(team=team, user=request.user,
+                                                           **data.validated_data)
         except ValueError as exc:
             raise ValidationError({"username": [str(exc)]}) from None
         return Response(s.MembershipSerializer(membership).data,
-                        status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(
         methods=["patch"], summary="Change a member's role (admins only)",
@@ -187,8 +186,7 @@ class TeamViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             url_name="member", serializer_class=s.MembershipSerializer)
     def member(self, request, pk, membership_id):
         team = team_to_manage(request.user, pk)
-        membership = get_object_or_404(team.memberships.select_related("user"),
-                                       pk=membership_id)
+        membership = membership_in(team, membership_id)
         try:
             if request.method == "DELETE":
                 services.team_member_remove(membership=membership, user=request.user)
@@ -221,13 +219,7 @@ class ExperimentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     def _detail(self, experiment):
-        # Without the stored curves: the detail shows none of them.
-        prefetch_related_objects([experiment], Prefetch("runs", Run.objects.defer("curves")))
-        runs = list(experiment.runs.all())
-        benchmarks = experiment_benchmarks(experiment)
-        context = {**self.get_serializer_context(),
-                   "benchmark": benchmark_state(benchmarks[0] if benchmarks else None),
-                   "comparison": experiment_comparison(experiment, runs, benchmarks)}
+        context = {**self.get_serializer_context(), **experiment_detail(experiment)}
         return s.ExperimentDetailSerializer(experiment, context=context).data
 
     @extend_schema(
@@ -352,7 +344,7 @@ class RecipeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     def get_queryset(self):
         if anonymous(self):
             return Recipe.objects.none()
-        return Recipe.objects.for_user(self.request.user).select_related("team", "created_by")
+        return recipes_of(self.request.user)
 
     @extend_schema(
         summary="Save a recipe in a team's library (a recipe of the same name is replaced)",
@@ -392,8 +384,7 @@ class _UploadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def get_queryset(self):
         if anonymous(self):
             return self.model.objects.none()
-        return self.model.objects.for_user(self.request.user).select_related(
-            "team", "uploaded_by")
+        return uploads_of(self.model, self.request.user)
 
     def create(self, request):
         form = _upload_form(request, self.form_class)

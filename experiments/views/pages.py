@@ -27,7 +27,9 @@ from ..selectors import (
     home_overview,
     page_runs,
     queue_depths_remembered,
+    recipes_of,
     runners_overview,
+    uploads_of,
 )
 from ..techniques import catalog, presets
 from ..uploadhandlers import files_over_limit
@@ -69,8 +71,7 @@ def home(request):
 
 @login_required
 def experiment_new(request):
-    if not request.user.teams.exists():
-        services.team_for_user(request.user)
+    services.team_for_user(request.user)  # a user without a team gets one
     initial = {}
     if request.GET.get("dataset") in public.PUBLIC:
         initial.update(dataset=request.GET["dataset"])
@@ -329,8 +330,7 @@ def run_save_recipe(request, pk):
 
 @login_required
 def recipe_list(request):
-    if not request.user.teams.exists():
-        services.team_for_user(request.user)
+    services.team_for_user(request.user)  # a user without a team gets one
     form = RecipeForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         recipe, created = services.recipe_save(
@@ -339,7 +339,7 @@ def recipe_list(request):
         )
         messages.success(request, f"{'Saved' if created else 'Updated'} “{recipe.name}”.")
         return redirect("recipe_list")
-    recipes = Recipe.objects.for_user(request.user).select_related("team", "created_by")
+    recipes = recipes_of(request.user)
     status = 400 if request.method == "POST" else 200
     return render(request, "experiments/recipes.html",
                   {"form": form, "recipes": recipes, "catalog": catalog()}, status=status)
@@ -378,8 +378,7 @@ def dataset_list(request):
         request.POST or None, request.FILES or None, user=request.user,
         max_bytes=settings.ACCELWEB_MAX_UPLOAD_BYTES, over_limit=files_over_limit(request),
     )
-    if not request.user.teams.exists():
-        services.team_for_user(request.user)
+    services.team_for_user(request.user)  # a user without a team gets one
     if request.method == "POST" and form.is_valid():
         try:
             dataset = services.dataset_create(
@@ -396,7 +395,7 @@ def dataset_list(request):
                                       f"{dataset.num_classes} classes): {split}, "
                                       f"{dataset.test_samples:,} test.")
             return redirect("dataset_list")
-    datasets = Dataset.objects.for_user(request.user).select_related("team")
+    datasets = uploads_of(Dataset, request.user)
     status = 400 if request.method == "POST" else 200
     return render(request, "experiments/datasets.html",
                   {"form": form, "datasets": datasets,

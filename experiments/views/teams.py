@@ -1,10 +1,10 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from .. import services
-from ..access import team_to_manage
+from ..access import membership_in, team_to_manage
 from ..forms import MemberAddForm
 from ..models import Membership
 from ..selectors import teams_overview
@@ -12,8 +12,7 @@ from ..selectors import teams_overview
 
 @login_required
 def team_list(request):
-    if not request.user.teams.exists():
-        services.team_for_user(request.user)
+    services.team_for_user(request.user)  # a user without a team gets one
     teams = [{"membership": m, "members": members,
               "form": MemberAddForm(prefix=f"team{m.team_id}")}
              for m, members in teams_overview(request.user)]
@@ -28,7 +27,7 @@ def team_member_add(request, pk):
     form = MemberAddForm(request.POST, prefix=f"team{team.pk}")
     if form.is_valid():
         try:
-            membership = services.team_member_add(
+            membership, _ = services.team_member_add(
                 team=team, user=request.user, username=form.cleaned_data["username"],
                 role=form.cleaned_data["role"],
             )
@@ -45,8 +44,7 @@ def team_member_add(request, pk):
 @require_POST
 def team_member_update(request, pk, membership_id):
     team = team_to_manage(request.user, pk)
-    membership = get_object_or_404(Membership.objects.select_related("user"), pk=membership_id,
-                                   team=team)
+    membership = membership_in(team, membership_id)
     role = request.POST.get("role", "")
     try:
         if role == "remove":
