@@ -2,28 +2,48 @@
 indistinguishable from missing ones; a viewer who tries to change something gets a 403.
 
 Roles: viewer (read, comment), member (create, run, cancel, sign off), admin (manage
-members). Views and the API both go through these helpers."""
+members). The services decide with the may_* and require_* helpers, raising Denied; the
+templates ask the same may_* helpers for which buttons to draw; views, the API and the
+CLI fetch objects with the *_for_user helpers (a 404 for another team's) and turn Denied
+into their 403 or CommandError."""
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from .models import Experiment, Membership, Run, Team
+from .models import Comment, Experiment, Membership, Run, SignOff, Team
 
 CHANGE_ROLES = (Membership.Role.MEMBER, Membership.Role.ADMIN)
 
 
+class Denied(PermissionDenied):
+    """The user may not do this. Services raise it; views and the API answer it with a 403
+    (Django and DRF turn any PermissionDenied into one), manage.py with a CommandError."""
+
+
 def role_in(user, team_id) -> str | None:
     """The user's role in the team, or None for a stranger."""
-    if not user.is_authenticated:
+    if user is None or not user.is_authenticated:
         return None
     return Membership.objects.filter(team=team_id, user=user).values_list(
         "role", flat=True
     ).first()
 
 
-def can_change(user, team_id) -> bool:
+def may_change(user, team_id) -> bool:
+    """Create experiments, upload, save recipes, cancel, re-run, re-benchmark, sign off:
+    the team's members and admins."""
     return role_in(user, team_id) in CHANGE_ROLES
+
+
+def may_manage(user, team_id) -> bool:
+    """Add and remove the team's members and change their roles: its admins."""
+    return role_in(user, team_id) == Membership.Role.ADMIN
+
+
+def may_comment(user, team_id) -> bool:
+    """Anyone in the team, viewers included."""
+    return role_in(user, team_id) is not None
 
 
 def may_delete_comment(user, comment, role) -> bool:
@@ -40,9 +60,14 @@ def may_revoke_signoff(user, signoff, role) -> bool:
     )
 
 
-def require_member(user, team_id) -> None:
-    if not can_change(user, team_id):
-        raise PermissionDenied("Viewers cannot change this team's work.")
+def require_change(user, team_id) -> None:
+    if not may_change(user, team_id):
+        raise Denied("Viewers cannot change this team's work.")
+
+
+def require_manage(user, team_id) -> None:
+    if not may_manage(user, team_id):
+        raise Denied("Only the team's admins manage its members.")
 
 
 def experiment_for_user(user, pk) -> Experiment:
@@ -56,17 +81,39 @@ def run_for_user(user, pk) -> Run:
     )
 
 
+def own_team(user, pk) -> Team | None:
+    """One of the user's teams, by id, or None."""
+    return Team.objects.for_user(user).filter(pk=pk).first()
+
+
+def comment_for_user(user, pk) -> Comment:
+    return get_object_or_404(Comment.objects.for_user(user).select_related("experiment"),
+                             pk=pk)
+
+
+def signoff_for_user(user, pk) -> SignOff:
+    return get_object_or_404(
+        SignOff.objects.for_user(user).select_related("experiment", "run"), pk=pk)
+
+
+def membership_in(team, pk) -> Membership:
+    """One of the team's memberships (with its user), else a 404."""
+    return get_object_or_404(team.memberships.select_related("user"), pk=pk)
+
+
 def run_to_change(user, pk) -> Run:
+    """The run, for an entry point that must refuse a viewer (403) before it reads its
+    input (the service it calls checks again: the rule is the service's)."""
     run = run_for_user(user, pk)
-    require_member(user, run.experiment.team_id)
+    require_change(user, run.experiment.team_id)
     return run
 
 
 def team_to_manage(user, pk) -> Team:
-    """One of the user's teams, which only its admins may manage (members and roles)."""
+    """One of the user's teams, for an entry point that must refuse a non-admin (403)
+    before it reads its input; the team_member_* services check again."""
     team = get_object_or_404(Team.objects.for_user(user), pk=pk)
-    if role_in(user, team.pk) != Membership.Role.ADMIN:
-        raise PermissionDenied("Only the team's admins manage its members.")
+    require_manage(user, team.pk)
     return team
 
 

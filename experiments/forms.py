@@ -20,7 +20,7 @@ from runners.engine.fields import MAX_TEXT, Invalid, plain_json_problems, text_p
 from runners.engine.steps import validate_steps
 
 from . import spec as specs
-from .access import can_change
+from .access import may_change
 from .models import Dataset, Membership, Recipe, Team, UploadedModel
 
 ARCH_CHOICES = [
@@ -368,7 +368,7 @@ class ModelUploadForm(forms.Form):
 
     def clean_team(self):
         team = self.cleaned_data["team"]
-        if not can_change(self.user, team.pk):
+        if not may_change(self.user, team.pk):
             raise ValidationError("Viewers cannot upload models to this team.")
         return team
 

@@ -56,6 +56,36 @@ def runs_of_teams(team_ids):
                               experiment_id__lte=Subquery(newest))
 
 
+def runs_listed(team_ids, *, experiment=None, status=None):
+    """The API's run list: the runs of these teams (runs_of_teams) without their large
+    columns, of one experiment and in one status when asked."""
+    runs = runs_of_teams(team_ids).defer(*RUN_BULK)
+    if experiment is not None:
+        runs = runs.filter(experiment_id=experiment)
+    if status is not None:
+        runs = runs.filter(status=status)
+    return runs
+
+
+def experiments_of_teams(team_ids):
+    """The API's experiment list: newest first, read in the order of the index on (team,
+    -created_at, -id), without the spec and the evidence (the detail's, not the list's)."""
+    return (Experiment.objects.filter(team__in=team_ids).select_related("team", "created_by")
+            .defer(*EXPERIMENT_BULK).order_by("-created_at", "-pk"))
+
+
+def discussion_of_teams(model, team_ids, *, related=(), deferred=()):
+    """Comments, sign-offs or withdrawn sign-offs (`model`) of these teams' experiments,
+    with `related` rows joined and their `deferred` columns left unread."""
+    return (model.objects.filter(experiment__team__in=team_ids).select_related(*related)
+            .defer(*deferred))
+
+
+def roles_of(user) -> dict:
+    """{team id: the user's role} for each of the user's teams."""
+    return dict(Membership.objects.filter(user=user).values_list("team_id", "role"))
+
+
 class IdsFirstPaginator(Paginator):
     """A page N deep skips N * size rows; here it skips index entries instead (the ids, an
     index-only scan when the index covers the filter and the ordering), and only the page's

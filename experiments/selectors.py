@@ -388,3 +388,253 @@ def advice_before_run(user, spec: dict, *, team) -> dict:
     hardware, source = advice_hardware(user, spec["hardware"])
     recipes = advise_recipes(spec["recipes"], hardware, params=model_params(spec, team))
     return {"hardware": spec["hardware"], "source": source, "recipes": recipes}
+
+
+# The home page and the runners page.
+
+HOME_EXPERIMENTS = 20
+HOME_RUNNING = 50
+HOME_SIGNOFFS = 10
+
+
+def home_overview(user) -> dict:
+    """What the home page shows of the user's teams, in a fixed number of queries: the
+    experiments list's first rows (unfiltered; the list has the rest) with their runs
+    counted for these rows alone, the runs running now, and the latest sign-offs."""
+    from .listings import RUN_BULK, experiments_listed, team_ids_of, with_run_counts
+    from .models import SignOff
+
+    teams = team_ids_of(user)
+    running = (
+        Run.objects.filter(status=Run.Status.RUNNING, experiment__team__in=teams)
+        .select_related("experiment").defer(*RUN_BULK, "experiment__spec", "experiment__evidence")
+        .order_by("started_at", "pk")[:HOME_RUNNING]
+    )
+    signoffs = (
+        SignOff.objects.filter(experiment__team__in=teams)
+        .select_related("run", "experiment", "approved_by")
+        .defer("evidence", *(f"run__{name}" for name in RUN_BULK), "experiment__spec",
+               "experiment__evidence")
+        .order_by("-created_at", "-pk")[:HOME_SIGNOFFS]
+    )
+    return {"experiments": with_run_counts(experiments_listed(teams, {})[:HOME_EXPERIMENTS]),
+            "running": running, "signoffs": signoffs}
+
+
+def queue_depths_remembered(names) -> dict:
+    """How many messages wait in each broker queue (runners.fleet.queue_depths). An
+    unreachable broker costs its connect timeout (about 2 s): that it did not answer is
+    remembered for a while instead of paid on every view of the home page."""
+    from django.core.cache import cache
+
+    from runners.fleet import queue_depths
+
+    depths = cache.get("home.queue_depths")
+    if depths is None:
+        depths = queue_depths(names)
+        if all(depth is None for depth in depths.values()):
+            cache.set("home.queue_depths", depths, 15)
+    return depths
+
+
+def runners_overview(user) -> dict:
+    """The runners page: each worker with what it runs or measures now (a run or a
+    benchmark of another team's experiment is shown, but not named: `visible`), and every
+    queue a worker listens on."""
+    from django.utils import timezone
+
+    from .models import Worker
+
+    now = timezone.now()
+    workers = list(Worker.objects.all())
+    running = Run.objects.filter(status=Run.Status.RUNNING).select_related("experiment")
+    visible = set(Experiment.objects.for_user(user).values_list("pk", flat=True))
+    by_worker = {}
+    for run in running:
+        by_worker.setdefault(run.worker, []).append(
+            {"run": run, "visible": run.experiment_id in visible})
+    # A worker measuring an experiment's models is busy too.
+    for benchmark in Benchmark.objects.filter(status=Run.Status.RUNNING).select_related(
+            "experiment").defer("raw", "result"):
+        by_worker.setdefault(benchmark.worker, []).append(
+            {"benchmark": benchmark, "visible": benchmark.experiment_id in visible})
+    rows = [{"worker": w, "alive": w.is_alive(now), "runs": by_worker.get(w.name, []),
+             "age": int((now - w.heartbeat_at).total_seconds())} for w in workers]
+    return {"rows": rows, "queues": sorted({"cpu", "gpu", *(q for w in workers for q in w.queues)})}
+
+
+# The exports.
+
+EXPORT_FIELDS = [
+    "test_accuracy", "train_seconds", "compile_seconds", "train_samples_per_s",
+    "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "inference_samples_per_s",
+    "model_bytes", "model_gzip_bytes", "params", "sparsity", "runtime",
+]
+# Each recipe against the baseline, as the results table shows it: ratios with the bounds
+# of their 95% intervals, the accuracy delta with its interval, and whether the hardware
+# matched; then a quantized recipe against the float32 model of its weights and the runtime
+# switch; on the baseline's line, the A/A control (the baseline against itself).
+COMPARISON_COLUMNS = [
+    "train_speedup", "train_ci_low", "train_ci_high", "replicates", "inference_speedup",
+    "inference_ci_low", "inference_ci_high", "throughput_speedup", "throughput_ci_low",
+    "throughput_ci_high", "size_reduction", "accuracy_delta", "accuracy_ci_low",
+    "accuracy_ci_high", "comparable",
+]
+OTHER_ROWS = [("vs_float32", "vs float32 TFLite"), ("switch", "runtime switch"),
+              ("aa", "A/A control")]
+OTHER_COLUMNS = [f"{prefix}_{column}" for prefix, _ in OTHER_ROWS for column in
+                 ("inference_speedup", "inference_ci_low", "inference_ci_high")] \
+    + ["vs_float32_invoke_speedup"]
+EXPORT_COLUMNS = ["run_id", "name", "replicate", "steps", "status", "worker", "device",
+                  "epochs_done", *EXPORT_FIELDS, *COMPARISON_COLUMNS, *OTHER_COLUMNS, "error"]
+
+
+def experiment_export(experiment) -> dict:
+    """Everything of an experiment, as its JSON export gives it: the spec, each run with
+    every epoch (not the downsampled curves the page draws), every benchmark stage with
+    each round of each execution (raw), and the comparison."""
+    runs = list(experiment.runs.defer("curves"))
+    epochs = {run.pk: [] for run in runs}
+    for run_id, data in RunEvent.objects.filter(
+        run__experiment=experiment, kind="epoch"
+    ).order_by("run_id", "seq").values_list("run_id", "data"):
+        epochs[run_id].append({key: data.get(key) for key in EPOCH_KEYS})
+    return {
+        "experiment": {"id": experiment.pk, "name": experiment.name,
+                       "team": experiment.team.name, "spec": experiment.spec,
+                       "created_at": experiment.created_at.isoformat()},
+        "runs": [{**run_state(run), "steps": run.steps, "epochs": epochs[run.pk],
+                  "result": run.result, "stderr_tail": run.stderr_tail} for run in runs],
+        "benchmarks": [
+            {**benchmark_state(b), "runs": b.runs, "worker": b.worker,
+             "created_at": b.created_at.isoformat(), "result": b.result, "raw": b.raw}
+            for b in experiment.benchmarks.order_by("-created_at", "-pk")],
+        "comparison": experiment_comparison(experiment, runs),
+    }
+
+
+def experiment_export_rows(experiment) -> list[list]:
+    """The CSV export's rows, one per run, in EXPORT_COLUMNS (the caller writes the header
+    and quotes the cells)."""
+    runs = list(experiment.runs.defer("curves"))
+    by_run = {}
+    for row in experiment_comparison(experiment, runs):
+        by_run.setdefault(row["run_id"], {})[row["kind"]] = row
+    rows = []
+    for run in runs:
+        result = run.result or {}
+        rows.append([
+            run.pk, run.name, run.replicate,
+            " + ".join(s["technique"] for s in run.steps) or "baseline",
+            run.status, run.worker, run.device, run.epochs_done,
+            *(result.get(key, "") for key in EXPORT_FIELDS),
+            *_comparison_cells(by_run.get(run.pk, {})), run.error,
+        ])
+    return rows
+
+
+def _bounds(ci):
+    return list(ci) if ci else ["", ""]
+
+
+def _comparison_cells(rows):
+    """This run's cells of COMPARISON_COLUMNS and OTHER_COLUMNS: {kind: row} of its rows."""
+    row = rows.get("vs baseline")
+    cells = [""] * len(COMPARISON_COLUMNS) if row is None else [
+        row["train_speedup"], *_bounds(row["train_ci"]), row["replicates"],
+        row["inference_speedup"], *_bounds(row["inference_ci"]), row["throughput_speedup"],
+        *_bounds(row["throughput_ci"]), row["size_reduction"], row["accuracy_delta"],
+        *_bounds(row["accuracy_ci"]), row["comparable"]]
+    for _, kind in OTHER_ROWS:
+        other = rows.get(kind)
+        cells += ["", "", ""] if other is None else [other["inference_speedup"],
+                                                     *_bounds(other["inference_ci"])]
+    reference = rows.get("vs float32 TFLite") or {}
+    return cells + [reference.get("invoke_speedup", "")]
+
+
+# The teams page, the compare page's picker and the printable report.
+
+
+def teams_overview(user) -> list[tuple]:
+    """The user's memberships, by team name, each with the team's members (by name) where
+    the user is its admin, else None: (membership, members)."""
+    from .models import Membership
+
+    memberships = (Membership.objects.filter(user=user).select_related("team")
+                   .order_by("team__name"))
+    managed = [m.team_id for m in memberships if m.role == Membership.Role.ADMIN]
+    members = (Membership.objects.filter(team__in=managed).select_related("user")
+               .order_by("user__username"))
+    by_team = {}
+    for membership in members:
+        by_team.setdefault(membership.team_id, []).append(membership)
+    return [(m, by_team.get(m.team_id)) for m in memberships]
+
+
+PICKER_EXPERIMENTS = 20
+
+
+def compare_picker(user, selected_runs, query="") -> list[Experiment]:
+    """The team's recent experiments (named like the query, when there is one) with their
+    succeeded runs (succeeded_runs), plus the experiments of any run already chosen, so
+    unticking it is always possible."""
+    from django.db.models import Prefetch
+
+    succeeded = Prefetch("runs", queryset=Run.objects.filter(status=Run.Status.SUCCEEDED),
+                         to_attr="succeeded_runs")
+    base = Experiment.objects.for_user(user).select_related("team").prefetch_related(succeeded)
+    found = base.filter(name__icontains=query) if query else base
+    experiments = list(found[:PICKER_EXPERIMENTS])
+    shown = {experiment.pk for experiment in experiments}
+    missing = {run.experiment_id for run in selected_runs} - shown
+    if missing:
+        experiments += list(base.filter(pk__in=missing))
+    return experiments
+
+
+def experiment_report(experiment) -> dict:
+    """What the printable report reads: the runs, their comparison, the comments, the
+    sign-offs that stand and those withdrawn."""
+    runs = list(experiment.runs.defer("curves"))
+    return {
+        "runs": runs,
+        "comparison": experiment_comparison(experiment, runs),
+        "comments": list(experiment.comments.select_related("author", "run")),
+        "signoffs": list(experiment.signoffs.select_related("approved_by", "run")),
+        "withdrawn": experiment.withdrawn_signoffs.select_related("run", "approved_by",
+                                                                  "withdrawn_by"),
+    }
+
+
+# The team's library and uploads, and an experiment as the API details it.
+
+
+def recipes_of(user):
+    """The recipe libraries of the user's teams."""
+    from .models import Recipe
+
+    return Recipe.objects.for_user(user).select_related("team", "created_by")
+
+
+def uploads_of(model, user):
+    """The datasets or .keras models (`model`) uploaded to the user's teams."""
+    return model.objects.for_user(user).select_related("team", "uploaded_by")
+
+
+def team_members(team):
+    """The team's memberships, by user name."""
+    return team.memberships.select_related("user").order_by("user__username")
+
+
+def experiment_detail(experiment) -> dict:
+    """What the API's experiment detail adds to the experiment: its runs prefetched
+    without their stored curves (the detail shows none), the benchmark stage, and the
+    comparison."""
+    from django.db.models import Prefetch, prefetch_related_objects
+
+    prefetch_related_objects([experiment], Prefetch("runs", Run.objects.defer("curves")))
+    runs = list(experiment.runs.all())
+    benchmarks = experiment_benchmarks(experiment)
+    return {"benchmark": benchmark_state(benchmarks[0] if benchmarks else None),
+            "comparison": experiment_comparison(experiment, runs, benchmarks)}

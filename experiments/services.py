@@ -9,7 +9,7 @@ import time
 
 from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import (
     IntegrityError,
     InterfaceError,
@@ -26,7 +26,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from runners.engine.steps import validate_steps
 
 from . import curves
-from .access import may_delete_comment, may_revoke_signoff, require_member, role_in
+from .access import (
+    Denied,
+    may_comment,
+    may_delete_comment,
+    may_revoke_signoff,
+    require_change,
+    require_manage,
+    role_in,
+)
 from .comparison import (
     baseline_chance,
     best_speedup,
@@ -179,7 +187,9 @@ def _personal_team_create(user) -> Team:
 
 def experiment_create(*, team: Team, user, spec: dict) -> Experiment:
     """Validate a spec and create the experiment with a baseline and one run per recipe,
-    queued once the transaction commits."""
+    queued once the transaction commits. Viewers are refused (Denied) before the spec is
+    read."""
+    require_change(user, team.pk)
     spec = validate_spec(spec, team=team)
     with transaction.atomic():
         experiment = Experiment.objects.create(
@@ -387,7 +397,12 @@ def run_ended(run: Run) -> None:
     benchmark_if_ready(run.experiment)
 
 
-def run_cancel(run: Run) -> bool:
+def run_cancel(run: Run, *, user) -> bool:
+    """A queued run is cancelled at once; a running one is asked to stop. False when it had
+    ended. `user`: a member of the run's team (a viewer is refused), or None for an
+    operator (the admin site, manage.py cancel), who acts above the teams."""
+    if user is not None:
+        require_change(user, run.experiment.team_id)
     changed = run.request_cancel()
     if changed:
         run_status_changed(run)
@@ -431,6 +446,13 @@ def benchmark_blocker(experiment, runs, benchmarks=None, *, forced=False) -> str
                 "the admin." if forced else
                 "A benchmark of this experiment is already queued or running.")
     return ""
+
+
+def experiment_rebenchmark(*, experiment: Experiment, user):
+    """Measure a member's experiment again (the benchmark stage alone, no training); a
+    viewer is refused (Denied), a benchmark that cannot start now too (BenchmarkRefused)."""
+    require_change(user, experiment.team_id)
+    return benchmark_if_ready(experiment, user=user, force=True)
 
 
 def benchmark_if_ready(experiment: Experiment, *, user=None, force: bool = False):
@@ -559,27 +581,30 @@ def run_rerun(run: Run) -> bool:
 
 
 def dataset_create(*, team: Team, user, name: str, upload, description: dict):
-
-    return Dataset.objects.create(
-        team=team, name=name, file=upload, uploaded_by=user,
-        input_shape=list(description["input_shape"]),
-        num_classes=description["num_classes"],
-        train_samples=description["train_samples"],
-        test_samples=description["test_samples"],
-        size_bytes=upload.size,
-    )
+    """Store a .npz the upload form has checked (DatasetUploadForm.description)."""
+    return _team_upload_create(Dataset, team=team, user=user, name=name, upload=upload,
+                               description=description,
+                               train_samples=description["train_samples"],
+                               test_samples=description["test_samples"])
 
 
 def uploaded_model_create(*, team: Team, user, name: str, upload, description: dict):
     """Store a .keras file the upload form has checked (ModelUploadForm.description)."""
-    return UploadedModel.objects.create(
+    return _team_upload_create(UploadedModel, team=team, user=user, name=name, upload=upload,
+                               description=description, params=description["params"],
+                               layers=description["layers"],
+                               facts=description.get("facts"))
+
+
+def _team_upload_create(model, *, team: Team, user, name: str, upload, description: dict,
+                        **fields):
+    """A member's checked upload, stored with what both kinds have in common; a viewer is
+    refused (Denied)."""
+    require_change(user, team.pk)
+    return model.objects.create(
         team=team, name=name, file=upload, uploaded_by=user,
         input_shape=list(description["input_shape"]),
-        num_classes=description["num_classes"],
-        params=description["params"],
-        layers=description["layers"],
-        facts=description.get("facts"),
-        size_bytes=upload.size,
+        num_classes=description["num_classes"], size_bytes=upload.size, **fields,
     )
 
 
@@ -597,7 +622,9 @@ def demo_setup(*, password: str):
 
 
 def recipe_save(*, team: Team, user, name: str, steps: list, description: str = ""):
-    """Save (or replace) a named recipe in the team's library."""
+    """Save (or replace) a named recipe in the team's library; a viewer is refused
+    (Denied)."""
+    require_change(user, team.pk)
     steps = validate_steps(steps)
     return Recipe.objects.update_or_create(
         team=team, name=name,
@@ -605,16 +632,24 @@ def recipe_save(*, team: Team, user, name: str, steps: list, description: str = 
     )
 
 
-def team_member_add(*, team: Team, username: str, role: str) -> Membership:
-    """Add an existing user to the team, or change the role of one already in it."""
-    user = get_user_model().objects.filter(username=username).first()
-    if user is None:
+def recipe_delete(*, recipe: Recipe, user) -> None:
+    """Take a recipe out of the team's library; a viewer is refused (Denied)."""
+    require_change(user, recipe.team_id)
+    recipe.delete()
+
+
+def team_member_add(*, team: Team, user, username: str, role: str):
+    """An admin adds an existing user to the team, or changes the role of one already in
+    it: (membership, created). Anyone else is refused (Denied)."""
+    require_manage(user, team.pk)
+    added = get_user_model().objects.filter(username=username).first()
+    if added is None:
         raise ValueError(f"There is no user named “{username}”.")
-    membership = Membership.objects.filter(team=team, user=user).first()
+    membership = Membership.objects.filter(team=team, user=added).first()
     if membership is not None:
-        team_member_set_role(membership=membership, role=role)
-        return membership
-    return Membership.objects.create(team=team, user=user, role=role)
+        _member_set_role(membership, role)
+        return membership, False
+    return Membership.objects.create(team=team, user=added, role=role), True
 
 
 def _other_admins(membership: Membership) -> bool:
@@ -623,7 +658,13 @@ def _other_admins(membership: Membership) -> bool:
     ).exclude(pk=membership.pk).exists()
 
 
-def team_member_set_role(*, membership: Membership, role: str) -> None:
+def team_member_set_role(*, membership: Membership, user, role: str) -> None:
+    """An admin changes a member's role; anyone else is refused (Denied)."""
+    require_manage(user, membership.team_id)
+    _member_set_role(membership, role)
+
+
+def _member_set_role(membership: Membership, role: str) -> None:
     if role not in Membership.Role.values:
         # Not repeated: the value is anything a request sent (a 10 MB string, say).
         raise ValueError("That is not a role: choose viewer, member or admin.")
@@ -634,7 +675,9 @@ def team_member_set_role(*, membership: Membership, role: str) -> None:
     membership.save(update_fields=["role"])
 
 
-def team_member_remove(*, membership: Membership) -> None:
+def team_member_remove(*, membership: Membership, user) -> None:
+    """An admin removes a member from the team; anyone else is refused (Denied)."""
+    require_manage(user, membership.team_id)
     if membership.role == Membership.Role.ADMIN and not _other_admins(membership):
         raise ValueError("A team needs at least one admin: make someone else admin first.")
     membership.delete()
@@ -645,12 +688,12 @@ def team_member_remove(*, membership: Membership) -> None:
 
 class SignOffRefused(Exception):
     """A run that may not be signed off; the message says which condition failed."""
+
+
 def comment_add(*, experiment: Experiment, run: Run | None = None, user, body: str):
     """A team member's comment (viewers included) on the experiment or one of its runs."""
-
-
-    if role_in(user, experiment.team_id) is None:
-        raise PermissionDenied("Only the team's members can comment.")
+    if not may_comment(user, experiment.team_id):
+        raise Denied("Only the team's members can comment.")
     if run is not None and run.experiment_id != experiment.pk:
         raise ValidationError("That run belongs to another experiment.")
     body = (body or "").strip()
@@ -670,7 +713,7 @@ def comment_delete(*, comment, user) -> None:
     # The author needs no role lookup: the role decides only for someone else's comment.
     role = None if comment.author_id == user.pk else role_in(user, comment.experiment.team_id)
     if not may_delete_comment(user, comment, role):
-        raise PermissionDenied("Only its author or a team admin can delete this comment.")
+        raise Denied("Only its author or a team admin can delete this comment.")
     payload = {"type": "comment", "action": "deleted", "comment": comment.pk,
                "run": comment.run_id}
     comment.delete()
@@ -787,8 +830,8 @@ def model_label(spec: dict) -> str:
 
 def signoff_create(*, run: Run, user, note: str = ""):
     """A member's approval of a run, refused (SignOffRefused) unless signoff_blockers
-    finds nothing; viewers get PermissionDenied."""
-    require_member(user, run.experiment.team_id)
+    finds nothing; viewers are refused (Denied)."""
+    require_change(user, run.experiment.team_id)
     with transaction.atomic():
         # Lock the experiment's runs (in one order, so two sign-offs cannot deadlock): a
         # re-run of this run or of the baseline must not reset it between the check and
@@ -819,7 +862,7 @@ def signoff_create(*, run: Run, user, note: str = ""):
 def signoff_revoke(*, signoff, user) -> None:
     """The approver or a team admin may take a sign-off back."""
     if not may_revoke_signoff(user, signoff, role_in(user, signoff.experiment.team_id)):
-        raise PermissionDenied("Only the approver or a team admin can revoke this sign-off.")
+        raise Denied("Only the approver or a team admin can revoke this sign-off.")
     payload = {"type": "signoff", "action": "revoked", "run": signoff.run_id,
                "signoff": signoff.pk}
     SignOff.objects.filter(pk=signoff.pk).withdraw(by=user, reason="revoked")

@@ -1,9 +1,21 @@
 """experiments.access and the team scoping of the models: one answer to "may this user see
 or change this object", for views, services and templates alike."""
 
+import pytest
 from django.contrib.auth.models import AnonymousUser
+from django.http import Http404
 
-from experiments.access import may_delete_comment, may_revoke_signoff
+from experiments.access import (
+    comment_for_user,
+    may_change,
+    may_comment,
+    may_delete_comment,
+    may_manage,
+    may_revoke_signoff,
+    membership_in,
+    own_team,
+    signoff_for_user,
+)
 from experiments.models import Comment, Membership, Run, SignOff, Team
 
 
@@ -56,3 +68,30 @@ def test_it_lets_the_approver_while_a_member_or_an_admin_revoke_a_signoff(
     assert not may_revoke_signoff(dave, signoff, Membership.Role.MEMBER)
     assert may_revoke_signoff(alice, daves, Membership.Role.ADMIN)
     assert not may_revoke_signoff(dave, daves, None)  # no longer in the team
+
+
+def test_it_answers_what_each_role_may_do(alice_team, alice, bob, dave, charlie):
+    # (change: create, run, cancel, sign off; manage: the members; comment)
+    expected = {alice: (True, True, True), dave: (True, False, True),
+                bob: (False, False, True), charlie: (False, False, False),
+                AnonymousUser(): (False, False, False), None: (False, False, False)}
+    for user, answers in expected.items():
+        assert (may_change(user, alice_team.pk), may_manage(user, alice_team.pk),
+                may_comment(user, alice_team.pk)) == answers, user
+
+
+def test_it_fetches_a_comment_signoff_team_or_membership_only_for_the_team(
+        make_experiment, alice_team, alice, bob, charlie, charlie_team):
+    _, comment, signoff = _discussed(make_experiment, alice_team, alice)
+
+    assert comment_for_user(bob, comment.pk) == comment
+    assert signoff_for_user(bob, signoff.pk) == signoff
+    assert own_team(bob, alice_team.pk) == alice_team
+    assert own_team(charlie, alice_team.pk) is None
+    for fetch, pk in ((comment_for_user, comment.pk), (signoff_for_user, signoff.pk)):
+        with pytest.raises(Http404):
+            fetch(charlie, pk)
+    bobs = Membership.objects.get(user=bob)
+    assert membership_in(alice_team, bobs.pk) == bobs
+    with pytest.raises(Http404):  # another team's membership, by its id
+        membership_in(charlie_team, bobs.pk)

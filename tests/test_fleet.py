@@ -142,14 +142,14 @@ def test_it_cancels_running_and_queued_runs(stack, dana):
     experiment = _experiment(dana, recipes=1, epochs=40, slow=True)
     running, queued = _runs(experiment)
 
-    assert run_cancel(queued)
+    assert run_cancel(queued, user=dana)
     queued.refresh_from_db()
     assert queued.status == "cancelled"
 
     wait_for(lambda: Run.objects.get(pk=running.pk).epochs_done >= 2, timeout=240,
              what="two epochs", logs=stack.logs)
     asked_at = time.monotonic()
-    assert run_cancel(Run.objects.get(pk=running.pk))
+    assert run_cancel(Run.objects.get(pk=running.pk), user=dana)
     wait_for(lambda: Run.objects.get(pk=running.pk).status == "cancelled", timeout=30,
              what="the cancel", logs=stack.logs)
     took = time.monotonic() - asked_at

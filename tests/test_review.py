@@ -456,7 +456,7 @@ def test_it_lists_the_teams_experiments_in_the_picker(client, alice, charlie, ch
 
 def test_it_finds_older_experiments_for_the_picker_by_name(client, alice, alice_team,
                                                           make_experiment, measured):
-    from experiments.views.review import PICKER_EXPERIMENTS
+    from experiments.selectors import PICKER_EXPERIMENTS
 
     for index in range(PICKER_EXPERIMENTS):
         make_experiment(team=alice_team, user=alice, name=f"newer {index}")

@@ -150,8 +150,8 @@ def test_it_keeps_a_failure_readable(run):
 # Cancel
 
 
-def test_it_cancels_a_queued_run_at_once(run):
-    assert services.run_cancel(run)
+def test_it_cancels_a_queued_run_at_once(run, alice):
+    assert services.run_cancel(run, user=alice)
 
     run.refresh_from_db()
     assert run.status == Run.Status.CANCELLED
@@ -162,10 +162,10 @@ def test_it_cancels_a_queued_run_at_once(run):
     assert run.status == Run.Status.CANCELLED
 
 
-def test_it_asks_a_running_run_to_stop(run):
+def test_it_asks_a_running_run_to_stop(run, alice):
     Run.claim(run.pk, worker="celery@one")
 
-    assert services.run_cancel(run)
+    assert services.run_cancel(run, user=alice)
 
     run.refresh_from_db()
     assert run.status == Run.Status.RUNNING
@@ -173,10 +173,10 @@ def test_it_asks_a_running_run_to_stop(run):
     assert run.finished_at is None
 
 
-def test_it_does_not_cancel_an_ended_run(run):
+def test_it_does_not_cancel_an_ended_run(run, alice):
     succeed(run)
 
-    assert not services.run_cancel(run)
+    assert not services.run_cancel(run, user=alice)
 
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED

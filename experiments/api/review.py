@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from .. import services
 from ..access import run_ids_from, runs_for_user
 from ..comparison import fingerprint_differences
-from ..listings import RUN_BULK, team_ids_of
+from ..listings import RUN_BULK, discussion_of_teams, team_ids_of
 from ..models import Comment, SignOff, WithdrawnSignOff
 from ..selectors import MAX_COMPARED, compared_curves
 from . import serializers as s
@@ -36,9 +36,8 @@ class _DiscussionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def get_queryset(self):
         if anonymous(self):
             return self.model.objects.none()
-        return self.model.objects.filter(
-            experiment__team__in=team_ids_of(self.request.user)
-        ).select_related(*self.related).defer(*self.deferred)
+        return discussion_of_teams(self.model, team_ids_of(self.request.user),
+                                   related=self.related, deferred=self.deferred)
 
     def filter_queryset(self, queryset):
         if self.action not in ("list", "withdrawn"):
@@ -134,10 +133,10 @@ class SignOffViewSet(_DiscussionViewSet):
     )
     @action(detail=False, methods=["get"], serializer_class=s.WithdrawnSignOffSerializer)
     def withdrawn(self, request):
-        withdrawn = self.filter_queryset(WithdrawnSignOff.objects.filter(
-            experiment__team__in=team_ids_of(request.user)
-        ).select_related("run", "approved_by", "withdrawn_by").defer(
-            *(f"run__{name}" for name in RUN_BULK)))
+        withdrawn = self.filter_queryset(discussion_of_teams(
+            WithdrawnSignOff, team_ids_of(request.user),
+            related=("run", "approved_by", "withdrawn_by"),
+            deferred=[f"run__{name}" for name in RUN_BULK]))
         page = self.paginate_queryset(withdrawn)
         return self.get_paginated_response(s.WithdrawnSignOffSerializer(page, many=True).data)
 

@@ -5,7 +5,6 @@ the access helpers, as the pages do: another team's object is a 404, a viewer's 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Prefetch, prefetch_related_objects
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, parsers, status, views, viewsets
@@ -19,26 +18,30 @@ from .. import services
 from ..access import (
     MAX_ID_DIGITS,
     experiment_for_user,
-    require_member,
+    membership_in,
+    own_team,
+    require_change,
     run_for_user,
     run_to_change,
     team_to_manage,
 )
 from ..forms import DatasetUploadForm, ModelUploadForm
 from ..listings import (
-    RUN_BULK,
     IdsFirstPagination,
     RunCursorPagination,
-    runs_of_teams,
+    experiments_of_teams,
+    roles_of,
+    runs_listed,
     team_ids_of,
     with_run_counts,
 )
-from ..models import Dataset, Experiment, Membership, Recipe, Run, Team, UploadedModel
+from ..models import Dataset, Experiment, Recipe, Run, Team, UploadedModel
 from ..selectors import (
-    benchmark_state,
-    experiment_benchmarks,
-    experiment_comparison,
+    experiment_detail,
+    recipes_of,
     run_series,
+    team_members,
+    uploads_of,
 )
 from ..uploadhandlers import files_over_limit
 from . import serializers as s
@@ -76,28 +79,29 @@ class JSONParser(parsers.JSONParser):
             raise ParseError("JSON parse error - nested too deeply") from None
 
 
-def _team_to_change(request, team_id) -> Team:
+def _team_named(request, team_id) -> Team:
     """The team a write goes to: the one named by id (the user's), else the first one.
-    Raises 400 for a team that is not the user's, 403 for a viewer."""
+    Raises 400 for a team that is not the user's; a viewer's write is the service's to
+    refuse (a 403)."""
     if team_id is None:
         team = services.team_for_user(request.user)
     else:
         if isinstance(team_id, bool) or not isinstance(team_id, int):
             raise ValidationError({"team": ["Give the id of one of your teams."]})
-        team = Team.objects.for_user(request.user).filter(pk=team_id).first()
+        team = own_team(request.user, team_id)
         if team is None:
             raise ValidationError({"team": ["You are not a member of this team."]})
-    require_member(request.user, team.pk)
     return team
 
 
 def _team_for_upload(request, team_id) -> None:
     """A viewer's upload is a 403 before its file is inspected (a .keras check starts a
-    Keras process); a team that is not the user's is left to the form's message."""
+    Keras process): the service's own rule, asked early. A team that is not the user's
+    is left to the form's message."""
     team_id = str(team_id)
     if team_id.isascii() and team_id.isdigit() and len(team_id) <= MAX_ID_DIGITS:
-        if Team.objects.for_user(request.user).filter(pk=team_id).exists():
-            require_member(request.user, int(team_id))
+        if own_team(request.user, team_id) is not None:
+            require_change(request.user, int(team_id))
 
 
 def _upload_form(request, form_class):
@@ -139,8 +143,7 @@ class TeamViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_serializer_context(self):
         context = super().get_serializer_context()
         if not anonymous(self):
-            context["roles"] = dict(Membership.objects.filter(user=self.request.user)
-                                    .values_list("team_id", "role"))
+            context["roles"] = roles_of(self.request.user)
         return context
 
     @extend_schema(
@@ -158,19 +161,17 @@ class TeamViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def members(self, request, pk):
         if request.method == "GET":
             team = get_object_or_404(self.get_queryset(), pk=pk)
-            members = team.memberships.select_related("user").order_by("user__username")
-            return Response(s.MembershipSerializer(members, many=True).data)
+            return Response(s.MembershipSerializer(team_members(team), many=True).data)
         team = team_to_manage(request.user, pk)
         data = s.MemberAddSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        existed = team.memberships.filter(
-            user__username=data.validated_data["username"]).exists()
         try:
-            membership = services.team_member_add(team=team, **data.validated_data)
+            membership, created = services.team_member_add(team=team, user=request.user,
+                                                           **data.validated_data)
         except ValueError as exc:
             raise ValidationError({"username": [str(exc)]}) from None
         return Response(s.MembershipSerializer(membership).data,
-                        status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(
         methods=["patch"], summary="Change a member's role (admins only)",
@@ -185,15 +186,15 @@ class TeamViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             url_name="member", serializer_class=s.MembershipSerializer)
     def member(self, request, pk, membership_id):
         team = team_to_manage(request.user, pk)
-        membership = get_object_or_404(team.memberships.select_related("user"),
-                                       pk=membership_id)
+        membership = membership_in(team, membership_id)
         try:
             if request.method == "DELETE":
-                services.team_member_remove(membership=membership)
+                services.team_member_remove(membership=membership, user=request.user)
                 return Response(status=status.HTTP_204_NO_CONTENT)
             data = s.MemberRoleSerializer(data=request.data)
             data.is_valid(raise_exception=True)
-            services.team_member_set_role(membership=membership, **data.validated_data)
+            services.team_member_set_role(membership=membership, user=request.user,
+                                          **data.validated_data)
         except ValueError as exc:  # the team's last admin
             raise ValidationError({"role": [str(exc)]}) from None
         return Response(s.MembershipSerializer(membership).data)
@@ -209,14 +210,7 @@ class ExperimentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         if anonymous(self):
             return Experiment.objects.none()
-        # Newest first, read in the order of the index on (team, -created_at, -id); the
-        # spec and the evidence are the detail's, not the list's.
-        return (
-            Experiment.objects.filter(team__in=team_ids_of(self.request.user))
-            .select_related("team", "created_by")
-            .defer("spec", "evidence")
-            .order_by("-created_at", "-pk")
-        )
+        return experiments_of_teams(team_ids_of(self.request.user))
 
     def list(self, request):
         # The page first, then its runs counted: counting in the page's query would group
@@ -225,13 +219,7 @@ class ExperimentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     def _detail(self, experiment):
-        # Without the stored curves: the detail shows none of them.
-        prefetch_related_objects([experiment], Prefetch("runs", Run.objects.defer("curves")))
-        runs = list(experiment.runs.all())
-        benchmarks = experiment_benchmarks(experiment)
-        context = {**self.get_serializer_context(),
-                   "benchmark": benchmark_state(benchmarks[0] if benchmarks else None),
-                   "comparison": experiment_comparison(experiment, runs, benchmarks)}
+        context = {**self.get_serializer_context(), **experiment_detail(experiment)}
         return s.ExperimentDetailSerializer(experiment, context=context).data
 
     @extend_schema(
@@ -245,7 +233,7 @@ class ExperimentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         if not isinstance(request.data, dict):
             raise ValidationError({"spec": ["The spec must be a JSON object."]})
         spec = dict(request.data)
-        team = _team_to_change(request, spec.pop("team", None))
+        team = _team_named(request, spec.pop("team", None))
         try:
             experiment = services.experiment_create(team=team, user=request.user, spec=spec)
         except DjangoValidationError as exc:
@@ -270,9 +258,8 @@ class ExperimentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def rebenchmark(self, request, pk):
         experiment = experiment_for_user(request.user, pk)
-        require_member(request.user, experiment.team_id)
         try:
-            services.benchmark_if_ready(experiment, user=request.user, force=True)
+            services.experiment_rebenchmark(experiment=experiment, user=request.user)
         except services.BenchmarkRefused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(self._detail(experiment), status=status.HTTP_202_ACCEPTED)
@@ -289,18 +276,14 @@ class RunViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         if anonymous(self):
             return Run.objects.none()
-        return runs_of_teams(team_ids_of(self.request.user)).defer(*RUN_BULK)
+        return runs_listed(team_ids_of(self.request.user))
 
     @extend_schema(parameters=[s.RunFilterSerializer], responses={200: s.RunSerializer(many=True),
                                                                    400: ERRORS})
     def list(self, request):
         query = s.RunFilterSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        runs = self.get_queryset()
-        if "experiment" in query.validated_data:
-            runs = runs.filter(experiment_id=query.validated_data["experiment"])
-        if "status" in query.validated_data:
-            runs = runs.filter(status=query.validated_data["status"])
+        runs = runs_listed(team_ids_of(request.user), **query.validated_data)
         page = self.paginate_queryset(runs)
         return self.get_paginated_response(s.RunSerializer(page, many=True).data)
 
@@ -316,8 +299,8 @@ class RunViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk):
-        run = run_to_change(request.user, pk)
-        if not services.run_cancel(run):
+        run = run_for_user(request.user, pk)
+        if not services.run_cancel(run, user=request.user):
             return Response({"detail": "This run has already ended."},
                             status=status.HTTP_409_CONFLICT)
         return Response(s.RunDetailSerializer(run).data)
@@ -361,7 +344,7 @@ class RecipeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     def get_queryset(self):
         if anonymous(self):
             return Recipe.objects.none()
-        return Recipe.objects.for_user(self.request.user).select_related("team", "created_by")
+        return recipes_of(self.request.user)
 
     @extend_schema(
         summary="Save a recipe in a team's library (a recipe of the same name is replaced)",
@@ -373,7 +356,7 @@ class RecipeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         data = s.RecipeCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         team = data.validated_data.get("team")
-        team = _team_to_change(request, team.pk if team else None)
+        team = _team_named(request, team.pk if team else None)
         recipe, created = services.recipe_save(
             team=team, user=request.user, name=data.validated_data["name"],
             steps=data.validated_data["steps"],
@@ -384,9 +367,8 @@ class RecipeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     @extend_schema(responses={204: None, 403: FORBIDDEN, 404: NOT_FOUND})
     def destroy(self, request, pk):
-        recipe = get_object_or_404(self.get_queryset(), pk=pk)
-        require_member(request.user, recipe.team_id)
-        recipe.delete()
+        services.recipe_delete(recipe=get_object_or_404(self.get_queryset(), pk=pk),
+                               user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -402,8 +384,7 @@ class _UploadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def get_queryset(self):
         if anonymous(self):
             return self.model.objects.none()
-        return self.model.objects.for_user(self.request.user).select_related(
-            "team", "uploaded_by")
+        return uploads_of(self.model, self.request.user)
 
     def create(self, request):
         form = _upload_form(request, self.form_class)

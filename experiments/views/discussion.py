@@ -4,14 +4,13 @@ goes with its author or a team admin, a sign-off with its approver or a team adm
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from .. import services
-from ..access import experiment_for_user, run_for_user
+from ..access import comment_for_user, experiment_for_user, run_for_user, signoff_for_user
 from ..forms import CommentForm, SignOffForm
-from ..models import Comment, SignOff
 from .pages import _results_context
 
 
@@ -45,11 +44,7 @@ def comment_add(request, pk):
 @login_required
 @require_POST
 def comment_delete(request, pk):
-    comment = get_object_or_404(
-        Comment.objects.for_user(request.user)
-        .select_related("experiment"),
-        pk=pk,
-    )
+    comment = comment_for_user(request.user, pk)
     services.comment_delete(comment=comment, user=request.user)
     messages.info(request, "Comment deleted.")
     return redirect(_discussion_url(comment.experiment_id))
@@ -75,11 +70,7 @@ def run_signoff(request, pk):
 @login_required
 @require_POST
 def signoff_revoke(request, pk):
-    signoff = get_object_or_404(
-        SignOff.objects.for_user(request.user)
-        .select_related("experiment", "run"),
-        pk=pk,
-    )
+    signoff = signoff_for_user(request.user, pk)
     services.signoff_revoke(signoff=signoff, user=request.user)
     messages.info(request, f"Revoked the sign-off of “{signoff.run.name}”.")
     return redirect(_discussion_url(signoff.experiment_id, "signoffs"))

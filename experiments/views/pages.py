@@ -10,26 +10,26 @@ from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from runners.engine import public
 
-from .. import services
-from ..access import can_change, experiment_for_user, require_member, run_for_user, run_to_change
+from .. import selectors, services
+from ..access import Denied, experiment_for_user, may_change, run_for_user, run_to_change
 from ..comparison import advice_checks, baseline_chance, noise_floor
 from ..forms import DatasetUploadForm, ExperimentForm, RecipeForm
-from ..models import Benchmark, Dataset, Experiment, Recipe, Run, RunEvent, Worker
+from ..models import Dataset, Recipe
 from ..selectors import (
-    EPOCH_KEYS,
     advice_before_run,
-    benchmark_state,
     experiment_benchmarks,
-    experiment_comparison,
     experiment_curves,
     experiment_snapshot,
+    home_overview,
     page_runs,
-    run_state,
+    queue_depths_remembered,
+    recipes_of,
+    runners_overview,
+    uploads_of,
 )
 from ..techniques import catalog, presets
 from ..uploadhandlers import files_over_limit
@@ -62,51 +62,16 @@ def experiment_list(request):
     })
 
 
-HOME_EXPERIMENTS = 20
-
-
 @login_required
 def home(request):
-    from django.core.cache import cache
-
-    from runners.fleet import queue_depths
-
-    from ..listings import RUN_BULK, experiments_listed, team_ids_of, with_run_counts
-    from ..models import SignOff
-
-    teams = team_ids_of(request.user)
-    # The experiments list's first rows, unfiltered (the list has the rest), then their
-    # runs counted for these rows alone.
-    experiments = with_run_counts(experiments_listed(teams, {})[:HOME_EXPERIMENTS])
-    running = (
-        Run.objects.filter(status=Run.Status.RUNNING, experiment__team__in=teams)
-        .select_related("experiment").defer(*RUN_BULK, "experiment__spec", "experiment__evidence")
-        .order_by("started_at", "pk")[:50]
-    )
-    signoffs = (
-        SignOff.objects.filter(experiment__team__in=teams)
-        .select_related("run", "experiment", "approved_by")
-        .defer("evidence", *(f"run__{name}" for name in RUN_BULK), "experiment__spec",
-               "experiment__evidence")
-        .order_by("-created_at", "-pk")[:10]
-    )
-    # An unreachable broker costs its connect timeout (about 2 s); remember that it did
-    # not answer for a while instead of paying it on every view of the home page.
-    depths = cache.get("home.queue_depths")
-    if depths is None:
-        depths = queue_depths(["cpu", "gpu"])
-        if all(depth is None for depth in depths.values()):
-            cache.set("home.queue_depths", depths, 15)
     return render(request, "experiments/home.html", {
-        "experiments": experiments, "running": running, "signoffs": signoffs,
-        "depths": depths,
+        **home_overview(request.user), "depths": queue_depths_remembered(["cpu", "gpu"]),
     })
 
 
 @login_required
 def experiment_new(request):
-    if not request.user.teams.exists():
-        services.team_for_user(request.user)
+    services.team_for_user(request.user)  # a user without a team gets one
     initial = {}
     if request.GET.get("dataset") in public.PUBLIC:
         initial.update(dataset=request.GET["dataset"])
@@ -118,11 +83,12 @@ def experiment_new(request):
     team = None
     if request.method == "POST" and form.is_valid():
         team = form.cleaned_data["team"]
-        if not can_change(request.user, team.pk):
-            form.add_error("team", "Viewers cannot start experiments in this team.")
-        else:
+        try:
             experiment = services.experiment_create(team=team, user=request.user,
                                                     spec=form.spec)
+        except Denied:
+            form.add_error("team", "Viewers cannot start experiments in this team.")
+        else:
             messages.success(request, f"Queued {experiment.runs.count()} runs.")
             return redirect(experiment)
     status = 400 if request.method == "POST" else 200
@@ -208,7 +174,7 @@ def _results_context(experiment, user):
         "curve_columns": CURVE_COLUMNS,
         "curve_rows": curve_rows,
         # Viewers get no buttons the server would refuse them.
-        "can_change": can_change(user, experiment.team_id),
+        "can_change": may_change(user, experiment.team_id),
     }
 
 
@@ -239,10 +205,11 @@ def experiment_curves_json(request, pk):
         return JsonResponse({"error": "full must be 0 or 1."}, status=400)
     if run is not None and not run.isdigit():
         return JsonResponse({"error": "run must be a run id."}, status=400)
-    if run is not None and not experiment.runs.filter(pk=int(run)).exists():
+    drawn = experiment_curves(experiment, full=full == "1",
+                              run_ids=None if run is None else [int(run)])
+    if run is not None and str(int(run)) not in drawn["runs"]:
         raise Http404("No such run in this experiment.")
-    return JsonResponse(experiment_curves(experiment, full=full == "1",
-                                          run_ids=None if run is None else [int(run)]))
+    return JsonResponse(drawn)
 
 
 @login_required
@@ -250,9 +217,8 @@ def experiment_curves_json(request, pk):
 def experiment_rebenchmark(request, pk):
     """Measure the experiment's models again (the benchmark stage only, no training)."""
     experiment = experiment_for_user(request.user, pk)
-    require_member(request.user, experiment.team_id)
     try:
-        services.benchmark_if_ready(experiment, user=request.user, force=True)
+        services.experiment_rebenchmark(experiment=experiment, user=request.user)
     except services.BenchmarkRefused as exc:
         messages.warning(request, str(exc))
     else:
@@ -268,55 +234,11 @@ def experiment_spec(request, pk):
     return response
 
 
-EXPORT_FIELDS = [
-    "test_accuracy", "train_seconds", "compile_seconds", "train_samples_per_s",
-    "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "inference_samples_per_s",
-    "model_bytes", "model_gzip_bytes", "params", "sparsity", "runtime",
-]
-
-
 def _cell(value):
     """A CSV cell a spreadsheet will not run: text starting like a formula gets a quote."""
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
-
-
-# Each recipe against the baseline, as the results table shows it: ratios with the bounds
-# of their 95% intervals, the accuracy delta with its interval, and whether the hardware
-# matched; then a quantized recipe against the float32 model of its weights and the runtime
-# switch; on the baseline's line, the A/A control (the baseline against itself).
-COMPARISON_COLUMNS = [
-    "train_speedup", "train_ci_low", "train_ci_high", "replicates", "inference_speedup",
-    "inference_ci_low", "inference_ci_high", "throughput_speedup", "throughput_ci_low",
-    "throughput_ci_high", "size_reduction", "accuracy_delta", "accuracy_ci_low",
-    "accuracy_ci_high", "comparable",
-]
-OTHER_ROWS = [("vs_float32", "vs float32 TFLite"), ("switch", "runtime switch"),
-              ("aa", "A/A control")]
-OTHER_COLUMNS = [f"{prefix}_{column}" for prefix, _ in OTHER_ROWS for column in
-                 ("inference_speedup", "inference_ci_low", "inference_ci_high")] \
-    + ["vs_float32_invoke_speedup"]
-
-
-def _bounds(ci):
-    return list(ci) if ci else ["", ""]
-
-
-def _comparison_cells(rows):
-    """This run's cells of COMPARISON_COLUMNS and OTHER_COLUMNS: {kind: row} of its rows."""
-    row = rows.get("vs baseline")
-    cells = [""] * len(COMPARISON_COLUMNS) if row is None else [
-        row["train_speedup"], *_bounds(row["train_ci"]), row["replicates"],
-        row["inference_speedup"], *_bounds(row["inference_ci"]), row["throughput_speedup"],
-        *_bounds(row["throughput_ci"]), row["size_reduction"], row["accuracy_delta"],
-        *_bounds(row["accuracy_ci"]), row["comparable"]]
-    for _, kind in OTHER_ROWS:
-        other = rows.get(kind)
-        cells += ["", "", ""] if other is None else [other["inference_speedup"],
-                                                     *_bounds(other["inference_ci"])]
-    reference = rows.get("vs float32 TFLite") or {}
-    return cells + [reference.get("invoke_speedup", "")]
 
 
 @login_required
@@ -325,46 +247,15 @@ def experiment_export(request, pk, fmt):
     if fmt not in ("csv", "json"):
         raise Http404("Export as csv or json.")
     experiment = experiment_for_user(request.user, pk)
-    runs = list(experiment.runs.defer("curves"))
     if fmt == "json":
-        # Every epoch, not the downsampled curves the page draws.
-        epochs = {run.pk: [] for run in runs}
-        for run_id, data in RunEvent.objects.filter(
-            run__experiment=experiment, kind="epoch"
-        ).order_by("run_id", "seq").values_list("run_id", "data"):
-            epochs[run_id].append({key: data.get(key) for key in EPOCH_KEYS})
-        data = {
-            "experiment": {"id": experiment.pk, "name": experiment.name,
-                           "team": experiment.team.name, "spec": experiment.spec,
-                           "created_at": experiment.created_at.isoformat()},
-            "runs": [{**run_state(run), "steps": run.steps, "epochs": epochs[run.pk],
-                      "result": run.result, "stderr_tail": run.stderr_tail} for run in runs],
-            # Every benchmark stage, each round of each execution included (raw).
-            "benchmarks": [
-                {**benchmark_state(b), "runs": b.runs, "worker": b.worker,
-                 "created_at": b.created_at.isoformat(), "result": b.result, "raw": b.raw}
-                for b in experiment.benchmarks.order_by("-created_at", "-pk")],
-            "comparison": experiment_comparison(experiment, runs),
-        }
-        response = JsonResponse(data, json_dumps_params={"indent": 2})
+        response = JsonResponse(selectors.experiment_export(experiment),
+                                json_dumps_params={"indent": 2})
     else:
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         writer = csv.writer(response)
-        writer.writerow(["run_id", "name", "replicate", "steps", "status", "worker", "device",
-                         "epochs_done", *EXPORT_FIELDS, *COMPARISON_COLUMNS, *OTHER_COLUMNS,
-                         "error"])
-        by_run = {}
-        for row in experiment_comparison(experiment, runs):
-            by_run.setdefault(row["run_id"], {})[row["kind"]] = row
-        for run in runs:
-            result = run.result or {}
-            writer.writerow([_cell(value) for value in [
-                run.pk, run.name, run.replicate,
-                " + ".join(s["technique"] for s in run.steps) or "baseline",
-                run.status, run.worker, run.device, run.epochs_done,
-                *(result.get(key, "") for key in EXPORT_FIELDS),
-                *_comparison_cells(by_run.get(run.pk, {})), run.error,
-            ]])
+        writer.writerow(selectors.EXPORT_COLUMNS)
+        for row in selectors.experiment_export_rows(experiment):
+            writer.writerow([_cell(value) for value in row])
     response["Content-Disposition"] = f'attachment; filename="experiment-{pk}.{fmt}"'
     return response
 
@@ -372,8 +263,8 @@ def experiment_export(request, pk, fmt):
 @login_required
 @require_POST
 def run_cancel(request, pk):
-    run = run_to_change(request.user, pk)
-    if services.run_cancel(run):
+    run = run_for_user(request.user, pk)
+    if services.run_cancel(run, user=request.user):
         messages.info(request, f"Cancelling “{run.name}”.")
     else:
         messages.warning(request, f"“{run.name}” has already ended.")
@@ -401,7 +292,7 @@ def run_detail(request, pk):
         "run": run, "experiment": run.experiment, "result": result, "artifacts": artifacts,
         "result_json": json.dumps(result, indent=2, sort_keys=True),
         "recipe_form": RecipeForm(initial={"name": run.name}),
-        "can_change": can_change(request.user, run.experiment.team_id),
+        "can_change": may_change(request.user, run.experiment.team_id),
     })
 
 
@@ -439,19 +330,16 @@ def run_save_recipe(request, pk):
 
 @login_required
 def recipe_list(request):
-    if not request.user.teams.exists():
-        services.team_for_user(request.user)
+    services.team_for_user(request.user)  # a user without a team gets one
     form = RecipeForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
-        team = form.cleaned_data["team"]
-        require_member(request.user, team.pk)
         recipe, created = services.recipe_save(
-            team=team, user=request.user, name=form.cleaned_data["name"],
+            team=form.cleaned_data["team"], user=request.user, name=form.cleaned_data["name"],
             steps=form.cleaned_data["steps_json"], description=form.cleaned_data["description"],
         )
         messages.success(request, f"{'Saved' if created else 'Updated'} “{recipe.name}”.")
         return redirect("recipe_list")
-    recipes = Recipe.objects.for_user(request.user).select_related("team", "created_by")
+    recipes = recipes_of(request.user)
     status = 400 if request.method == "POST" else 200
     return render(request, "experiments/recipes.html",
                   {"form": form, "recipes": recipes, "catalog": catalog()}, status=status)
@@ -461,8 +349,7 @@ def recipe_list(request):
 @require_POST
 def recipe_delete(request, pk):
     recipe = get_object_or_404(Recipe.objects.for_user(request.user), pk=pk)
-    require_member(request.user, recipe.team_id)
-    recipe.delete()
+    services.recipe_delete(recipe=recipe, user=request.user)
     messages.info(request, f"Deleted “{recipe.name}”.")
     return redirect("recipe_list")
 
@@ -470,23 +357,8 @@ def recipe_delete(request, pk):
 def _runners_context(request):
     from runners.fleet import queue_depths
 
-    now = timezone.now()
-    workers = list(Worker.objects.all())
-    running = Run.objects.filter(status=Run.Status.RUNNING).select_related("experiment")
-    visible = set(Experiment.objects.for_user(request.user).values_list("pk", flat=True))
-    by_worker = {}
-    for run in running:
-        by_worker.setdefault(run.worker, []).append(
-            {"run": run, "visible": run.experiment_id in visible})
-    # A worker measuring an experiment's models is busy too.
-    for benchmark in Benchmark.objects.filter(status=Run.Status.RUNNING).select_related(
-            "experiment").defer("raw", "result"):
-        by_worker.setdefault(benchmark.worker, []).append(
-            {"benchmark": benchmark, "visible": benchmark.experiment_id in visible})
-    rows = [{"worker": w, "alive": w.is_alive(now), "runs": by_worker.get(w.name, []),
-             "age": int((now - w.heartbeat_at).total_seconds())} for w in workers]
-    queues = sorted({"cpu", "gpu", *(q for w in workers for q in w.queues)})
-    return {"rows": rows, "depths": queue_depths(queues),
+    overview = runners_overview(request.user)
+    return {"rows": overview["rows"], "depths": queue_depths(overview["queues"]),
             "heartbeat_timeout": settings.ACCELWEB_HEARTBEAT_TIMEOUT}
 
 
@@ -506,24 +378,24 @@ def dataset_list(request):
         request.POST or None, request.FILES or None, user=request.user,
         max_bytes=settings.ACCELWEB_MAX_UPLOAD_BYTES, over_limit=files_over_limit(request),
     )
-    if not request.user.teams.exists():
-        services.team_for_user(request.user)
+    services.team_for_user(request.user)  # a user without a team gets one
     if request.method == "POST" and form.is_valid():
-        if not can_change(request.user, form.cleaned_data["team"].pk):
+        try:
+            dataset = services.dataset_create(
+                team=form.cleaned_data["team"], user=request.user,
+                name=form.cleaned_data["name"], upload=form.cleaned_data["file"],
+                description=form.description,
+            )
+        except Denied:
             form.add_error("team", "Viewers cannot upload to this team.")
-    if request.method == "POST" and form.is_valid():
-        dataset = services.dataset_create(
-            team=form.cleaned_data["team"], user=request.user,
-            name=form.cleaned_data["name"], upload=form.cleaned_data["file"],
-            description=form.description,
-        )
-        split = Dataset.split_text(form.description["train_samples"],
-                                   form.description["validation_samples"])
-        messages.success(request, f"Uploaded “{dataset.name}” ({dataset.shape_label}, "
-                                  f"{dataset.num_classes} classes): {split}, "
-                                  f"{dataset.test_samples:,} test.")
-        return redirect("dataset_list")
-    datasets = Dataset.objects.for_user(request.user).select_related("team")
+        else:
+            split = Dataset.split_text(form.description["train_samples"],
+                                       form.description["validation_samples"])
+            messages.success(request, f"Uploaded “{dataset.name}” ({dataset.shape_label}, "
+                                      f"{dataset.num_classes} classes): {split}, "
+                                      f"{dataset.test_samples:,} test.")
+            return redirect("dataset_list")
+    datasets = uploads_of(Dataset, request.user)
     status = 400 if request.method == "POST" else 200
     return render(request, "experiments/datasets.html",
                   {"form": form, "datasets": datasets,

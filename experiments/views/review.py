@@ -4,32 +4,13 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Prefetch
 from django.shortcuts import render
 
+from .. import selectors
 from ..access import experiment_for_user, experiment_run_ids, run_ids_from, runs_for_user
 from ..comparison import FINGERPRINT_KEYS, fingerprint_differences, runtime_label
 from ..markup import render_markdown
-from ..models import Experiment, Run
-from ..selectors import MAX_COMPARED, compared_curves, experiment_comparison
-
-PICKER_EXPERIMENTS = 20
-
-
-def _picker(user, selected_runs, query=""):
-    """The team's recent experiments (named like the query, when there is one) with their
-    succeeded runs, plus the experiments of any run already chosen, so unticking it is
-    always possible."""
-    succeeded = Prefetch("runs", queryset=Run.objects.filter(status=Run.Status.SUCCEEDED),
-                         to_attr="succeeded_runs")
-    base = Experiment.objects.for_user(user).select_related("team").prefetch_related(succeeded)
-    found = base.filter(name__icontains=query) if query else base
-    experiments = list(found[:PICKER_EXPERIMENTS])
-    shown = {experiment.pk for experiment in experiments}
-    missing = {run.experiment_id for run in selected_runs} - shown
-    if missing:
-        experiments += list(base.filter(pk__in=missing))
-    return experiments
+from ..selectors import MAX_COMPARED, PICKER_EXPERIMENTS, compare_picker, compared_curves
 
 
 @login_required
@@ -74,7 +55,7 @@ def compare(request):
         "runtimes": sorted({row["runtime"] for row in rows if row["runtime"]}),
         "differences": differences,
         "selected": set(ids),
-        "experiments": _picker(request.user, runs, query),
+        "experiments": compare_picker(request.user, runs, query),
         "query": query,
         "picker_limit": PICKER_EXPERIMENTS,
         "chart_data": chart_data,
@@ -91,7 +72,8 @@ def experiment_report(request, pk):
     """Everything a reviewer signs against, on paper: the spec, the results pinned to the
     baseline with their intervals, the hardware, the sign-offs and the discussion."""
     experiment = experiment_for_user(request.user, pk)
-    runs = list(experiment.runs.defer("curves"))
+    report = selectors.experiment_report(experiment)
+    runs = report["runs"]
     baseline = next((run for run in runs if run.is_baseline), None)
     base_result = (baseline.result or {}) if baseline else {}
     hardware = []
@@ -102,27 +84,23 @@ def experiment_report(request, pk):
         differences = fingerprint_differences([base_result, result]) if base_result else []
         hardware.append({"run": run, "fingerprint": result.get("fingerprint") or {},
                          "differences": differences})
-    comments = [
-        {"comment": comment, "html": render_markdown(comment.body)}
-        for comment in experiment.comments.select_related("author", "run")
-    ]
+    comments = [{"comment": comment, "html": render_markdown(comment.body)}
+                for comment in report["comments"]]
     signoffs = [
         {"signoff": signoff,
          "evidence": json.dumps(signoff.evidence, sort_keys=True, default=str)}
-        for signoff in experiment.signoffs.select_related("approved_by", "run")
+        for signoff in report["signoffs"]
     ]
-    withdrawn = experiment.withdrawn_signoffs.select_related("run", "approved_by",
-                                                             "withdrawn_by")
     return render(request, "experiments/report.html", {
         "experiment": experiment,
         "spec": experiment.spec,
         "runs": runs,
         "recipes": [{"run": run, "steps": [_step_label(step) for step in run.steps]}
                     for run in runs],
-        "comparison": experiment_comparison(experiment, runs),
+        "comparison": report["comparison"],
         "base_fingerprint": sorted((base_result.get("fingerprint") or {}).items()),
         "hardware": hardware,
         "comments": comments,
         "signoffs": signoffs,
-        "withdrawn": withdrawn,
+        "withdrawn": report["withdrawn"],
     })

@@ -1,30 +1,21 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from .. import services
-from ..access import team_to_manage
+from ..access import membership_in, team_to_manage
 from ..forms import MemberAddForm
 from ..models import Membership
+from ..selectors import teams_overview
 
 
 @login_required
 def team_list(request):
-    if not request.user.teams.exists():
-        services.team_for_user(request.user)
-    memberships = (
-        Membership.objects.filter(user=request.user).select_related("team").order_by("team__name")
-    )
-    managed = [m.team_id for m in memberships if m.role == Membership.Role.ADMIN]
-    members = (
-        Membership.objects.filter(team__in=managed).select_related("user").order_by("user__username")
-    )
-    by_team = {}
-    for membership in members:
-        by_team.setdefault(membership.team_id, []).append(membership)
-    teams = [{"membership": m, "members": by_team.get(m.team_id),
-              "form": MemberAddForm(prefix=f"team{m.team_id}")} for m in memberships]
+    services.team_for_user(request.user)  # a user without a team gets one
+    teams = [{"membership": m, "members": members,
+              "form": MemberAddForm(prefix=f"team{m.team_id}")}
+             for m, members in teams_overview(request.user)]
     return render(request, "experiments/teams.html",
                   {"teams": teams, "roles": Membership.Role.choices})
 
@@ -36,8 +27,9 @@ def team_member_add(request, pk):
     form = MemberAddForm(request.POST, prefix=f"team{team.pk}")
     if form.is_valid():
         try:
-            membership = services.team_member_add(
-                team=team, username=form.cleaned_data["username"], role=form.cleaned_data["role"]
+            membership, _ = services.team_member_add(
+                team=team, user=request.user, username=form.cleaned_data["username"],
+                role=form.cleaned_data["role"],
             )
         except ValueError as exc:
             messages.error(request, str(exc))
@@ -52,15 +44,15 @@ def team_member_add(request, pk):
 @require_POST
 def team_member_update(request, pk, membership_id):
     team = team_to_manage(request.user, pk)
-    membership = get_object_or_404(Membership.objects.select_related("user"), pk=membership_id,
-                                   team=team)
+    membership = membership_in(team, membership_id)
     role = request.POST.get("role", "")
     try:
         if role == "remove":
-            services.team_member_remove(membership=membership)
+            services.team_member_remove(membership=membership, user=request.user)
             messages.info(request, f"Removed {membership.user} from {team}.")
         else:
-            services.team_member_set_role(membership=membership, role=role)
+            services.team_member_set_role(membership=membership, user=request.user,
+                                          role=role)
             messages.success(request, f"{membership.user} is now a {role} of {team}.")
     except ValueError as exc:
         messages.error(request, str(exc))

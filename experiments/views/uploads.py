@@ -8,14 +8,15 @@ from django.shortcuts import redirect, render
 from .. import services
 from ..forms import ModelUploadForm
 from ..models import UploadedModel
+from ..selectors import uploads_of
 from ..uploadhandlers import files_over_limit
 
 
 @login_required
 def model_list(request):
-    if not request.user.teams.exists():
-        services.team_for_user(request.user)
-    # Viewers are refused by the form (ModelUploadForm.clean_team), before the model check.
+    services.team_for_user(request.user)  # a user without a team gets one
+    # A viewer is refused by the form (ModelUploadForm.clean_team asks the service's rule
+    # early), before the Keras check; uploaded_model_create decides.
     form = ModelUploadForm(
         request.POST or None, request.FILES or None, user=request.user,
         max_bytes=settings.ACCELWEB_MAX_UPLOAD_BYTES, over_limit=files_over_limit(request),
@@ -30,7 +31,7 @@ def model_list(request):
                                   f"{uploaded.num_classes} classes, {uploaded.params:,} "
                                   "parameters).")
         return redirect("model_list")
-    uploaded_models = UploadedModel.objects.for_user(request.user).select_related("team")
+    uploaded_models = uploads_of(UploadedModel, request.user)
     status = 400 if request.method == "POST" else 200
     return render(request, "experiments/models.html",
                   {"form": form, "uploaded_models": uploaded_models}, status=status)

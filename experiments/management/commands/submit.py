@@ -4,11 +4,11 @@ import time
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from experiments.access import require_member
+from experiments.access import Denied
 from experiments.comparison import MINUS, points
 from experiments.models import Benchmark, Run, Team
 from experiments.selectors import experiment_comparison
@@ -47,11 +47,9 @@ class Command(BaseCommand):
         except Team.DoesNotExist:
             raise CommandError(f"{user} is not a member of a team named {team!r}.") from None
         try:
-            require_member(account, chosen.pk)
-        except PermissionDenied as exc:
-            raise CommandError(f"{user} cannot submit to {chosen.name}: {exc}") from None
-        try:
             experiment = experiment_create(team=chosen, user=account, spec=raw)
+        except Denied as exc:
+            raise CommandError(f"{user} cannot submit to {chosen.name}: {exc}") from None
         except ValidationError as exc:
             lines = [f"  {path}: {msg}" for path, msgs in exc.message_dict.items() for msg in msgs]
             raise CommandError("The spec is not valid:\n" + "\n".join(lines)) from None
