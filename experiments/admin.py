@@ -216,6 +216,10 @@ def _operator_cancel(run):
     return services.run_cancel(run, user=None)
 
 
+def _operator_rerun(run):
+    return services.run_rerun(run, user=None)
+
+
 @admin.action(description="Cancel the selected runs (queued or running)")
 def cancel_runs(modeladmin, request, queryset):
     _apply(modeladmin, request, list(queryset.select_related("experiment")),
@@ -225,7 +229,7 @@ def cancel_runs(modeladmin, request, queryset):
 @admin.action(description="Re-run the selected runs (ended ones)")
 def rerun_runs(modeladmin, request, queryset):
     _apply(modeladmin, request, list(queryset.select_related("experiment")),
-           services.run_rerun, "Re-queued")
+           _operator_rerun, "Re-queued")
 
 
 @admin.action(description="Cancel every queued or running run of the selected experiments")
@@ -239,7 +243,7 @@ def cancel_experiments(modeladmin, request, queryset):
 def rerun_experiments(modeladmin, request, queryset):
     runs = Run.objects.filter(experiment__in=queryset, status__in=Run.ENDED)
     _apply(modeladmin, request, list(runs.select_related("experiment")),
-           services.run_rerun, "Re-queued")
+           _operator_rerun, "Re-queued")
 
 
 @admin.action(description="Benchmark the selected experiments again (no training)")

@@ -566,7 +566,12 @@ def run_reset_for_rerun(run: Run) -> bool:
     return True
 
 
-def run_rerun(run: Run) -> bool:
+def run_rerun(run: Run, *, user) -> bool:
+    """Queue an ended run again, its events and the sign-offs resting on it cleared; False
+    when it had not ended. `user`: a member of the run's team (a viewer is refused), or None
+    for an operator (the admin site), who acts above the teams."""
+    if user is not None:
+        require_change(user, run.experiment.team_id)
     with transaction.atomic():
         changed = run_reset_for_rerun(run)
         if changed:

@@ -82,7 +82,7 @@ def test_it_waits_for_a_rerun_and_measures_the_new_files(trained):
     execute_benchmark.run(first.pk)
     recipe = trained.runs.get(position=1)
 
-    assert run_rerun(recipe)
+    assert run_rerun(recipe, user=None)
     rows = {row["kind"]: row for row in experiment_comparison(trained)}
     assert "vs baseline" not in rows  # the recipe has no result until it has run again
     assert benchmark_if_ready(trained) is None  # a run is queued
@@ -227,7 +227,7 @@ def test_it_stops_a_pending_benchmark_when_a_run_is_run_again(finished):
     benchmark = benchmark_if_ready(finished)
     Benchmark.objects.filter(pk=benchmark.pk).update(status=Run.Status.RUNNING)
 
-    assert run_rerun(finished.runs.get(position=1))
+    assert run_rerun(finished.runs.get(position=1), user=None)
 
     benchmark.refresh_from_db()
     assert benchmark.status == Run.Status.RUNNING and benchmark.cancel_requested

@@ -605,7 +605,7 @@ def test_it_drops_a_sign_off_when_its_run_is_run_again(dave, experiment):
     run = finish(xla(experiment), train=1500.0)
     services.signoff_create(run=run, user=dave)
 
-    assert services.run_rerun(run)
+    assert services.run_rerun(run, user=None)
 
     assert not SignOff.objects.exists()
     withdrawn = WithdrawnSignOff.objects.get()
@@ -616,7 +616,7 @@ def test_it_drops_a_sign_off_when_its_run_is_run_again(dave, experiment):
 def test_it_drops_every_sign_off_when_the_baseline_is_run_again(dave, experiment):
     services.signoff_create(run=finish(xla(experiment), train=1500.0), user=dave)
 
-    assert services.run_rerun(experiment.runs.get(name="baseline", replicate=0))
+    assert services.run_rerun(experiment.runs.get(name="baseline", replicate=0), user=None)
 
     assert not SignOff.objects.exists()
     assert WithdrawnSignOff.objects.get().reason == "the baseline was run again"

@@ -145,6 +145,20 @@ def test_it_refuses_a_cancel_to_a_viewer_and_a_stranger(experiment, bob, charlie
     assert run.status == Run.Status.CANCELLED
 
 
+def test_it_refuses_a_rerun_to_a_viewer_and_a_stranger(experiment, bob, charlie, dave):
+    run = Run.claim(experiment.runs.get(name="XLA").pk, worker="celery@one")
+    run.mark_finished(Run.Status.FAILED, error="the runner was lost")
+    for user in (bob, charlie):
+        with pytest.raises(Denied):
+            services.run_rerun(run, user=user)
+    run.refresh_from_db()
+    assert (run.status, run.error) == (Run.Status.FAILED, "the runner was lost")
+
+    assert services.run_rerun(run, user=dave)
+    run.refresh_from_db()
+    assert (run.status, run.error) == (Run.Status.QUEUED, "")
+
+
 def test_an_operator_cancels_without_a_team_role(experiment):
     # The admin site and manage.py cancel act above the teams.
     run = experiment.runs.get(name="XLA")

@@ -192,7 +192,7 @@ def test_it_resets_an_ended_run_for_a_rerun(run, django_capture_on_commit_callba
     run.mark_finished(Run.Status.FAILED, error="boom", stderr_tail="Traceback")
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        assert services.run_rerun(run)
+        assert services.run_rerun(run, user=None)
 
     run.refresh_from_db()
     assert run.status == Run.Status.QUEUED
@@ -208,7 +208,7 @@ def test_it_does_not_rerun_a_run_that_has_not_ended(run, django_capture_on_commi
     services.run_record_event(run, {"event": "epoch", "epoch": 1})
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        assert not services.run_rerun(run)
+        assert not services.run_rerun(run, user=None)
 
     run.refresh_from_db()
     assert run.status == Run.Status.RUNNING

@@ -313,7 +313,7 @@ class RunViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def rerun(self, request, pk):
         run = run_to_change(request.user, pk)
-        if not services.run_rerun(run):
+        if not services.run_rerun(run, user=request.user):
             return Response({"detail": "This run has not ended yet."},
                             status=status.HTTP_409_CONFLICT)
         return Response(s.RunDetailSerializer(run).data)

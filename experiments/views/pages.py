@@ -275,7 +275,7 @@ def run_cancel(request, pk):
 @require_POST
 def run_rerun(request, pk):
     run = run_to_change(request.user, pk)
-    if services.run_rerun(run):
+    if services.run_rerun(run, user=request.user):
         messages.info(request, f"“{run.name}” is queued again.")
     else:
         messages.warning(request, f"“{run.name}” has not ended yet.")
