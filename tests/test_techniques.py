@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from engine_runs import HAS_JAX, digits_spec, started_runs
 
-from runners.engine import advisor, steps
+from runners.engine import advisor, techniques
 
 TINY_BENCHMARK = {"trials": 2, "latency_samples": 5, "warmup": 2}
 
@@ -170,7 +170,7 @@ def test_it_computes_mixed_precision_layers_in_16_bits(policy, dtype):
 
     from runners.engine import zoo
 
-    step = steps.MixedPrecision(policy=policy)
+    step = techniques.TECHNIQUES["mixed_precision"](policy=policy)
     try:
         step.configure(type("Ctx", (), {"backend": keras.backend.backend()})())
         model = zoo.build_model({"arch": "seed_cnn"}, [8, 8, 1], 10)
@@ -185,7 +185,7 @@ def test_it_computes_mixed_precision_layers_in_16_bits(policy, dtype):
 
 
 def test_it_validates_technique_parameters():
-    assert steps.validate_step({"technique": "data_parallel"}) == {
+    assert techniques.validate_step({"technique": "data_parallel"}) == {
         "technique": "data_parallel", "replicas": None, "devices": None}
     for bad, message in [
         ({"technique": "data_parallel", "replicas": 0},
@@ -212,7 +212,7 @@ def test_it_validates_technique_parameters():
          "The regularization dropout must be between 0 and 0.95"),
     ]:
         with pytest.raises(ValueError, match=message):
-            steps.validate_step(bad)
+            techniques.validate_step(bad)
 
 
 def test_it_advises_against_techniques_this_hardware_lacks():
@@ -239,4 +239,4 @@ def test_it_advises_against_techniques_this_hardware_lacks():
 ])
 def test_it_refuses_numbers_that_are_not_finite(step, message):
     with pytest.raises(ValueError, match=message):
-        steps.validate_step(step)
+        techniques.validate_step(step)
