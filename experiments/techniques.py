@@ -2,6 +2,8 @@
 form offers exactly the steps and parameters the engine validates, in the registry's order
 (by family), with each class's own label and help."""
 
+import json
+
 from runners.engine import fields
 from runners.engine.techniques import TECHNIQUES
 
@@ -50,3 +52,48 @@ def presets() -> list[dict]:
                                    "steps": [{"technique": name, **cls.defaults, **params}]}})
     return out
 
+
+def _param_text(name, field):
+    if isinstance(field, fields.Choice):
+        values = " \\| ".join(field.options)
+    elif isinstance(field, (fields.Integer, fields.Number)):
+        low = "(" if getattr(field, "above", False) else "["
+        high = ")" if getattr(field, "below", False) else "]"
+        values = f"{low}{field.low:,}, {field.high:,}{high}"
+    elif isinstance(field, fields.Boolean):
+        values = "true \\| false"
+    elif isinstance(field, fields.ListOf):
+        values = "list"
+    else:
+        values = "text"
+    if field.nullable:
+        values += " or null"
+    default = "" if field.default in (fields.MISSING, fields.OMIT) \
+        else f", default {json.dumps(field.default)}"
+    return f"`{name}` {values}{default}"
+
+
+def reference_markdown() -> str:
+    """Every registered technique as Markdown, by family: name, label, parameters and
+    help, as the classes say them (``manage.py techniques`` prints it)."""
+    from runners.engine.techniques import families
+
+    lines = ["# Techniques", "",
+             "Generated from the technique classes in `runners/engine/techniques/` "
+             "(`python manage.py techniques`).", ""]
+    for family, module in families.items():
+        members = [cls for cls in TECHNIQUES.values() if cls.family == family]
+        if not members:
+            continue
+        about = " ".join((module.__doc__ or "").strip().split("\n\n")[0].split())
+        lines += [f"## {family.replace('_', ' ').capitalize()}", "",
+                  f"`runners/engine/techniques/{family}.py`: {about}", "",
+                  "| technique | label | parameters | what it does |",
+                  "| --- | --- | --- | --- |"]
+        for cls in members:
+            params = "; ".join(_param_text(name, field) for name, field in cls.fields.items())
+            what = cls.help + (" Ships a quantized model, measured beside its float32 twin."
+                               if cls.quantizes else "")
+            lines.append(f"| `{cls.technique}` | {cls.label} | {params or '–'} | {what} |")
+        lines.append("")
+    return "\n".join(lines)
