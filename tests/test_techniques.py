@@ -41,6 +41,7 @@ RECIPES = {
     "ptq_float16": ({}, spec([{"technique": "ptq", "mode": "float16"}],
                              params={"units": 512})),
     "ptq_full_int8": ({}, spec([{"technique": "ptq", "mode": "full_int8"}], "seed_cnn")),
+    "steps_per_execution": ({}, spec([{"technique": "steps_per_execution", "steps": 8}])),
 }
 if HAS_JAX:
     RECIPES["jax_data_parallel"] = ({"KERAS_BACKEND": "jax"},
@@ -151,6 +152,22 @@ def test_it_gives_full_int8_int8_input_and_output_tensors(runs):
     assert interpreter.get_input_details()[0]["dtype"] == np.int8
     assert interpreter.get_output_details()[0]["dtype"] == np.int8
     assert abs(result["test_accuracy"] - result["reference"]["test_accuracy"]) < 0.1
+
+
+def test_it_runs_eight_batches_per_call_of_the_train_function(runs):
+    events, result = runs["steps_per_execution"].succeeded()
+    base_events, _ = runs["baseline"].succeeded()
+    assert result["steps_per_execution"] == 8
+    assert result["steps_applied"] == ["steps_per_execution"]
+    # Callbacks run once per call: 21 batches of 64 (1293 samples) are 3 calls, not 21.
+    assert {e["steps"] for e in base_events if e["event"] == "epoch"} == {21}
+    assert {e["steps"] for e in events if e["event"] == "epoch"} == {3}
+    # The same batches and updates, only fewer calls: the losses are the baseline's.
+    assert losses(events) == pytest.approx(losses(base_events), rel=0.02)
+    plain_cpu = {"hardware": "cpu", "cpu_flags": ["avx2"]}
+    assert advisor.advise(["steps_per_execution"], plain_cpu, params=9_000) == []
+    [advice] = advisor.advise(["steps_per_execution"], plain_cpu, params=2_000_000)
+    assert "2,000,000 parameters" in advice["message"]
 
 
 @pytest.mark.skipif(not HAS_JAX, reason="jax is not installed in this environment")
