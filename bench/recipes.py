@@ -24,31 +24,19 @@ from pathlib import Path
 from stage import ROOT, benchmark, machine, measured, train, write_section
 
 from experiments.comparison import compare_runs, primary_run, recipe_groups
-from runners.engine import steps
+from runners.engine.techniques import TECHNIQUES
 
 SECTION = "## Recipes"
-
-
-# Parameters that make a technique's row meaningful on a short run; others use defaults.
-STEP_PARAMS = {
-    "mixed_precision": [{"policy": "mixed_float16"}, {"policy": "mixed_bfloat16"}],
-    "ptq": [{"mode": "dynamic_int8"}, {"mode": "float16"}, {"mode": "full_int8"}],
-    "keras_quantize": [{"mode": "int8"}],
-    "op_parallelism": [{"intra_op_threads": 1, "inter_op_threads": 1}],
-    "early_stop": [{"target_val_accuracy": 0.5}],
-    "lr_schedule": [{"kind": "cosine"}],
-    "large_batch": [{"factor": 4}],
-}
 MODELS = ("seed_cnn", "seed_mlp")
 
 
 def recipes(only):
-    names = sorted(steps.TECHNIQUES)
     found = [("baseline", [])]
-    for name in names:
+    # Each technique's bench_params make its row meaningful on a short run.
+    for name in sorted(TECHNIQUES):
         if only and name not in only:
             continue
-        for params in STEP_PARAMS.get(name, [{}]):
+        for params in TECHNIQUES[name].bench_params:
             label = name + "".join(f" {v}" for v in params.values())
             found.append((label, [{"technique": name, **params}]))
     return found

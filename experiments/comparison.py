@@ -17,6 +17,7 @@ the worse side, "unclear" otherwise or when there is no interval.
 import math
 
 from runners.engine.measure import paired_speedup, t_interval
+from runners.engine.techniques import jit_compiled, quantizes
 
 FINGERPRINT_KEYS = ("cpu_model", "logical_cores", "gpus", "backend", "tensorflow", "keras")
 
@@ -490,7 +491,7 @@ def runtime_label(result) -> str:
     if "jit_compile" in shipped:
         jit = bool(shipped["jit_compile"])
     else:  # a result of an engine older than measured_files
-        jit = "xla" in (result.get("steps_applied") or [])
+        jit = jit_compiled(result.get("steps_applied") or [])
     return f"{runtime} + XLA jit" if runtime == "keras" and jit else runtime
 
 
@@ -578,7 +579,7 @@ def advice_checks(runs, rows) -> list[dict]:
     checks = []
     for run in runs:
         for item in (run.result or {}).get("advice") or []:
-            quantized = item.get("technique") in ("ptq", "keras_quantize", "qat")
+            quantized = quantizes(item.get("technique"))
             row = rows.get((run.pk, "vs float32 TFLite")) if quantized else None
             row = row or rows.get((run.pk, "vs baseline"))
             if row is None:

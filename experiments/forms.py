@@ -17,7 +17,7 @@ from runners.engine import modelfile, schema, zoo
 from runners.engine import public as engine_public
 from runners.engine.data import SYNTHETIC
 from runners.engine.fields import MAX_TEXT, Invalid, plain_json_problems, text_problem
-from runners.engine.steps import validate_steps
+from runners.engine.techniques import validate_steps
 
 from . import spec as specs
 from .access import may_change
@@ -523,10 +523,9 @@ class ExperimentFilterForm(forms.Form):
 
     def __init__(self, data, *, authors):
         super().__init__(data)
-        from .techniques import DESCRIPTIONS
+        from .techniques import choices
 
-        self.fields["technique"].choices = [("", "any technique"), *(
-            (name, label) for name, (label, _) in DESCRIPTIONS.items())]
+        self.fields["technique"].choices = [("", "any technique"), *choices()]
         self.fields["author"].choices = [("", "anyone"), *(
             (user.username, user.username) for user in authors)]
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from runners.engine.steps import validate_steps
+from runners.engine.techniques import validate_steps
 
 from . import curves
 from .access import (

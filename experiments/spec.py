@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from runners.engine import public, schema
 from runners.engine.fields import Invalid
 from runners.engine.schema import RUN_BENCHMARK_KEYS, STAGE_DEFAULTS
+from runners.engine.techniques import jit_compiled
 
 
 class TeamUploads:
@@ -115,7 +116,7 @@ def _shipped_files(run) -> dict:
         if "model_float32.tflite" in names:
             files["reference"] = {"file": "model_float32.tflite", "runtime": "tflite"}
         return files
-    jit = any(step.get("technique") == "xla" for step in run.steps)
+    jit = jit_compiled(step.get("technique") for step in run.steps)
     return {"runtime": {"file": "model.keras", "runtime": "keras", "jit_compile": jit}}
 
 

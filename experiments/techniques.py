@@ -1,60 +1,11 @@
 """The technique catalog the recipe builder draws from, read off the engine's registry so the
-form offers exactly the steps and parameters the engine validates."""
+form offers exactly the steps and parameters the engine validates, in the registry's order
+(by family), with each class's own label and help."""
+
+import json
 
 from runners.engine import fields
-from runners.engine.steps import TECHNIQUES
-
-# technique -> (label, what a user should know before choosing it)
-DESCRIPTIONS = {
-    "data_parallel": (
-        "Data parallelism",
-        "tf.distribute.MirroredStrategy over the visible GPUs; without GPUs the CPU is split "
-        "into logical devices. Reports replicas, global batch and scaling efficiency.",
-    ),
-    "model_parallel": (
-        "Model parallelism", "Groups of layers placed on different devices.",
-    ),
-    "op_parallelism": (
-        "Op-level parallelism",
-        "TensorFlow's intra-op and inter-op thread pools (0 = TensorFlow's default).",
-    ),
-    "mixed_precision": (
-        "Mixed precision",
-        "float16 (with loss scaling) or bfloat16 compute; the output layer stays float32.",
-    ),
-    "xla": ("XLA compilation", "Compile training and inference with XLA (jit_compile)."),
-    "input_pipeline": (
-        "Input pipeline", "tf.data with cache, prefetch(AUTOTUNE) and parallel map.",
-    ),
-    "ptq": (
-        "Post-training quantization",
-        "TFLite converter, measured in the LiteRT interpreter and compared with the float32 "
-        "TFLite model of the same run.",
-    ),
-    "keras_quantize": (
-        "Keras quantize",
-        "Keras 3 model.quantize: only Dense, EinsumDense and Embedding layers are quantized; "
-        "Conv2D stays float.",
-    ),
-    "pruning": (
-        "Pruning",
-        "Magnitude pruning to a target sparsity on a polynomial-decay schedule, or 2:4 "
-        "structured sparsity; size reported as gzip bytes after stripping.",
-    ),
-    "qat": ("Quantization-aware training", "Train with fake quantization, ship int8 TFLite."),
-    "clustering": ("Weight clustering", "Weights share k centroids per layer."),
-    "optimizer": ("Optimizer", "SGD with momentum, Adam, AdamW, Lion, RMSprop."),
-    "lr_schedule": ("Learning-rate schedule", "Warm-up, cosine decay, reduce on plateau."),
-    "batch_norm": ("BatchNorm", "Insert BatchNormalization after conv and dense layers."),
-    "regularization": ("Regularization", "L2 weight decay and dropout."),
-    "large_batch": (
-        "Large batch", "Batch size × factor with the learning rate scaled linearly.",
-    ),
-    "early_stop": (
-        "Stop at a target accuracy",
-        "Stop when validation accuracy first reaches the target; reports time-to-accuracy.",
-    ),
-}
+from runners.engine.techniques import TECHNIQUES
 
 
 def _kind(field):
@@ -72,41 +23,77 @@ def _kind(field):
 
 
 def catalog() -> list[dict]:
-    entries = []
-    for name, cls in sorted(TECHNIQUES.items(), key=lambda item: _order(item[0])):
-        label, help_text = DESCRIPTIONS.get(name, (name.replace("_", " "), ""))
-        entries.append({
-            "technique": name,
-            "label": label,
-            "help": help_text,
-            "params": [
-                {"name": param, "default": field.default, "kind": _kind(field),
-                 "choices": list(getattr(field, "options", ()))}
-                for param, field in cls.fields.items()
-            ],
-        })
-    return entries
+    return [{
+        "technique": name,
+        "label": cls.label,
+        "help": cls.help,
+        "params": [
+            {"name": param, "default": field.default, "kind": _kind(field),
+             "choices": list(getattr(field, "options", ()))}
+            for param, field in cls.fields.items()
+        ],
+    } for name, cls in TECHNIQUES.items()]
 
 
-def _order(name):
-    keys = list(DESCRIPTIONS)
-    return keys.index(name) if name in keys else len(keys)
+def choices() -> list[tuple[str, str]]:
+    """(name, label) of every technique, for a filter's select."""
+    return [(name, cls.label) for name, cls in TECHNIQUES.items()]
 
 
 def presets() -> list[dict]:
-    """One-click recipes: each technique with its defaults, and each PTQ mode."""
+    """One-click recipes: each technique with its defaults, or the presets it names (each
+    PTQ mode)."""
     out = []
-    for entry in catalog():
-        defaults = {p["name"]: p["default"] for p in entry["params"]}
-        if entry["technique"] == "ptq":
-            for mode, label in (("dynamic_int8", "int8 (dynamic range)"),
-                                ("float16", "float16 (TFLite)"),
-                                ("full_int8", "full int8 (TFLite)")):
-                out.append({"key": f"ptq-{mode}", "label": label,
-                            "recipe": {"name": label, "steps": [
-                                {"technique": "ptq", **defaults, "mode": mode}]}})
-            continue
-        out.append({"key": entry["technique"], "label": entry["label"],
-                    "recipe": {"name": entry["label"],
-                               "steps": [{"technique": entry["technique"], **defaults}]}})
+    for name, cls in TECHNIQUES.items():
+        for label, params in cls.presets or ((cls.label, {}),):
+            key = "-".join([name, *(str(value) for value in params.values())])
+            out.append({"key": key, "label": label,
+                        "recipe": {"name": label,
+                                   "steps": [{"technique": name, **cls.defaults, **params}]}})
     return out
+
+
+def _param_text(name, field):
+    if isinstance(field, fields.Choice):
+        values = " \\| ".join(field.options)
+    elif isinstance(field, (fields.Integer, fields.Number)):
+        low = "(" if getattr(field, "above", False) else "["
+        high = ")" if getattr(field, "below", False) else "]"
+        values = f"{low}{field.low:,}, {field.high:,}{high}"
+    elif isinstance(field, fields.Boolean):
+        values = "true \\| false"
+    elif isinstance(field, fields.ListOf):
+        values = "list"
+    else:
+        values = "text"
+    if field.nullable:
+        values += " or null"
+    default = "" if field.default in (fields.MISSING, fields.OMIT) \
+        else f", default {json.dumps(field.default)}"
+    return f"`{name}` {values}{default}"
+
+
+def reference_markdown() -> str:
+    """Every registered technique as Markdown, by family: name, label, parameters and
+    help, as the classes say them (``manage.py techniques`` prints it)."""
+    from runners.engine.techniques import families
+
+    lines = ["# Techniques", "",
+             "Generated from the technique classes in `runners/engine/techniques/` "
+             "(`python manage.py techniques`).", ""]
+    for family, module in families.items():
+        members = [cls for cls in TECHNIQUES.values() if cls.family == family]
+        if not members:
+            continue
+        about = " ".join((module.__doc__ or "").strip().split("\n\n")[0].split())
+        lines += [f"## {family.replace('_', ' ').capitalize()}", "",
+                  f"`runners/engine/techniques/{family}.py`: {about}", "",
+                  "| technique | label | parameters | what it does |",
+                  "| --- | --- | --- | --- |"]
+        for cls in members:
+            params = "; ".join(_param_text(name, field) for name, field in cls.fields.items())
+            what = cls.help + (" Ships a quantized model, measured beside its float32 twin."
+                               if cls.quantizes else "")
+            lines.append(f"| `{cls.technique}` | {cls.label} | {params or '–'} | {what} |")
+        lines.append("")
+    return "\n".join(lines)

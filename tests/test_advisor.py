@@ -4,6 +4,7 @@ run copies into its result. Pure: no Django, no TensorFlow."""
 import pytest
 
 from runners.engine import advisor
+from runners.engine.techniques.precision import XLA
 
 PLAIN_CPU = {"hardware": "cpu", "cpu_flags": ["avx2", "fma"]}
 FP16_CPU = {"hardware": "cpu", "cpu_flags": ["avx2", "avx512f", "avx512_fp16"]}
@@ -42,11 +43,11 @@ def test_it_says_nothing_of_mixed_precision_on_a_gpu():
 def test_it_warns_of_xla_on_a_tiny_model_on_a_cpu():
     [item] = advisor.advise([{"technique": "xla"}], PLAIN_CPU, params=9_050)
     assert "9,050 parameters" in item["message"]
-    assert techniques(["xla"], FP16_CPU, params=advisor.XLA_TINY_PARAMS - 1) == ["xla"]
+    assert techniques(["xla"], FP16_CPU, params=XLA.tiny_params - 1) == ["xla"]
 
 
 def test_it_says_nothing_of_xla_on_a_big_model_an_unknown_one_or_a_gpu():
-    assert advisor.advise(["xla"], PLAIN_CPU, params=advisor.XLA_TINY_PARAMS) == []
+    assert advisor.advise(["xla"], PLAIN_CPU, params=XLA.tiny_params) == []
     assert advisor.advise(["xla"], PLAIN_CPU, params=5_000_000) == []
     assert advisor.advise(["xla"], PLAIN_CPU) == []
     assert advisor.advise(["xla"], GPU, params=9_050) == []

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 from engine_runs import ROOT, EngineRun, digits_spec, started_runs
 
-from runners.engine import compression  # noqa: F401  (registers the steps)
-from runners.engine.steps import validate_step
+from runners.engine.techniques import compression, validate_step
 
 HAS_JAX = importlib.util.find_spec("jax") is not None
 EPOCHS = 3
@@ -194,7 +193,8 @@ def test_it_finds_k_means_centroids():
     assert np.all(np.abs(centroids[assignment] - values) < 0.1)
 
 
-# The toolkit comparison that justifies writing these steps on Keras 3 (see compression.py).
+# The toolkit comparison that justifies writing these steps on Keras 3 (see
+# runners/engine/techniques/compression.py).
 # It needs tf-keras and tensorflow-model-optimization, which are not project dependencies
 # (tf-keras installs the full tensorflow package over tensorflow-cpu), so it runs only when
 # TFMOT_PYTHON names an interpreter that has them (and TensorFlow 2.21).
@@ -244,7 +244,7 @@ def test_it_matches_the_toolkit_on_the_same_model(tmp_path):
 
 def test_the_toolkit_is_not_imported_by_the_engine():
     # Importing it would set TF_USE_LEGACY_KERAS=1 for the whole process.
-    code = ("import sys; import runners.engine.compression; "
+    code = ("import sys; import runners.engine.techniques; "
             "print('tensorflow_model_optimization' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True)

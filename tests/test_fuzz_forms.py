@@ -28,7 +28,7 @@ from experiments.forms import DatasetUploadForm, ExperimentForm, RecipeForm
 from experiments.models import Comment, Experiment, Membership, Recipe, SignOff
 from runners.engine import schema
 from runners.engine.fields import plain_json_problems
-from runners.engine.steps import TECHNIQUES
+from runners.engine.techniques import TECHNIQUES
 from runners.engine.zoo import ARCHS
 
 FUZZ = settings(deadline=None, max_examples=40,

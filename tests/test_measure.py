@@ -74,7 +74,7 @@ def test_it_feeds_full_int8_tflite_models_quantized_inputs(tmp_path):
     keras = pytest.importorskip("keras")
     if keras.backend.backend() != "tensorflow":
         pytest.skip("TFLite conversion needs the TensorFlow backend")
-    from runners.engine import data, run, steps, zoo
+    from runners.engine import data, run, techniques, zoo
 
     keras.utils.set_random_seed(0)
     dataset = data.load({"name": "digits"}, seed=0)
@@ -83,7 +83,7 @@ def test_it_feeds_full_int8_tflite_models_quantized_inputs(tmp_path):
     model.fit(dataset.x_train, dataset.y_train, epochs=3, verbose=0)
     ctx = run.RunContext(spec={}, backend="tensorflow", data=dataset, workdir=str(tmp_path),
                          model=model)
-    step = steps.TECHNIQUES["ptq"](mode="full_int8", representative_samples=50)
+    step = techniques.TECHNIQUES["ptq"](mode="full_int8", representative_samples=50)
     step.after_train(ctx)
 
     assert ctx.artifacts == ["model_float32.tflite", "model_full_int8.tflite"]
@@ -100,7 +100,7 @@ def test_it_converts_a_mixed_precision_model_through_a_float32_copy(tmp_path):
     keras = pytest.importorskip("keras")
     if keras.backend.backend() != "tensorflow":
         pytest.skip("TFLite conversion needs the TensorFlow backend")
-    from runners.engine import data, run, steps, zoo
+    from runners.engine import data, run, techniques, zoo
 
     dataset = data.load({"name": "digits"}, seed=0)
     keras.mixed_precision.set_global_policy("mixed_float16")
@@ -111,7 +111,7 @@ def test_it_converts_a_mixed_precision_model_through_a_float32_copy(tmp_path):
     ctx = run.RunContext(spec={}, backend="tensorflow", data=dataset, workdir=str(tmp_path),
                          model=model)
     # TFLite has no float16 Conv2D builtin: converting the mixed model itself fails.
-    steps.TECHNIQUES["ptq"](mode="dynamic_int8").after_train(ctx)
+    techniques.TECHNIQUES["ptq"](mode="dynamic_int8").after_train(ctx)
     assert any("float32 copy" in note for note in ctx.notes)
     expected = model.predict_on_batch(dataset.x_test[:8])
     assert np.allclose(ctx.reference.predict(dataset.x_test[:8]), expected, atol=0.01)

@@ -162,7 +162,7 @@ def test_it_checks_advice_against_the_training_speedup(make_experiment, alice, a
 
 
 def test_it_offers_every_registered_technique_in_the_form(client, alice):
-    from runners.engine.steps import TECHNIQUES
+    from runners.engine.techniques import TECHNIQUES
 
     client.force_login(alice)
 

@@ -6,8 +6,8 @@ import re
 import pytest
 from jsonschema import Draft202012Validator
 
-from runners.engine import fields, steps
-from runners.engine.steps import (
+from runners.engine import fields, techniques
+from runners.engine.techniques import (
     TECHNIQUES,
     ModelFacts,
     check_applicable,
@@ -245,7 +245,7 @@ def test_it_refuses_a_technique_twice():
     assert cleaned is fields.INVALID
     assert messages == {"steps": ["Technique 'xla' appears twice in the recipe; use it once."]}
     with pytest.raises(ValueError, match="appears twice"):
-        steps.build_steps([{"technique": "xla"}, {"technique": "xla"}])
+        techniques.build_steps([{"technique": "xla"}, {"technique": "xla"}])
 
 
 @pytest.mark.parametrize("recipe, message", [
@@ -265,7 +265,7 @@ def test_it_refuses_techniques_that_exclude_each_other(recipe, message):
     assert cleaned is fields.INVALID
     assert len(messages["steps"]) == 1 and messages["steps"][0].startswith(message)
     with pytest.raises(ValueError, match=re.escape(message)):
-        steps.build_steps(recipe)
+        techniques.build_steps(recipe)
 
 
 def test_it_declares_conflicts_between_registered_techniques_only():
@@ -321,7 +321,7 @@ def test_it_describes_each_technique_as_a_json_schema_that_agrees_with_the_field
 
 
 def test_it_describes_a_recipes_steps_as_one_json_schema():
-    schema = steps.steps_schema()
+    schema = techniques.steps_schema()
     Draft202012Validator.check_schema(schema)
     validator = Draft202012Validator(schema)
     for name, cls in TECHNIQUES.items():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from engine_runs import HAS_JAX, digits_spec, started_runs
 
-from runners.engine import advisor, steps
+from runners.engine import advisor, techniques
 
 TINY_BENCHMARK = {"trials": 2, "latency_samples": 5, "warmup": 2}
 
@@ -41,6 +41,7 @@ RECIPES = {
     "ptq_float16": ({}, spec([{"technique": "ptq", "mode": "float16"}],
                              params={"units": 512})),
     "ptq_full_int8": ({}, spec([{"technique": "ptq", "mode": "full_int8"}], "seed_cnn")),
+    "steps_per_execution": ({}, spec([{"technique": "steps_per_execution", "steps": 8}])),
 }
 if HAS_JAX:
     RECIPES["jax_data_parallel"] = ({"KERAS_BACKEND": "jax"},
@@ -153,6 +154,22 @@ def test_it_gives_full_int8_int8_input_and_output_tensors(runs):
     assert abs(result["test_accuracy"] - result["reference"]["test_accuracy"]) < 0.1
 
 
+def test_it_runs_eight_batches_per_call_of_the_train_function(runs):
+    events, result = runs["steps_per_execution"].succeeded()
+    base_events, _ = runs["baseline"].succeeded()
+    assert result["steps_per_execution"] == 8
+    assert result["steps_applied"] == ["steps_per_execution"]
+    # Callbacks run once per call: 21 batches of 64 (1293 samples) are 3 calls, not 21.
+    assert {e["steps"] for e in base_events if e["event"] == "epoch"} == {21}
+    assert {e["steps"] for e in events if e["event"] == "epoch"} == {3}
+    # The same batches and updates, only fewer calls: the losses are the baseline's.
+    assert losses(events) == pytest.approx(losses(base_events), rel=0.02)
+    plain_cpu = {"hardware": "cpu", "cpu_flags": ["avx2"]}
+    assert advisor.advise(["steps_per_execution"], plain_cpu, params=9_000) == []
+    [advice] = advisor.advise(["steps_per_execution"], plain_cpu, params=2_000_000)
+    assert "2,000,000 parameters" in advice["message"]
+
+
 @pytest.mark.skipif(not HAS_JAX, reason="jax is not installed in this environment")
 def test_it_says_data_parallel_needs_tensorflow_under_jax(runs):
     returncode, events, _ = runs["jax_data_parallel"].wait()
@@ -170,7 +187,7 @@ def test_it_computes_mixed_precision_layers_in_16_bits(policy, dtype):
 
     from runners.engine import zoo
 
-    step = steps.MixedPrecision(policy=policy)
+    step = techniques.TECHNIQUES["mixed_precision"](policy=policy)
     try:
         step.configure(type("Ctx", (), {"backend": keras.backend.backend()})())
         model = zoo.build_model({"arch": "seed_cnn"}, [8, 8, 1], 10)
@@ -185,7 +202,7 @@ def test_it_computes_mixed_precision_layers_in_16_bits(policy, dtype):
 
 
 def test_it_validates_technique_parameters():
-    assert steps.validate_step({"technique": "data_parallel"}) == {
+    assert techniques.validate_step({"technique": "data_parallel"}) == {
         "technique": "data_parallel", "replicas": None, "devices": None}
     for bad, message in [
         ({"technique": "data_parallel", "replicas": 0},
@@ -212,7 +229,7 @@ def test_it_validates_technique_parameters():
          "The regularization dropout must be between 0 and 0.95"),
     ]:
         with pytest.raises(ValueError, match=message):
-            steps.validate_step(bad)
+            techniques.validate_step(bad)
 
 
 def test_it_advises_against_techniques_this_hardware_lacks():
@@ -239,4 +256,4 @@ def test_it_advises_against_techniques_this_hardware_lacks():
 ])
 def test_it_refuses_numbers_that_are_not_finite(step, message):
     with pytest.raises(ValueError, match=message):
-        steps.validate_step(step)
+        techniques.validate_step(step)

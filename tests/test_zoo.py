@@ -46,11 +46,11 @@ def test_it_keeps_probabilities_float32_under_mixed_precision():
 def test_it_answers_the_web_without_loading_a_framework():
     probe = (
         "import sys\n"
-        "from runners.engine import data, steps, zoo\n"
+        "from runners.engine import data, techniques, zoo\n"
         "zoo.count_params('resnet', {}, [32, 32, 3], 10)\n"
         "zoo.check_input_shape('seed_cnn', {}, [8, 8, 1])\n"
         "data.describe({'name': 'digits'})\n"
-        "steps.validate_step({'technique': 'ptq'})\n"
+        "techniques.validate_step({'technique': 'ptq'})\n"
         "loaded = {'keras', 'tensorflow', 'jax', 'django', 'celery'} & set(sys.modules)\n"
         "assert not loaded, loaded\n"
     )

@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from runners.engine.fields import MAX_TEXT
-from runners.engine.steps import steps_schema
+from runners.engine.techniques import steps_schema
 
 from ..comparison import baseline_chance
 from ..forms import clean_recipe_steps

@@ -308,7 +308,7 @@ def describe(model):
 
 
 def facts(model):
-    """What the recipe checks need to know of a model before a run (steps.ModelFacts): its
+    """What the recipe checks need to know of a model before a run (techniques.ModelFacts): its
     layer classes, nested models' included, whether it is one straight chain, and whether it
     nests models."""
     import keras

@@ -16,7 +16,7 @@ from runners.engine import advisor, events, measure, schema, zoo
 from runners.engine import data as datasets
 from runners.engine.events import EngineError
 from runners.engine.fingerprint import fingerprint
-from runners.engine.steps import build_steps
+from runners.engine.techniques import build_steps
 
 
 class Cancelled(Exception):

@@ -8,8 +8,8 @@ Two shapes of one spec share their fields:
 - what a runner gets (``check_engine_spec``): one recipe's steps, uploads named by paths.
 
 The parts live beside what they describe (``data.DATASETS``, ``zoo.PARAMS``, each
-technique's ``fields`` in steps.py); this module puts them together. ``SPEC.json_schema()``
-is the API's schema of a spec (/api/schema/).
+technique's ``fields`` on its class in ``runners.engine.techniques``); this module puts them
+together. ``SPEC.json_schema()`` is the API's schema of a spec (/api/schema/).
 
 Uploads are the web's to look up: ``check_spec`` takes a ``lookup`` with
 ``dataset(id)`` -> {"label", "input_shape", "num_classes", "train_samples",
@@ -20,7 +20,7 @@ Uploads are the web's to look up: ``check_spec`` takes a ``lookup`` with
 import copy
 import os
 
-from runners.engine import data, public, steps, zoo
+from runners.engine import data, public, techniques, zoo
 from runners.engine.fields import (
     INVALID,
     OMIT,
@@ -75,10 +75,11 @@ class Steps(Field):
     """A recipe's steps: each checked by its technique's fields, and together."""
 
     def check(self, value, path, problems):
-        return steps.check_steps(value, path, problems)
+        return techniques.check_steps(value, path, problems)
 
     def describe(self):
-        return {"type": "array", "maxItems": steps.MAX_STEPS, "items": steps.steps_schema()}
+        return {"type": "array", "maxItems": techniques.MAX_STEPS,
+                "items": techniques.steps_schema()}
 
 
 _LABEL = Text(200, OMIT, help="Filled in by the server: the upload's name.")
@@ -260,7 +261,7 @@ def _model(spec, description, lookup, max_params, problems):
         if max_params is not None and count > max_params:
             problems.add("model.params", f"This model has {count:,} parameters; the limit is "
                                          f"{max_params:,}. Make it narrower or shallower.")
-    return steps.ModelFacts(**zoo.facts(arch, params))
+    return techniques.ModelFacts(**zoo.facts(arch, params))
 
 
 def _uploaded(model, description, lookup, max_params, problems):
@@ -285,7 +286,7 @@ def _uploaded(model, description, lookup, max_params, problems):
                          f"units, but this dataset has {description['num_classes']} classes.")
     if not found.get("facts"):
         return None  # checked before layer inventories were kept: the run will tell
-    return steps.ModelFacts(**{**found["facts"], "arch": f"“{name}”"})
+    return techniques.ModelFacts(**{**found["facts"], "arch": f"“{name}”"})
 
 
 def _shape(shape):
@@ -311,7 +312,7 @@ def _recipes(spec, facts, problems):
         names.add(name)
         recipe["name"] = name[:200]
         if facts is not None:
-            steps.check_applicable(recipe["steps"], f"{path}.steps", problems, facts)
+            techniques.check_applicable(recipe["steps"], f"{path}.steps", problems, facts)
 
 
 def _training_rules(spec, description, problems):

@@ -44,7 +44,7 @@ def resolve_params(arch, params=None):
 
 
 def facts(arch, params):
-    """What the recipe checks need to know of a zoo model (steps.ModelFacts' fields): the
+    """What the recipe checks need to know of a zoo model (techniques.ModelFacts' fields): the
     layer classes ``build_model`` makes, whether they form one chain, no nested models."""
     p = resolve_params(arch, params)
     if arch == "seed_mlp":

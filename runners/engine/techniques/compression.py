@@ -1,4 +1,5 @@
-"""Compression steps: pruning, quantization-aware training (qat) and weight clustering.
+"""Compression: pruning and weight clustering (quantization-aware training, which this
+explanation covers too, lives in quantization.py beside ptq, whose converter it ends in).
 
 Why these are written on Keras 3 instead of using the TensorFlow Model Optimization Toolkit
 -----------------------------------------------------------------------------------------
@@ -66,10 +67,12 @@ import numpy as np
 
 from runners.engine.events import EngineError
 from runners.engine.fields import Choice, Integer, Number
-from runners.engine.steps import PostTrainingQuantization, TechniqueStep, register
+from runners.engine.techniques._fine_tune import add_fine_tune_cost, add_fine_tune_epochs, retrace
+from runners.engine.techniques._layers import COMPRESSIBLE, compressible_layers
+from runners.engine.techniques.base import TechniqueStep, register
 
-# compressible_layers' classes, by name, for applies_to's ModelFacts.
-COMPRESSIBLE = ("Dense", "Conv1D", "Conv2D", "Conv3D")
+# The family's place in the catalog, the form and the docs.
+ORDER = 40
 
 
 def _no_kernels(technique, verb, model):
@@ -83,50 +86,11 @@ def _steps_per_epoch(ctx):
     return math.ceil(len(ctx.data.x_train) / ctx.training["batch_size"])
 
 
-def _add_fine_tune_epochs(ctx, epochs):
-    """Train the run's own epochs, then ``epochs`` more; returns the epoch compression starts."""
-    begin = ctx.training["epochs"] if epochs else 0
-    ctx.training["epochs"] += epochs
-    return begin
-
-
-def add_fine_tune_cost(ctx, technique, begin_epoch, fine_tune_epochs):
-    """The fine-tuning epochs are a one-time cost of shipping the compressed model."""
-    if fine_tune_epochs:
-        seconds = sum(e["seconds"] for e in ctx.epochs if e["epoch"] > begin_epoch)
-        ctx.add_one_time_cost(f"{technique} fine-tuning ({fine_tune_epochs} epochs)", seconds)
-
-
-def compressible_layers(model):
-    """Dense and convolution layers (the toolkit's prunable kernels), nested models included."""
-    import keras
-
-    kinds = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            found.extend(compressible_layers(layer))
-        elif isinstance(layer, kinds) and not isinstance(layer, keras.layers.Conv2DTranspose):
-            found.append(layer)
-    return found
-
-
 def kernel_sparsity(model):
     """Fraction of exact zeros over the kernels of ``compressible_layers`` (biases excluded)."""
     kernels = [np.asarray(layer.kernel) for layer in compressible_layers(model)]
     total = sum(k.size for k in kernels)
     return float(sum(int(np.count_nonzero(k == 0)) for k in kernels) / total) if total else 0.0
-
-
-def _retrace(model):
-    """Make the next batch use a new train (and test) function.
-
-    Constraints and Python flags are read when the step function is traced; both trainers
-    look ``model.train_function`` up for every batch, so replacing it between epochs is
-    enough, and under JAX the state is re-read from the variables at every epoch's start.
-    """
-    model.make_train_function(force=True)
-    model.make_test_function(force=True)
 
 
 # --------------------------------------------------------------------------- pruning
@@ -216,6 +180,9 @@ class Pruning(TechniqueStep):
     """
 
     technique = "pruning"
+    label = "Pruning"
+    help = ("Magnitude pruning to a target sparsity on a polynomial-decay schedule, or 2:4 "
+            "structured sparsity; size reported as gzip bytes after stripping.")
     fields = {
         "target_sparsity": Number(0, 1, 0.8, below=True),
         "schedule": Choice(("polynomial_decay", "constant"), "polynomial_decay"),
@@ -244,7 +211,7 @@ class Pruning(TechniqueStep):
 
     def configure(self, ctx):
         super().configure(ctx)
-        self.begin_epoch = _add_fine_tune_epochs(ctx, self.params["fine_tune_epochs"])
+        self.begin_epoch = add_fine_tune_epochs(ctx, self.params["fine_tune_epochs"])
         self.layers = []
 
     def _schedule_steps(self, ctx):
@@ -379,6 +346,8 @@ class Clustering(TechniqueStep):
     """Weight clustering: k shared values per kernel, then fine-tuning of the centroids."""
 
     technique = "clustering"
+    label = "Weight clustering"
+    help = "Weights share k centroids per layer."
     fields = {"clusters": Integer(2, 65536, 16), "fine_tune_epochs": Integer(0, 1000, 2)}
     # configure's EngineError at run time, in whichever order the two steps come.
     conflicts = {"pruning": "Clustering cannot share a recipe with pruning yet: both hold the "
@@ -394,7 +363,7 @@ class Clustering(TechniqueStep):
             # Both hold the kernels through a constraint; sparsity-preserving clustering
             # (the toolkit's) would need one constraint that does both.
             raise EngineError("clustering cannot follow pruning in one recipe yet")
-        self.begin_epoch = _add_fine_tune_epochs(ctx, self.params["fine_tune_epochs"])
+        self.begin_epoch = add_fine_tune_epochs(ctx, self.params["fine_tune_epochs"])
         self.layers = []
 
     def callbacks(self, ctx):
@@ -406,7 +375,7 @@ class Clustering(TechniqueStep):
             def on_epoch_begin(self, epoch, logs=None):
                 if step.params["fine_tune_epochs"] and epoch == step.begin_epoch:
                     step.cluster(ctx)
-                    _retrace(self.model)
+                    retrace(self.model)
 
         return [ClusterAtFineTuning()]
 
@@ -430,140 +399,3 @@ class Clustering(TechniqueStep):
     def result_fields(self, ctx):
         return {"clusters": self.params["clusters"],
                 "unique_values_per_kernel": unique_values_per_kernel(ctx.model)}
-
-
-# --------------------------------------------------------------------------- qat
-
-def _fake_quant_layer(base):
-    """A subclass of ``base`` whose kernel and output go through int8 fake quantization."""
-    import keras
-    from keras import ops
-
-    class FakeQuant(base):
-        # Read when the step functions are traced; the qat callback flips it and retraces.
-        fake_quant = True
-
-        def build(self, input_shape):
-            super().build(input_shape)
-            self.output_min = self.add_weight(shape=(), initializer="zeros",
-                                              trainable=False, name="output_min")
-            self.output_max = self.add_weight(shape=(), initializer="zeros",
-                                              trainable=False, name="output_max")
-            self.ranges_seen = self.add_weight(shape=(), initializer="zeros",
-                                               trainable=False, name="ranges_seen")
-
-        @property
-        def kernel(self):
-            kernel = super().kernel
-            if not self.fake_quant:
-                return kernel
-            # Per output channel, symmetric, [-127, 127]: TFLite's int8 weight scheme.
-            axes = tuple(range(len(kernel.shape) - 1))
-            bound = ops.stop_gradient(ops.maximum(ops.max(ops.abs(kernel), axis=axes), 1e-8))
-            return keras.quantizers.fake_quant_with_min_max_vars(
-                kernel, -bound, bound, num_bits=8, narrow_range=True, axis=-1)
-
-        def call(self, inputs, training=None):
-            outputs = super().call(inputs)
-            if not self.fake_quant:
-                return outputs
-            if training:
-                low = ops.stop_gradient(ops.minimum(ops.min(outputs), 0.0))
-                high = ops.stop_gradient(ops.maximum(ops.max(outputs), 0.0))
-                # Moving averages like the toolkit's, seeded by the first batch.
-                decay = ops.where(self.ranges_seen > 0, 0.99, 0.0)
-                self.output_min.assign(decay * self.output_min + (1 - decay) * low)
-                self.output_max.assign(decay * self.output_max + (1 - decay) * high)
-                self.ranges_seen.assign(1.0)
-            high = ops.maximum(self.output_max, self.output_min + 1e-6)
-            return keras.quantizers.fake_quant_with_min_max_vars(
-                outputs, self.output_min, high, num_bits=8)
-
-    FakeQuant.__name__ = f"FakeQuant{base.__name__}"
-    return FakeQuant
-
-
-@register
-class QuantizationAwareTraining(TechniqueStep):
-    """Train with int8 fake quantization, then convert to an int8 .tflite (as ptq does)."""
-
-    technique = "qat"
-    fields = {
-        "mode": Choice(("full_int8", "dynamic_int8"), "full_int8"),
-        "fine_tune_epochs": Integer(0, 1000, 0),
-        # As ptq's (a field each: register labels it with the technique's name).
-        "representative_samples": Integer(1, 10_000, 100),
-    }
-    conflicts = {"ptq": "The qat step converts to an int8 .tflite itself; remove ptq from the "
-                        "recipe."}
-    requires_backend = "tensorflow"
-
-    @classmethod
-    def applies_to(cls, params, model):
-        if model.nested is True:
-            return (f"The qat step supports models without nested models; {model.arch} "
-                    "nests one.")
-        return None
-
-    def configure(self, ctx):
-        super().configure(ctx)
-        if any(step["technique"] == "ptq" for step in ctx.spec["steps"]):
-            raise EngineError("qat converts to an int8 .tflite itself; remove ptq from the recipe")
-        self.begin_epoch = _add_fine_tune_epochs(ctx, self.params["fine_tune_epochs"])
-
-    def transform_model(self, ctx, model):
-        import keras
-
-        self.float_model = model
-        self.quantized = {}
-        classes = {}
-
-        def clone(layer):
-            copy = layer.__class__.from_config(layer.get_config())
-            if layer in compressible:
-                base = layer.__class__
-                classes.setdefault(base, _fake_quant_layer(base))
-                copy = classes[base].from_config(layer.get_config())
-                copy.fake_quant = not self.params["fine_tune_epochs"]
-                self.quantized[layer.name] = copy
-            return copy
-
-        compressible = set(compressible_layers(model))
-        if any(isinstance(layer, keras.Model) for layer in model.layers):
-            raise EngineError("qat supports models without nested models")
-        return keras.models.clone_model(model, clone_function=clone)
-
-    def callbacks(self, ctx):
-        import keras
-
-        step = self
-
-        class StartFakeQuant(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                if step.params["fine_tune_epochs"] and epoch == step.begin_epoch:
-                    for layer in step.quantized.values():
-                        layer.fake_quant = True
-                    _retrace(self.model)
-
-        return [StartFakeQuant()]
-
-    def after_train(self, ctx):
-        # Back into the plain model (same layers, same order): the converter quantizes it.
-        trained = {layer.name: layer for layer in ctx.model.layers}
-        for layer in self.float_model.layers:
-            count = len(layer.weights)
-            if count:
-                layer.set_weights(trained[layer.name].get_weights()[:count])
-        ctx.model = self.float_model
-        add_fine_tune_cost(ctx, "qat", self.begin_epoch, self.params["fine_tune_epochs"])
-        ctx.notes.append(
-            f"qat: int8 fake quantization of {len(self.quantized)} kernels (per channel) and "
-            f"their outputs from epoch {self.begin_epoch + 1}; converted like ptq "
-            f"{self.params['mode']}")
-        PostTrainingQuantization(
-            mode=self.params["mode"],
-            representative_samples=self.params["representative_samples"],
-        ).after_train(ctx)
-
-    def result_fields(self, ctx):
-        return {"quantized_layers": sorted(self.quantized)}
