@@ -219,6 +219,12 @@ class Experiment(models.Model):
     def group_name(self):
         return experiment_group(self.pk)
 
+    @property
+    def planned_runs(self) -> int:
+        """How many runs services.experiment_create made: the baseline and each recipe,
+        once per training repeat."""
+        return (len(self.spec["recipes"]) + 1) * self.spec["training"].get("repeats", 1)
+
 
 class Beating:
     """The row a runner works on (a run, a benchmark), as its runner keeps it while the

@@ -385,3 +385,14 @@ def test_it_leaves_out_runs_that_have_not_succeeded(experiment):
 
     # The A/A control alone: the baseline against itself.
     assert [row["kind"] for row in compare(experiment)] == ["A/A control"]
+
+
+def test_it_makes_the_runs_it_plans(make_experiment, alice, alice_team):
+    # The "Queued N runs." message reads planned_runs, not the table.
+    experiment = make_experiment(
+        team=alice_team, user=alice, training={"epochs": 1, "repeats": 3},
+        recipes=[{"name": "XLA", "steps": [{"technique": "xla"}]},
+                 {"name": "fp16", "steps": [{"technique": "mixed_precision"}]}],
+    )
+
+    assert experiment.planned_runs == experiment.runs.count() == 9

@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from results import benchmark_results
@@ -192,6 +193,7 @@ def test_it_creates_an_experiment_with_a_baseline_and_one_run_per_recipe(
 
     experiment = Experiment.objects.get()
     assert response.status_code == 302
+    assert [m.message for m in get_messages(response.wsgi_request)] == ["Queued 4 runs."]
     assert response.url == experiment.get_absolute_url()
     assert experiment.team == alice_team
     assert experiment.created_by == alice

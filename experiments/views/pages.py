@@ -89,7 +89,7 @@ def experiment_new(request):
         except Denied:
             form.add_error("team", "Viewers cannot start experiments in this team.")
         else:
-            messages.success(request, f"Queued {experiment.runs.count()} runs.")
+            messages.success(request, f"Queued {experiment.planned_runs} runs.")
             return redirect(experiment)
     status = 400 if request.method == "POST" else 200
     # The advice for the form as it stands, so that it shows without JS too. An unbound
