@@ -122,14 +122,29 @@ _layer_loop = _LayerLoop()
 broadcast_on = _layer_loop.use
 
 
-def broadcast(group: str, payload: dict) -> None:
-    """Tell a websocket group (an experiment's, or the runners page's). At-most-once by
+# What a group message is about. Each kind is the name of the handler that receives it in
+# the group's consumer ("run.status": ExperimentConsumer.run_status), and a consumer has
+# no handler for anything else: channels would close its socket on such a message.
+RUN_EVENT = "run.event"  # an engine event, or a batch of them: the live curves' data
+RUN_STATUS = "run.status"  # a run's status changed: its state row, nothing computed
+BENCHMARK_CHANGED = "benchmark.changed"  # the benchmark stage's state row
+DISCUSSION_CHANGED = "discussion.changed"  # a comment or sign-off added or removed
+RUNNERS_CHANGED = "runners.changed"  # a runner beat (the runners page's group)
+MESSAGE_KINDS = frozenset({RUN_EVENT, RUN_STATUS, BENCHMARK_CHANGED, DISCUSSION_CHANGED,
+                           RUNNERS_CHANGED})
+
+
+def broadcast(group: str, kind: str, payload: dict) -> None:
+    """Tell a websocket group (an experiment's, or the runners page's) that something of
+    `kind` changed; `payload` is what its consumer sends the browser. At-most-once by
     design: the database holds the record, so a lost message costs a browser nothing a
     resync does not restore."""
+    if kind not in MESSAGE_KINDS:
+        raise ValueError(f"no consumer handles a {kind!r} message")
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "group.event", "payload": payload}
+    message = {"type": kind, "payload": payload}
     # The loop's pooled connection outlives a Redis restart, and its first use after one
     # fails ("Connection lost"); redis-py drops that connection, so a second try opens a
     # fresh one. A message that went out before the failure may arrive twice: the page
@@ -243,7 +258,7 @@ def run_record_events(run: Run, events: list[dict]) -> None:
     # which is most of a batch's time here. The database stays the record: a store that
     # fails fails the run, and its page reads the record again when the status changes.
     told = {**run_state(run), "epochs_done": done, "progress": round(progress, 4)}
-    broadcast(experiment_group(run.experiment_id),
+    broadcast(experiment_group(run.experiment_id), RUN_EVENT,
               {"type": "event", "run": told, "event": events[0]} if len(events) == 1
               else {"type": "events", "run": told, "events": events})
     # The batch keeps its sequence numbers across retries: a retry of a transaction that
@@ -378,7 +393,7 @@ def run_status_changed(run: Run) -> None:
     payload = {"type": "status", "run": run_state(run)}
     if run.has_ended:
         payload["comparison"] = experiment_comparison(run.experiment)
-    broadcast(experiment_group(run.experiment_id), payload)
+    broadcast(experiment_group(run.experiment_id), RUN_STATUS, payload)
 
 
 def run_ended(run: Run) -> None:
@@ -491,7 +506,7 @@ def benchmark_changed(benchmark: Benchmark, *, ended: bool = False) -> None:
     payload = {"type": "benchmark", "benchmark": benchmark_state(benchmark)}
     if ended:
         payload["comparison"] = experiment_comparison(benchmark.experiment)
-    broadcast(experiment_group(benchmark.experiment_id), payload)
+    broadcast(experiment_group(benchmark.experiment_id), BENCHMARK_CHANGED, payload)
 
 
 def benchmark_progress(benchmark: Benchmark, event: dict) -> None:
@@ -654,7 +669,8 @@ def comment_delete(*, comment, user) -> None:
 
 
 def _discussion_changed(experiment_id: int, payload: dict) -> None:
-    transaction.on_commit(lambda: broadcast(experiment_group(experiment_id), payload))
+    transaction.on_commit(lambda: broadcast(experiment_group(experiment_id),
+                                            DISCUSSION_CHANGED, payload))
 
 
 def _interval(ci) -> str:

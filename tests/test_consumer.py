@@ -133,8 +133,11 @@ def test_it_sends_a_snapshot_then_live_events(experiment, alice):
         assert live["run"]["epochs_done"] == 2
         assert live["run"]["progress"] == round(2 / 3, 4)
 
-        await database_sync_to_async(services.broadcast)(experiment.group_name, {"type": "ping"})
-        assert await ws.receive_json_from(timeout=TIMEOUT) == {"type": "ping"}
+        # Any other kind of message is relayed as the service wrote it.
+        comment = {"type": "comment", "action": "added", "comment": 7, "run": None}
+        await database_sync_to_async(services.broadcast)(
+            experiment.group_name, services.DISCUSSION_CHANGED, comment)
+        assert await ws.receive_json_from(timeout=TIMEOUT) == comment
         assert await ws.receive_nothing(timeout=0.2)
         await ws.disconnect()
 
@@ -150,7 +153,8 @@ def test_it_only_sends_an_experiments_own_events(experiment, alice):
         await ws.receive_json_from(timeout=TIMEOUT)
 
         other = f"experiment.{experiment.pk + 1000}"
-        await database_sync_to_async(services.broadcast)(other, {"type": "x"})
+        await database_sync_to_async(services.broadcast)(other, services.RUN_STATUS,
+                                                         {"type": "status"})
 
         assert await ws.receive_nothing(timeout=0.3)
         await ws.disconnect()
@@ -182,6 +186,38 @@ def test_it_sends_a_fresh_snapshot_on_resync(experiment, alice):
     async_to_sync(scenario)()
 
 
+def test_it_has_a_handler_for_each_kind_of_message(experiment, alice):
+    from runners.fleet import broadcast_runners
+
+    headers = [session_cookie(alice), ORIGIN]
+    kinds = sorted(services.MESSAGE_KINDS - {services.RUNNERS_CHANGED})
+
+    async def scenario():
+        ws = communicator(experiment.pk, headers)
+        await ws.connect(timeout=TIMEOUT)
+        await ws.receive_json_from(timeout=TIMEOUT)
+        for kind in kinds:
+            await database_sync_to_async(services.broadcast)(
+                experiment.group_name, kind, {"type": "probe", "kind": kind})
+        told = [await ws.receive_json_from(timeout=TIMEOUT) for _ in kinds]
+        await ws.disconnect()
+
+        # The runners page's socket: a runner beat, the page reads its table again.
+        from accelweb.asgi import application
+
+        runners = WebsocketCommunicator(application, "/ws/runners/", headers=headers)
+        assert await runners.connect(timeout=TIMEOUT) == (True, None)
+        await database_sync_to_async(broadcast_runners)()
+        beat = await runners.receive_json_from(timeout=TIMEOUT)
+        await runners.disconnect()
+        return told, beat
+
+    told, beat = async_to_sync(scenario)()
+    assert told == [{"type": "probe", "kind": kind} for kind in kinds]
+    assert kinds == ["benchmark.changed", "discussion.changed", "run.event", "run.status"]
+    assert beat == {"type": "runners"}
+
+
 def test_it_cuts_off_a_member_removed_from_the_team(experiment, bob, monkeypatch):
     from experiments import consumers
     from experiments.models import Membership
@@ -210,8 +246,8 @@ def test_it_cuts_off_a_member_removed_from_the_team(experiment, bob, monkeypatch
         await database_sync_to_async(
             Membership.objects.filter(user=bob, team=experiment.team).delete)()
         monkeypatch.setattr(consumers, "ACCESS_RECHECK_SECONDS", 0)
-        await database_sync_to_async(services.broadcast)(experiment.group_name,
-                                                         {"type": "ping"})
+        await database_sync_to_async(services.broadcast)(
+            experiment.group_name, services.DISCUSSION_CHANGED, {"type": "comment"})
         assert await ws.receive_output(timeout=TIMEOUT) == {
             "type": "websocket.close", "code": CLOSE_NOT_FOUND}
         await ws.disconnect()
