@@ -67,7 +67,8 @@ class HeartbeatConsumer(AsyncJsonWebsocketConsumer):
 class ExperimentConsumer(HeartbeatConsumer):
     """Live events of one experiment: a snapshot from the database first, then what is
     broadcast to the experiment's group, one handler per kind of message
-    (services.MESSAGE_KINDS)."""
+    (services.MESSAGE_KINDS). Only the engine's events carry data (the live curves); the
+    others say what changed, and the page reads its results fragment again."""
 
     async def connect(self):
         user = self.scope.get("user")
@@ -92,6 +93,9 @@ class ExperimentConsumer(HeartbeatConsumer):
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
 
     async def receive_json(self, content, **kwargs):
+        # A client may ask for the snapshot again without reconnecting. The experiment
+        # page does not: every connect starts with one, and its results fragment carries
+        # one.
         if isinstance(content, dict) and content.get("type") == "resync":
             if await self._still_allowed(force=True):
                 await self.send_json({"type": "snapshot", "snapshot": await self._snapshot()})

@@ -59,6 +59,7 @@ from .selectors import (
     evidence_inputs,
     experiment_benchmarks,
     experiment_comparison,
+    experiment_evidence,
     run_state,
 )
 from .spec import benchmark_settings, validate_spec
@@ -138,7 +139,8 @@ def broadcast(group: str, kind: str, payload: dict) -> None:
     """Tell a websocket group (an experiment's, or the runners page's) that something of
     `kind` changed; `payload` is what its consumer sends the browser. At-most-once by
     design: the database holds the record, so a lost message costs a browser nothing a
-    resync does not restore."""
+    read of its page does not restore. A notice, not the evidence: what is computed from
+    the record (the comparison, the points) the page reads with its results."""
     if kind not in MESSAGE_KINDS:
         raise ValueError(f"no consumer handles a {kind!r} message")
     layer = get_channel_layer()
@@ -389,11 +391,13 @@ def experiment_evidence_refresh(experiment: Experiment) -> dict:
 
 
 def run_status_changed(run: Run) -> None:
-    """Broadcast a status change, with the comparison when a run has ended."""
-    payload = {"type": "status", "run": run_state(run)}
+    """Tell the browsers a run's status changed: its state row only. Each open page reads
+    its results fragment again (tables and snapshot in one request), so when the run has
+    ended its evidence is stored first: the pages read it, none computes it."""
     if run.has_ended:
-        payload["comparison"] = experiment_comparison(run.experiment)
-    broadcast(experiment_group(run.experiment_id), RUN_STATUS, payload)
+        experiment_evidence(run.experiment)
+    broadcast(experiment_group(run.experiment_id), RUN_STATUS,
+              {"type": "status", "run": run_state(run)})
 
 
 def run_ended(run: Run) -> None:
@@ -502,11 +506,13 @@ def benchmark_send(benchmark: Benchmark) -> None:
 
 
 def benchmark_changed(benchmark: Benchmark, *, ended: bool = False) -> None:
-    """Broadcast the benchmark's progress; when it has ended, the new comparison too."""
-    payload = {"type": "benchmark", "benchmark": benchmark_state(benchmark)}
+    """Tell the browsers the benchmark's state (its progress ticks are drawn in place).
+    When it has ended, the evidence its measurements change is stored first: the pages
+    read it again with their results fragment."""
     if ended:
-        payload["comparison"] = experiment_comparison(benchmark.experiment)
-    broadcast(experiment_group(benchmark.experiment_id), BENCHMARK_CHANGED, payload)
+        experiment_evidence(benchmark.experiment)
+    broadcast(experiment_group(benchmark.experiment_id), BENCHMARK_CHANGED,
+              {"type": "benchmark", "benchmark": benchmark_state(benchmark)})
 
 
 def benchmark_progress(benchmark: Benchmark, event: dict) -> None:
