@@ -65,8 +65,10 @@ class HeartbeatConsumer(AsyncJsonWebsocketConsumer):
 
 
 class ExperimentConsumer(HeartbeatConsumer):
-    """Live events of one experiment: a snapshot from the database first, then every event
-    broadcast to the experiment's group."""
+    """Live events of one experiment: a snapshot from the database first, then what is
+    broadcast to the experiment's group, one handler per kind of message
+    (services.MESSAGE_KINDS). Only the engine's events carry data (the live curves); the
+    others say what changed, and the page reads its results fragment again."""
 
     async def connect(self):
         user = self.scope.get("user")
@@ -91,13 +93,32 @@ class ExperimentConsumer(HeartbeatConsumer):
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
 
     async def receive_json(self, content, **kwargs):
+        # A client may ask for the snapshot again without reconnecting. The experiment
+        # page does not: every connect starts with one, and its results fragment carries
+        # one.
         if isinstance(content, dict) and content.get("type") == "resync":
             if await self._still_allowed(force=True):
                 await self.send_json({"type": "snapshot", "snapshot": await self._snapshot()})
 
-    async def group_event(self, message):
+    async def run_event(self, message):
+        """An engine event of a run, or a batch of them, with the run's state."""
+        await self._tell(message["payload"])
+
+    async def run_status(self, message):
+        """A run's status changed: its state row."""
+        await self._tell(message["payload"])
+
+    async def benchmark_changed(self, message):
+        """The benchmark stage moved (progress) or ended: its state row."""
+        await self._tell(message["payload"])
+
+    async def discussion_changed(self, message):
+        """A comment or a sign-off was added or removed: which, and on which run."""
+        await self._tell(message["payload"])
+
+    async def _tell(self, payload):
         if await self._still_allowed():
-            await self.send_json(message["payload"])
+            await self.send_json(payload)
 
     async def _still_allowed(self, force=False):
         """Membership is checked again on a resync and, at most every few seconds, on
@@ -135,5 +156,5 @@ class RunnersConsumer(HeartbeatConsumer):
     async def disconnect(self, code):
         await self.channel_layer.group_discard(self.group_name, self.channel_name)
 
-    async def group_event(self, message):
+    async def runners_changed(self, message):
         await self.send_json(message["payload"])

@@ -67,6 +67,7 @@ from .selectors import (
     evidence_inputs,
     experiment_benchmarks,
     experiment_comparison,
+    experiment_evidence,
     run_state,
 )
 from .spec import benchmark_settings, validate_spec
@@ -130,14 +131,30 @@ _layer_loop = _LayerLoop()
 broadcast_on = _layer_loop.use
 
 
-def broadcast(group: str, payload: dict) -> None:
-    """Tell a websocket group (an experiment's, or the runners page's). At-most-once by
+# What a group message is about. Each kind is the name of the handler that receives it in
+# the group's consumer ("run.status": ExperimentConsumer.run_status), and a consumer has
+# no handler for anything else: channels would close its socket on such a message.
+RUN_EVENT = "run.event"  # an engine event, or a batch of them: the live curves' data
+RUN_STATUS = "run.status"  # a run's status changed: its state row, nothing computed
+BENCHMARK_CHANGED = "benchmark.changed"  # the benchmark stage's state row
+DISCUSSION_CHANGED = "discussion.changed"  # a comment or sign-off added or removed
+RUNNERS_CHANGED = "runners.changed"  # a runner beat (the runners page's group)
+MESSAGE_KINDS = frozenset({RUN_EVENT, RUN_STATUS, BENCHMARK_CHANGED, DISCUSSION_CHANGED,
+                           RUNNERS_CHANGED})
+
+
+def broadcast(group: str, kind: str, payload: dict) -> None:
+    """Tell a websocket group (an experiment's, or the runners page's) that something of
+    `kind` changed; `payload` is what its consumer sends the browser. At-most-once by
     design: the database holds the record, so a lost message costs a browser nothing a
-    resync does not restore."""
+    read of its page does not restore. A notice, not the evidence: what is computed from
+    the record (the comparison, the points) the page reads with its results."""
+    if kind not in MESSAGE_KINDS:
+        raise ValueError(f"no consumer handles a {kind!r} message")
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "group.event", "payload": payload}
+    message = {"type": kind, "payload": payload}
     # The loop's pooled connection outlives a Redis restart, and its first use after one
     # fails ("Connection lost"); redis-py drops that connection, so a second try opens a
     # fresh one. A message that went out before the failure may arrive twice: the page
@@ -253,7 +270,7 @@ def run_record_events(run: Run, events: list[dict]) -> None:
     # which is most of a batch's time here. The database stays the record: a store that
     # fails fails the run, and its page reads the record again when the status changes.
     told = {**run_state(run), "epochs_done": done, "progress": round(progress, 4)}
-    broadcast(experiment_group(run.experiment_id),
+    broadcast(experiment_group(run.experiment_id), RUN_EVENT,
               {"type": "event", "run": told, "event": events[0]} if len(events) == 1
               else {"type": "events", "run": told, "events": events})
     # The batch keeps its sequence numbers across retries: a retry of a transaction that
@@ -384,11 +401,13 @@ def experiment_evidence_refresh(experiment: Experiment) -> dict:
 
 
 def run_status_changed(run: Run) -> None:
-    """Broadcast a status change, with the comparison when a run has ended."""
-    payload = {"type": "status", "run": run_state(run)}
+    """Tell the browsers a run's status changed: its state row only. Each open page reads
+    its results fragment again (tables and snapshot in one request), so when the run has
+    ended its evidence is stored first: the pages read it, none computes it."""
     if run.has_ended:
-        payload["comparison"] = experiment_comparison(run.experiment)
-    broadcast(experiment_group(run.experiment_id), payload)
+        experiment_evidence(run.experiment)
+    broadcast(experiment_group(run.experiment_id), RUN_STATUS,
+              {"type": "status", "run": run_state(run)})
 
 
 def run_ended(run: Run) -> None:
@@ -509,11 +528,13 @@ def benchmark_send(benchmark: Benchmark) -> None:
 
 
 def benchmark_changed(benchmark: Benchmark, *, ended: bool = False) -> None:
-    """Broadcast the benchmark's progress; when it has ended, the new comparison too."""
-    payload = {"type": "benchmark", "benchmark": benchmark_state(benchmark)}
+    """Tell the browsers the benchmark's state (its progress ticks are drawn in place).
+    When it has ended, the evidence its measurements change is stored first: the pages
+    read it again with their results fragment."""
     if ended:
-        payload["comparison"] = experiment_comparison(benchmark.experiment)
-    broadcast(experiment_group(benchmark.experiment_id), payload)
+        experiment_evidence(benchmark.experiment)
+    broadcast(experiment_group(benchmark.experiment_id), BENCHMARK_CHANGED,
+              {"type": "benchmark", "benchmark": benchmark_state(benchmark)})
 
 
 def benchmark_progress(benchmark: Benchmark, event: dict) -> None:
@@ -726,7 +747,8 @@ def comment_delete(*, comment, user) -> None:
 
 
 def _discussion_changed(experiment_id: int, payload: dict) -> None:
-    transaction.on_commit(lambda: broadcast(experiment_group(experiment_id), payload))
+    transaction.on_commit(lambda: broadcast(experiment_group(experiment_id),
+                                            DISCUSSION_CHANGED, payload))
 
 
 def _interval(ci) -> str:

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from experiments.models import Benchmark, Run, Worker
 from experiments.services import (
+    RUNNERS_CHANGED,
     benchmark_changed,
     benchmark_send,
     broadcast,
@@ -211,7 +212,7 @@ class Heartbeat:
 
 
 def broadcast_runners():
-    broadcast(RUNNERS_GROUP, {"type": "runners"})
+    broadcast(RUNNERS_GROUP, RUNNERS_CHANGED, {"type": "runners"})
 
 
 def queue_depths(names) -> dict:

@@ -125,7 +125,8 @@ def test_it_sends_anonymous_visitors_to_log_in(client, alice, experiment):
 def test_it_lets_a_viewer_comment(client, bob, experiment, monkeypatch,
                                   django_capture_on_commit_callbacks):
     sent = []
-    monkeypatch.setattr(services, "broadcast", lambda group, payload: sent.append((group, payload)))
+    monkeypatch.setattr(services, "broadcast",
+                        lambda group, kind, payload: sent.append((group, kind, payload)))
     client.force_login(bob)
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -136,8 +137,9 @@ def test_it_lets_a_viewer_comment(client, bob, experiment, monkeypatch,
     assert response.url == reverse("experiment_detail", args=[experiment.pk]) + "#discussion"
     comment = Comment.objects.get()
     assert (comment.author, comment.experiment, comment.run) == (bob, experiment, None)
-    assert sent == [(experiment.group_name, {"type": "comment", "action": "added",
-                                             "comment": comment.pk, "run": None})]
+    assert sent == [(experiment.group_name, services.DISCUSSION_CHANGED,
+                     {"type": "comment", "action": "added", "comment": comment.pk,
+                      "run": None})]
     page = client.get(reverse("experiment_detail", args=[experiment.pk])).content.decode()
     assert "Is <strong>XLA</strong> worth it?" in page
 

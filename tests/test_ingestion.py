@@ -78,8 +78,8 @@ def run(alice, alice_team, make_experiment):
 
 def test_it_stores_a_batch_in_one_transaction_and_broadcasts_it_once(run, monkeypatch):
     sent = []
-    monkeypatch.setattr(services, "broadcast", lambda group, payload: sent.append(
-        (group, payload)))
+    monkeypatch.setattr(services, "broadcast", lambda group, kind, payload: sent.append(
+        (group, kind, payload)))
 
     services.run_record_events(run, epochs(1, 100))
     with CaptureQueriesContext(connection) as queries:
@@ -98,10 +98,11 @@ def test_it_stores_a_batch_in_one_transaction_and_broadcasts_it_once(run, monkey
     else:
         assert inserts == 1
     assert sum(sql.startswith("UPDATE") for sql in statements) == 1
-    assert [(group, payload["type"], len(payload["events"])) for group, payload in sent] == [
-        (experiment_group(run.experiment_id), "events", 100),
-        (experiment_group(run.experiment_id), "events", 51)]
-    assert sent[-1][1]["run"]["epochs_done"] == 150
+    assert [(group, kind, payload["type"], len(payload["events"]))
+            for group, kind, payload in sent] == [
+        (experiment_group(run.experiment_id), services.RUN_EVENT, "events", 100),
+        (experiment_group(run.experiment_id), services.RUN_EVENT, "events", 51)]
+    assert sent[-1][2]["run"]["epochs_done"] == 150
     run.refresh_from_db()
     assert (run.epochs_done, run.progress) == (150, 0.75)
     # The stored curves have every epoch of both batches in them.
@@ -110,7 +111,7 @@ def test_it_stores_a_batch_in_one_transaction_and_broadcasts_it_once(run, monkey
 
 
 def test_it_stores_what_jsonb_refuses_as_null(run, monkeypatch):
-    monkeypatch.setattr(services, "broadcast", lambda group, payload: None)
+    monkeypatch.setattr(services, "broadcast", lambda group, kind, payload: None)
 
     services.run_record_events(run, [
         {"event": "epoch", "epoch": 1, "loss": float("nan"), "note": "NaN in text stays"},
@@ -123,7 +124,7 @@ def test_it_stores_what_jsonb_refuses_as_null(run, monkeypatch):
 
 
 def test_it_takes_the_next_numbers_when_another_writer_stored_events(run, monkeypatch):
-    monkeypatch.setattr(services, "broadcast", lambda group, payload: None)
+    monkeypatch.setattr(services, "broadcast", lambda group, kind, payload: None)
     services.run_record_events(run, epochs(1, 2))
     RunEvent.objects.create(run=run, seq=3, kind="log", data={"event": "log"})
 
@@ -135,7 +136,8 @@ def test_it_takes_the_next_numbers_when_another_writer_stored_events(run, monkey
 
 def test_a_single_event_keeps_the_one_event_message(run, monkeypatch):
     sent = []
-    monkeypatch.setattr(services, "broadcast", lambda group, payload: sent.append(payload))
+    monkeypatch.setattr(services, "broadcast",
+                        lambda group, kind, payload: sent.append(payload))
 
     services.run_record_event(run, {"event": "epoch", "epoch": 1, "loss": 0.5})
 
@@ -155,7 +157,7 @@ def test_broadcasts_share_one_redis_connection(monkeypatch):
     opened_before = client.info("stats")["total_connections_received"]
 
     for i in range(50):
-        services.broadcast("ingestion-test", {"i": i})
+        services.broadcast("ingestion-test", services.RUN_EVENT, {"i": i})
 
     received = [services._layer_loop.run(layer.receive(channel), 5)["payload"]["i"]
                 for _ in range(50)]
@@ -184,7 +186,7 @@ def test_a_broadcast_tries_once_more_on_a_lost_connection(monkeypatch, failure):
     layer = FlakyLayer([failure])
     monkeypatch.setattr(services, "get_channel_layer", lambda: layer)
 
-    services.broadcast("g", {"n": 1})
+    services.broadcast("g", services.RUN_EVENT, {"n": 1})
 
     assert layer.sent == [("g", {"n": 1})]
 
@@ -194,9 +196,21 @@ def test_a_broadcast_gives_up_after_a_second_failure_without_failing_the_run(mon
     layer = FlakyLayer([ConnectionResetError("lost"), ConnectionResetError("lost again")])
     monkeypatch.setattr(services, "get_channel_layer", lambda: layer)
 
-    services.broadcast("g", {"n": 1})
+    services.broadcast("g", services.RUN_EVENT, {"n": 1})
 
     assert layer.sent == [] and "broadcast to g failed: lost again" in caplog.text
+
+
+def test_a_broadcast_of_a_kind_no_consumer_handles_is_refused(monkeypatch):
+    # Channels would close every open socket of the group on a message it has no
+    # handler for: the mistake is the caller's, and it is told before anything is sent.
+    layer = FlakyLayer([])
+    monkeypatch.setattr(services, "get_channel_layer", lambda: layer)
+
+    with pytest.raises(ValueError, match="group.event"):
+        services.broadcast("g", "group.event", {"n": 1})
+
+    assert layer.sent == []
 
 
 def test_the_in_process_layer_wakes_the_serving_loop_at_once(monkeypatch):
@@ -223,7 +237,7 @@ def test_the_in_process_layer_wakes_the_serving_loop_at_once(monkeypatch):
         waiting = asyncio.run_coroutine_threadsafe(layer.receive(channel), serving)
         time.sleep(0.1)
 
-        services.broadcast("served", {"n": 1})
+        services.broadcast("served", services.RUN_EVENT, {"n": 1})
 
         assert waiting.result(timeout=2)["payload"] == {"n": 1}
     finally:

@@ -71,7 +71,8 @@ def test_an_idle_experiment_socket_stays_open_and_still_delivers(server, experim
         held = time.monotonic() - opened
         print(f"idle socket held {held:.1f} s, messages meanwhile: {idle}")
 
-        services.broadcast(experiment.group_name, {"type": "status", "probe": "after idle"})
+        services.broadcast(experiment.group_name, services.RUN_STATUS,
+                           {"type": "status", "probe": "after idle"})
 
         assert idle and all(m == {"type": "heartbeat"} for m in idle), server.log_tails()
         assert json.loads(ws.recv(timeout=10)) == {"type": "status", "probe": "after idle"}

@@ -187,6 +187,9 @@ def experiment_detail(request, pk):
 
 @login_required
 def experiment_results(request, pk):
+    """The experiment page's results fragment: the tables, and the snapshot the charts
+    draw (JSON beside them), from one read of the stored evidence. What the page fetches
+    when the websocket tells it a run, the benchmark or the discussion changed."""
     experiment = experiment_for_user(request.user, pk)
     return render(request, "experiments/_results.html",
                   _results_context(experiment, request.user))

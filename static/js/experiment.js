@@ -1,6 +1,8 @@
 // The experiment page: loss/accuracy curves, run statuses and speedups, kept live over
-// the websocket. The database is the record; the socket only notifies, and every
-// (re)connect starts with a snapshot, so a lost message costs nothing.
+// the websocket. The database is the record; the socket only notifies (the engine's
+// epochs come with their numbers, for the live curves), every (re)connect starts with a
+// snapshot, and any other change is read again as one results fragment: the tables and
+// the snapshot they were drawn from. A lost message costs nothing.
 (function () {
   "use strict";
 
@@ -184,8 +186,8 @@
   }
 
   // Curves come from the server already thinned (min/max per bucket) to a few hundred
-  // points per series; live epochs are appended here until a series doubles, then a
-  // resync has the server thin it again.
+  // points per series; live epochs are appended here until a series doubles, then the
+  // server's thinned copy is fetched again (loadCurves).
   function curveDatasets(metric) {
     const datasets = [];
     state.runs.forEach((run) => {
@@ -524,7 +526,7 @@
   }
 
   // The benchmark stage: progress while it measures ("benchmarking: execution 3 of 5"),
-  // then the server draws the results again with its speedups.
+  // then the results fragment again, with the speedups and the accuracy/latency front.
   function drawBenchmark(message) {
     const benchmark = message.benchmark;
     if (!benchmark) return;
@@ -541,9 +543,6 @@
       // Queued (the section has no bar yet) or ended (speedups, noise floor, sign-offs).
       refreshResults();
     }
-    if (message.comparison) { state.comparison = message.comparison; drawSpeedups(); }
-    // The accuracy/latency front now uses the benchmark's latencies: a snapshot brings it.
-    if (ended) resync();
   }
 
   function drawAll() {
@@ -555,16 +554,56 @@
     state.runs.forEach(drawRun);
   }
 
+  // The snapshot a results fragment was drawn from, read from the database when the
+  // fetch was answered. Live events may have taken the page past it since (they are told
+  // before they are stored): a run keeps the curves the page drew, and how far it got
+  // when that is further on in the same status. A run the database holds more epochs of
+  // than the page drew missed some: the curves are fetched again. Only the charts whose
+  // data changed are drawn again: a chart given new datasets forgets the runs hidden in
+  // its legend.
+  function takeSnapshot(fresh) {
+    const ids = (s) => s.runs.map((r) => r.id).join();
+    const speedups = (s) => JSON.stringify([s.comparison, s.runs.map((r) => r.status), s.benchmark]);
+    const runsChanged = ids(fresh) !== ids(state);
+    const speedupsChanged = speedups(fresh) !== speedups(state);
+    const tradeoffChanged = JSON.stringify(fresh.tradeoff) !== JSON.stringify(state.tradeoff);
+    let missed = false;
+    for (const run of fresh.runs) {
+      const old = state.runs.find((r) => r.id === run.id);
+      if (old && old.status === run.status && (old.epochs_done || 0) > (run.epochs_done || 0)) {
+        Object.assign(run, { epochs_done: old.epochs_done, progress: old.progress });
+      }
+      if (old && (old.last_epoch || 0) >= (run.last_epoch || 0)) {
+        Object.assign(run, { series: old.series, telemetry: old.telemetry, summary: old.summary,
+          elapsed: old.elapsed, last_epoch: old.last_epoch });
+      } else if (run.last_epoch) {
+        missed = true;
+      }
+    }
+    state = fresh;
+    if (runsChanged) { drawCurves(); drawTelemetry(); }
+    if (runsChanged || speedupsChanged) drawSpeedups();
+    if (runsChanged || tradeoffChanged) drawTradeoff();
+    drawSummaries();
+    state.runs.forEach(drawRun);
+    if (missed) loadCurves();
+  }
+
   let refreshing = null;
   let refreshAgain = false;
   function refreshResults() {
-    // Tables are rendered by the server, so the page and a reload always agree.
+    // Tables are rendered by the server, so the page and a reload always agree; the
+    // snapshot in the fragment brings what the charts draw of the same evidence (the
+    // speedups, the accuracy/latency front): one request, one read of it.
     // A change told while a fetch is in flight may be newer than its answer: fetch again.
     if (refreshing) { refreshAgain = true; return refreshing; }
     refreshing = fetch(root.dataset.resultsUrl, { credentials: "same-origin" })
       .then((response) => (response.ok ? response.text() : Promise.reject(response.status)))
       // Server-rendered, escaped template output (not data): safe to put in place.
-      .then((html) => { document.getElementById("results").innerHTML = html; state.runs.forEach(drawRun); drawSummaries(); })
+      .then((html) => {
+        document.getElementById("results").innerHTML = html;
+        takeSnapshot(JSON.parse(document.getElementById("experiment-snapshot").textContent));
+      })
       .catch(() => {})
       .finally(() => {
         refreshing = null;
@@ -578,7 +617,7 @@
     if (!run) return null;
     const wasEnded = ENDED.includes(run.status);
     Object.assign(run, update);
-    return { run, justEnded: !wasEnded && ENDED.includes(run.status), restarted: wasEnded && !ENDED.includes(run.status) };
+    return { run, restarted: wasEnded && !ENDED.includes(run.status) };
   }
 
   function onMessage(message) {
@@ -606,7 +645,8 @@
     if (message.type === "benchmark") { drawBenchmark(message); return; }
     if (!message.run) return;
     const merged = mergeRun(message.run);
-    if (!merged) { resync(); return; }
+    // A run the page does not know: its row and its state come with the results.
+    if (!merged) { refreshResults(); return; }
     if (merged.restarted) {
       Object.assign(merged.run, { telemetry: [], series: {}, summary: {}, elapsed: 0, last_epoch: 0 });
     }
@@ -615,22 +655,17 @@
     for (const event of events) applyEvent(merged.run, event);
     if (events.some((event) => event.event === "epoch")) { drawCurves(!curvesLoading); drawSummaries(); }
     if (events.some((event) => event.event === "telemetry")) drawTelemetry();
-    if (message.comparison) { state.comparison = message.comparison; drawSpeedups(); }
     drawRun(merged.run);
+    // A run started, ended or was reset: its tables, the speedups and the accuracy/latency
+    // front, as the server has them now.
     if (message.type === "status") refreshResults();
-    // The accuracy/latency front is computed by the server: a fresh snapshot brings it.
-    if (merged.justEnded || merged.restarted) resync();
   }
 
-  let socket = null;
-  function resync() {
-    if (socket) socket.send({ type: "resync" });
-  }
   root.addEventListener("change", (e) => {
     if (e.target && e.target.id === "full-resolution") loadCurves();
   });
 
   drawAll();
   loadCurves();
-  socket = window.accelwebLiveSocket(root.dataset.wsPath, { onMessage });
+  window.accelwebLiveSocket(root.dataset.wsPath, { onMessage });
 })();
