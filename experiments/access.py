@@ -33,7 +33,13 @@ def role_in(user, team_id) -> str | None:
 def may_change(user, team_id) -> bool:
     """Create experiments, upload, save recipes, cancel, re-run, re-benchmark, sign off:
     the team's members and admins."""
-    return role_in(user, team_id) in CHANGE_ROLES
+    return role_may_change(role_in(user, team_id))
+
+
+def role_may_change(role) -> bool:
+    """may_change for a role the caller has read already (a template drawing many
+    buttons reads it once)."""
+    return role in CHANGE_ROLES
 
 
 def may_manage(user, team_id) -> bool:
@@ -56,7 +62,7 @@ def may_revoke_signoff(user, signoff, role) -> bool:
     """A team admin, or its approver while still allowed to sign off (a member demoted to
     viewer cannot take back what the team now relies on)."""
     return role == Membership.Role.ADMIN or (
-        signoff.approved_by_id == user.pk and role in CHANGE_ROLES
+        signoff.approved_by_id == user.pk and role_may_change(role)
     )
 
 

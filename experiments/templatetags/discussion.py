@@ -9,7 +9,7 @@
 
 from django import template
 
-from ..access import CHANGE_ROLES, may_delete_comment, may_revoke_signoff, role_in
+from ..access import may_delete_comment, may_revoke_signoff, role_in, role_may_change
 from ..comparison import primary_run, recipe_groups
 from ..forms import CommentForm, SignOffForm
 from ..markup import render_markdown
@@ -113,7 +113,7 @@ def signoffs(context, experiment):
                            else None})
     return {
         "experiment": experiment,
-        "can_sign": role in CHANGE_ROLES,
+        "can_sign": role_may_change(role),
         "candidates": candidates,
         "withdrawn": WithdrawnSignOff.objects.filter(experiment=experiment).select_related(
             "run", "approved_by", "withdrawn_by"),
